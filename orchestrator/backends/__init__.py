@@ -1,0 +1,56 @@
+"""Backends decide *where* ``run_trial`` runs; the driver decides *what* runs.
+
+Every backend implements :class:`Backend` and passes the same contract suite
+(``tests/orchestrator/backends/``). The driver submits :class:`TrialSpec` objects and
+collects :class:`Finished` records; a backend never interprets results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+from kdsweep.orchestrator.config import SweepConfig
+from kdsweep.orchestrator.worker import TrialOutcome, TrialSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """An attempt that ended: ``outcome`` when ``run_trial`` returned, else ``error`` (the
+    traceback, or how the process died), which the driver retries or records as failed."""
+
+    spec: TrialSpec
+    outcome: TrialOutcome | None
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """Runs trial attempts somewhere; at most ``slots`` at once."""
+
+    #: How many attempts may run at once.
+    slots: int
+
+    def submit(self, spec: TrialSpec) -> None:
+        """Start an attempt; the caller never submits more than ``slots`` at once."""
+        ...
+
+    def wait(self, timeout_s: float) -> list[Finished]:
+        """Block up to ``timeout_s`` for attempts to end; return those that ended (maybe none)."""
+        ...
+
+    def cancel(self, trial_id: str) -> None:
+        """Stop an attempt; it will not be reported by ``wait``."""
+        ...
+
+    def close(self) -> None:
+        """Stop every attempt and release resources. Idempotent."""
+        ...
+
+
+def make_backend(cfg: SweepConfig) -> Backend:
+    """The backend named by ``cfg.backend.kind``."""
+    if cfg.backend.kind == "local":
+        from kdsweep.orchestrator.backends.local import LocalBackend
+
+        return LocalBackend(cfg.backend.max_concurrent, timeout_s=cfg.backend.timeout_min * 60)
+    raise ValueError(f"backend {cfg.backend.kind!r} is not available; valid: local")

@@ -1,0 +1,151 @@
+"""Local backend: a fixed set of long-lived worker processes on this machine.
+
+One process per slot runs attempt after attempt (no process per trial, let alone per
+report): imports, the frozen config and the store's read cache are paid for once. A worker
+that dies (segfault, OOM kill, ``os._exit``) is noticed through its process sentinel, its
+attempt is reported as failed with the exit code, and the slot gets a fresh process. Workers
+die with the driver (``PR_SET_PDEATHSIG``), so a killed driver leaves no orphan writing to
+the store while a resumed driver re-runs the same trial.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import signal
+import time
+import traceback
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from kdsweep.orchestrator.backends import Finished
+from kdsweep.orchestrator.worker import TrialSpec, run_trial
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux: orphans are then only stopped by the lock-and-resume logic
+        pass
+
+
+def _serve(conn: Connection) -> None:
+    """Worker process main loop: receive a spec, run it, send back the outcome or the error."""
+    _die_with_parent()
+    # Ctrl-C goes to the whole process group; the driver decides how workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            spec = conn.recv()
+        except EOFError:
+            return
+        if spec is None:
+            return
+        try:
+            conn.send(("ok", run_trial(spec)))
+        except BaseException:  # noqa: BLE001 - every failure must reach the driver
+            conn.send(("error", traceback.format_exc()))
+
+
+class _Slot:
+    def __init__(self, ctx: Any) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc: BaseProcess = ctx.Process(target=_serve, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+        self.spec: TrialSpec | None = None
+        self.since = 0.0
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class LocalBackend:
+    """Runs attempts in ``slots`` worker processes; ``timeout_s`` bounds one attempt."""
+
+    def __init__(self, slots: int, timeout_s: float = float("inf")) -> None:
+        self.slots = slots
+        self.timeout_s = timeout_s
+        # forkserver, not fork: the driver has threads (live view) whose locks fork would copy.
+        # The server imports the worker stack and torch once; each worker (and every
+        # replacement of a crashed one) is then a cheap fork of it instead of a fresh
+        # interpreter paying seconds of imports.
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["kdsweep.orchestrator.worker", "torch"])
+        self._workers: list[_Slot | None] = [None] * slots
+
+    def submit(self, spec: TrialSpec) -> None:
+        for i, slot in enumerate(self._workers):
+            if slot is None or not slot.proc.is_alive():
+                if slot is not None:
+                    slot.kill()
+                slot = self._workers[i] = _Slot(self._ctx)
+            if slot.spec is None:
+                slot.spec = spec
+                slot.since = time.monotonic()
+                slot.conn.send(spec)
+                return
+        raise RuntimeError(f"all {self.slots} local slots are busy; the driver must wait first")
+
+    def busy(self) -> int:
+        return sum(1 for s in self._workers if s is not None and s.spec is not None)
+
+    def wait(self, timeout_s: float) -> list[Finished]:
+        busy = [s for s in self._workers if s is not None and s.spec is not None]
+        if not busy:
+            return []
+        deadline = min(s.since + self.timeout_s for s in busy)
+        limit = max(0.0, min(timeout_s, deadline - time.monotonic()))
+        handles: list[Any] = [s.conn for s in busy] + [s.proc.sentinel for s in busy]
+        ready = set(wait(handles, timeout=limit))
+        done: list[Finished] = []
+        now = time.monotonic()
+        for i, slot in enumerate(self._workers):
+            if slot is None or slot.spec is None:
+                continue
+            spec = slot.spec
+            if slot.conn in ready:
+                try:
+                    kind, payload = slot.conn.recv()
+                except (EOFError, OSError):
+                    kind, payload = "died", None
+                if kind == "ok":
+                    done.append(Finished(spec, payload))
+                    slot.spec = None
+                    continue
+                if kind == "error":
+                    done.append(Finished(spec, None, payload))
+                    slot.spec = None
+                    continue
+            if slot.conn in ready or slot.proc.sentinel in ready:
+                slot.proc.join(timeout=5)
+                code = slot.proc.exitcode
+                done.append(Finished(spec, None, f"worker process died (exit code {code}) while running {spec.trial_id}"))
+                slot.kill()
+                self._workers[i] = None
+            elif now - slot.since > self.timeout_s:
+                done.append(Finished(spec, None, f"timed out after {self.timeout_s / 60:.1f} min (backend.timeout_min)"))
+                slot.kill()
+                self._workers[i] = None
+        return done
+
+    def cancel(self, trial_id: str) -> None:
+        for i, slot in enumerate(self._workers):
+            if slot is not None and slot.spec is not None and slot.spec.trial_id == trial_id:
+                slot.kill()
+                self._workers[i] = None
+
+    def close(self) -> None:
+        # Idle workers hold no state (results and checkpoints are on disk), and busy ones are
+        # being abandoned: killing is safe, and joining a clean exit costs seconds per worker.
+        for i, slot in enumerate(self._workers):
+            if slot is not None:
+                slot.kill()
+                self._workers[i] = None

@@ -1,0 +1,160 @@
+"""The ``kdsweep`` command: parse, call, render. Logic lives in the modules it calls.
+
+Exit codes: 0 success; 2 bad input (config, arguments, not a run directory), with every
+problem named; 130 interrupted (the run stays resumable).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig, load_sweep, to_toml
+from kdsweep.orchestrator.rundir import RunDir, write_atomic
+
+app = typer.Typer(
+    help="Sweeps over knowledge-distillation experiments: hyperopt proposals, ASHA early "
+    "stopping read from Parquet results, local / Ray / SLURM backends.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(exc: ConfigError) -> NoReturn:
+    err.print("[bold red]error:[/bold red] invalid input", highlight=False)
+    for issue in exc.issues:
+        err.print(f"  {issue}", highlight=False, markup=False)
+    raise typer.Exit(2)
+
+
+def _run_dir(path: Path) -> RunDir:
+    run = RunDir(path)
+    if not run.is_run():
+        err.print(f"[bold red]error:[/bold red] {path}: not a run directory (no sweep.toml and run.json; made by 'kdsweep launch')", highlight=False)
+        raise typer.Exit(2)
+    return run
+
+
+@app.command()
+def launch(
+    sweep: Annotated[Optional[str], typer.Argument(help="Sweep file (TOML), or the name of an embedded one (e.g. 'synthetic'). Omit it to run the embedded demo.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory to create (default: runs/<name>-<UTC time>).")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="Where trials run: local, ray or slurm (overrides backend.kind).")] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option("--max-concurrent", help="Trials in flight at once (overrides backend.max_concurrent).")] = None,
+    num_trials: Annotated[Optional[int], typer.Option("--num-trials", help="Trials to run in total (overrides num_trials).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field by dotted path, e.g. --set asha.max_epochs=81; the value is read as a TOML literal, else as a string. Repeatable.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this directory: nothing recorded is repeated or lost. Only backend.* and num_trials may change.")] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Show the live progress view.")] = True,
+    top: Annotated[int, typer.Option("--top", help="Rows of the leaderboard printed at the end.")] = 10,
+) -> None:
+    """Run a sweep (or resume one), then print its report."""
+    from kdsweep.orchestrator.backends import make_backend
+    from kdsweep.orchestrator.driver import Driver
+    from kdsweep.orchestrator.live import LiveView
+    from kdsweep.orchestrator.report import render_table, summarize
+
+    overrides = list(set_ or [])
+    if backend is not None:
+        overrides.append(f"backend.kind={backend}")
+    if max_concurrent is not None:
+        overrides.append(f"backend.max_concurrent={max_concurrent}")
+    if num_trials is not None:
+        overrides.append(f"num_trials={num_trials}")
+    try:
+        if resume is not None:
+            if sweep is not None:
+                raise ConfigError([ConfigIssue("command line", "SWEEP", sweep, "omit the sweep file with --resume: the run directory holds its frozen copy")])
+            run = _run_dir(resume)
+            cfg = run.load_config(overrides)
+            if overrides:
+                # Backend and budget may change on resume; the hash (the experiment) does not.
+                write_atomic(run.frozen, to_toml(cfg.document).encode())
+        else:
+            cfg = load_sweep(sweep, overrides)
+            run = RunDir.create(out or _default_out(cfg), cfg)
+        lock = run.acquire_driver_lock()
+    except ConfigError as exc:
+        _fail(exc)
+    console.print(f"run directory: {run.path}  ({cfg.num_trials} trials of {cfg.trainer}, {cfg.searcher}, ASHA {cfg.asha.variant}, backend {cfg.backend.kind})", highlight=False)
+    try:
+        driver_backend = make_backend(cfg)
+        if live and console.is_terminal:
+            with LiveView() as view:
+                Driver(cfg, run, driver_backend, on_update=view.update).run_sweep()
+        else:
+            Driver(cfg, run, driver_backend).run_sweep()
+    except KeyboardInterrupt:
+        err.print(f"interrupted; continue with: kdsweep launch --resume {run.path}", highlight=False)
+        raise typer.Exit(130) from None
+    finally:
+        lock.close()
+    render_table(summarize(str(run.path)), console, top=top)
+    console.print(f"results: {run.results} (Parquet; read with pyarrow, pandas, DuckDB or Polars)", highlight=False)
+
+
+def _default_out(cfg: SweepConfig) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.name}-{stamp}"
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'kdsweep launch'.")],
+    top: Annotated[int, typer.Option("--top", help="Leaderboard rows (table) or records (json/csv).")] = 10,
+    format: Annotated[str, typer.Option("--format", help="table (terminal), json or csv (for scripts).")] = "table",
+) -> None:
+    """Leaderboard and rung survival of a run (works while it runs)."""
+    from kdsweep.orchestrator.report import render_table, summarize, to_csv, to_json
+
+    if format not in ("table", "json", "csv"):
+        err.print(f"[bold red]error:[/bold red] --format = {format!r}: one of table, json, csv", highlight=False)
+        raise typer.Exit(2)
+    run = _run_dir(run_dir)
+    try:
+        summary = summarize(str(run.path))
+    except ConfigError as exc:
+        _fail(exc)
+    if format == "json":
+        sys.stdout.write(to_json(summary, top) + "\n")
+    elif format == "csv":
+        sys.stdout.write(to_csv(summary, top))
+    else:
+        render_table(summary, console, top=top)
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'kdsweep launch'.")]) -> None:
+    """What is running, paused, stopped, failed; how far along the budget is."""
+    from kdsweep.orchestrator.report import render_status, summarize
+
+    run = _run_dir(run_dir)
+    try:
+        render_status(summarize(str(run.path)), console)
+    except ConfigError as exc:
+        _fail(exc)
+
+
+@app.command()
+def compact(run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'kdsweep launch'.")]) -> None:
+    """Merge the run's result fragments into one file, atomically, without changing a row."""
+    from kdsweep.orchestrator.store import Store
+
+    run = _run_dir(run_dir)
+    merged, rows = Store(run.path).compact()
+    console.print(f"compacted {merged} fragments ({rows} rows) in {run.results}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,569 @@
+"""Sweep files: TOML loading, ``--set`` overrides, validation that names every bad field.
+
+A sweep file has these top-level keys (DESIGN.md; examples in ``search_spaces/``)::
+
+    name, trainer, searcher, num_trials, seed, n_startup_trials, points_to_evaluate,
+    [space]     one entry per searched parameter, e.g. lr = {type = "loguniform", low = 1e-4, high = 1}
+    [asha]      metric, mode, min_epochs, max_epochs, reduction_factor, variant, eval_every_epochs
+    [backend]   kind, max_concurrent, max_retries, per-trial resources
+    [settings]  the trainer's own settings (its ``Settings`` dataclass)
+    [data]      the dataset, for trainers that read one (their ``Data`` dataclass)
+
+Validation collects *every* problem before reporting: each :class:`ConfigIssue` names the
+source (file or ``--set``), the dotted field, the value found and what is allowed. Loading has
+no side effects; the caller decides where the frozen copy goes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from kdsweep.orchestrator.space import ParamSpec
+from kdsweep.trainers.base import trainer_class, TRAINERS
+
+FROZEN_NAME = "sweep.toml"
+
+#: Fields that may differ between a run and its resumption: where and how fast trials run,
+#: and how many are wanted. Everything else defines the experiment and enters the hash.
+RESUMABLE_FIELDS = ("backend", "num_trials")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigIssue:
+    """One invalid field: where it came from, its dotted path, the value, what is allowed."""
+
+    source: str
+    field: str
+    value: Any
+    allowed: str
+
+    def __str__(self) -> str:
+        shown = "(missing)" if self.value is _MISSING else repr(self.value)
+        return f"{self.source}: {self.field} = {shown}: {self.allowed}"
+
+
+class ConfigError(ValueError):
+    """Raised with every :class:`ConfigIssue` found, so a user fixes them all in one pass."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("invalid sweep configuration:\n" + "\n".join(f"  {i}" for i in self.issues))
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(missing)"
+
+
+_MISSING: Any = _Missing()
+
+
+@dataclasses.dataclass(frozen=True)
+class AshaConfig:
+    """Asynchronous Successive Halving: the rung ladder and which variant runs it."""
+
+    metric: str
+    mode: Literal["max", "min"] = "max"
+    min_epochs: int = 1
+    max_epochs: int = 27
+    reduction_factor: int = 3
+    variant: Literal["stop", "promote"] = "stop"
+    #: Evaluate (and write a report row) every this many epochs; rung epochs always evaluate.
+    eval_every_epochs: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendConfig:
+    """Where trials run and with what; ``*_per_trial`` are requests, not guarantees."""
+
+    kind: Literal["local", "ray", "slurm"] = "local"
+    max_concurrent: int = 2
+    max_retries: int = 2
+    cpus_per_trial: int = 1
+    gpus_per_trial: float = 0.0
+    mem_gb: float = 4.0
+    timeout_min: float = 24 * 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep: everything the driver, workers and reports need."""
+
+    name: str
+    trainer: str
+    searcher: Literal["tpe", "random"]
+    num_trials: int
+    seed: int
+    n_startup_trials: int
+    space: tuple[ParamSpec, ...]
+    points_to_evaluate: tuple[Mapping[str, Any], ...]
+    asha: AshaConfig
+    backend: BackendConfig
+    settings: Any
+    data: Any
+    #: The normalised document (defaults filled in) that ``to_toml`` writes and the hash covers.
+    document: Mapping[str, Any]
+    source: str
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 (16 hex digits) of the experiment-defining part of the document.
+
+        Backend and ``num_trials`` are left out: moving a sweep from a laptop to SLURM, or
+        asking for more trials on resume, does not change what a result means.
+        """
+        core = {k: v for k, v in self.document.items() if k not in RESUMABLE_FIELDS}
+        canonical = json.dumps(core, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def param_types(self) -> dict[str, Any]:
+        return {p.name: p.arrow_type() for p in self.space}
+
+
+_TOP_LEVEL = (
+    "name", "trainer", "searcher", "num_trials", "seed", "n_startup_trials",
+    "points_to_evaluate", "space", "asha", "backend", "settings", "data",
+)  # fmt: skip
+
+_PARAM_KEYS: dict[str, tuple[str, ...]] = {
+    "uniform": ("low", "high"),
+    "loguniform": ("low", "high"),
+    "quniform": ("low", "high", "q"),
+    "int": ("low", "high"),
+    "choice": ("values",),
+}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``key.path=value`` → (path, value); the value is a TOML literal, else a plain string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError([ConfigIssue("--set", text, _MISSING, "expected KEY.PATH=VALUE, e.g. asha.max_epochs=81")])
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+class _Collector:
+    """Accumulates issues; ``source_of`` tells whether a field came from the file or ``--set``."""
+
+    def __init__(self, source: str, overridden: set[str]) -> None:
+        self.issues: list[ConfigIssue] = []
+        self.source = source
+        self.overridden = overridden
+
+    def add(self, field: str, value: Any, allowed: str) -> None:
+        src = "--set" if any(field == o or field.startswith(o + ".") for o in self.overridden) else self.source
+        self.issues.append(ConfigIssue(src, field, value, allowed))
+
+
+def load_sweep(path: str | Path | None, overrides: Sequence[str] = ()) -> SweepConfig:
+    """Read a sweep file (``None``: the embedded demo), apply ``--set`` overrides, validate.
+
+    Raises :class:`ConfigError` listing every problem. Never writes anything.
+    """
+    from kdsweep.search_spaces import DEMO, resolve
+
+    file = resolve(path) if path is not None else resolve(DEMO)
+    source = str(path) if path is not None else f"{DEMO} (embedded demo)"
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(source, "(file)", str(file), f"cannot be read: {exc.strerror}")]) from None
+    return load_sweep_text(text, source, overrides)
+
+
+def load_sweep_text(text: str, source: str, overrides: Sequence[str] = ()) -> SweepConfig:
+    """As :func:`load_sweep`, from TOML text; ``source`` names it in messages."""
+    try:
+        doc: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigIssue(source, "(syntax)", _MISSING, f"not valid TOML: {exc}")]) from None
+    overridden: set[str] = set()
+    for item in overrides:
+        keys, value = parse_override(item)
+        table = doc
+        for i, k in enumerate(keys[:-1]):
+            nxt = table.setdefault(k, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError([ConfigIssue("--set", ".".join(keys[: i + 1]), nxt, "is not a table; cannot set a key inside it")])
+            table = nxt
+        table[keys[-1]] = value
+        overridden.add(".".join(keys))
+    return _validate(doc, _Collector(source, overridden))
+
+
+def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
+    for key in doc:
+        if key not in _TOP_LEVEL:
+            c.add(key, doc[key], f"unknown key; valid top-level keys: {', '.join(_TOP_LEVEL)}")
+
+    name = _scalar(c, doc, "name", str, "default")
+    if isinstance(name, str) and (not name or any(ch in name for ch in "/\\\0")):
+        c.add("name", name, "a non-empty name without path separators")
+    trainer = _scalar(c, doc, "trainer", str, _MISSING)
+    trainer_cls: Any = None
+    if isinstance(trainer, str):
+        if trainer in TRAINERS:
+            trainer_cls = trainer_class(trainer)
+        else:
+            c.add("trainer", trainer, f"one of {', '.join(sorted(TRAINERS))}")
+    searcher = _scalar(c, doc, "searcher", str, "tpe")
+    if searcher not in ("tpe", "random"):
+        c.add("searcher", searcher, "'tpe' or 'random'")
+    num_trials = _positive_int(c, doc, "num_trials", _MISSING)
+    seed = _scalar(c, doc, "seed", int, 0)
+    n_startup = _positive_int(c, doc, "n_startup_trials", 10)
+
+    space = _space(c, doc.get("space", _MISSING))
+    points = _points(c, doc.get("points_to_evaluate", []), space)
+
+    asha = _dataclass(c, AshaConfig, doc.get("asha", _MISSING), "asha")
+    if isinstance(asha, AshaConfig):
+        _check_asha(c, asha)
+    backend = _dataclass(c, BackendConfig, doc.get("backend", {}), "backend")
+    if isinstance(backend, BackendConfig):
+        _check_backend(c, backend)
+
+    settings: Any = None
+    data: Any = None
+    if trainer_cls is not None:
+        settings = _dataclass(c, trainer_cls.Settings, doc.get("settings", {}), "settings")
+        data_cls = getattr(trainer_cls, "Data", None)
+        if data_cls is None:
+            if "data" in doc:
+                c.add("data", doc["data"], f"trainer {trainer!r} reads no dataset; remove the [data] table")
+        else:
+            data = _dataclass(c, data_cls, doc.get("data", {}), "data")
+        check = getattr(trainer_cls, "validate", None)
+        if check is not None and settings is not None and not c.issues:
+            # Trainer-specific cross-field rules (e.g. a frozen target node), reported the same way.
+            for field, value, allowed in check(settings, data, space):
+                c.add(field, value, allowed)
+    if isinstance(asha, AshaConfig) and trainer_cls is not None and settings is not None and not c.issues:
+        names = list(trainer_cls.metric_names(settings))
+        if asha.metric not in names:
+            c.add("asha.metric", asha.metric, f"a metric trainer {trainer!r} reports: {', '.join(names)}")
+
+    if c.issues:
+        raise ConfigError(c.issues)
+    document = {
+        "name": name,
+        "trainer": trainer,
+        "searcher": searcher,
+        "num_trials": num_trials,
+        "seed": seed,
+        "n_startup_trials": n_startup,
+        "points_to_evaluate": [dict(p) for p in points],
+        "space": {p.name: _param_doc(p) for p in space},
+        "asha": dataclasses.asdict(asha),
+        "backend": dataclasses.asdict(backend),
+        "settings": dataclasses.asdict(settings),
+    }
+    if data is not None:
+        document["data"] = dataclasses.asdict(data)
+    return SweepConfig(
+        name=name, trainer=trainer, searcher=searcher, num_trials=num_trials, seed=seed,
+        n_startup_trials=n_startup, space=space, points_to_evaluate=points, asha=asha,
+        backend=backend, settings=settings, data=data, document=document, source=c.source,
+    )  # fmt: skip
+
+
+def _scalar(c: _Collector, doc: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = doc.get(key, default)
+    if value is _MISSING:
+        c.add(key, _MISSING, f"required ({kind.__name__})")
+    elif not _is_type(value, kind):
+        c.add(key, value, f"must be {kind.__name__}")
+    return value
+
+
+def _positive_int(c: _Collector, doc: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = _scalar(c, doc, key, int, default)
+    if _is_type(value, int) and value < 1:
+        c.add(key, value, "must be an integer >= 1")
+    return value
+
+
+def _is_type(value: Any, kind: Any) -> bool:
+    """TOML-aware type check: bool is not an int, and an int is an acceptable float."""
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _space(c: _Collector, table: Any) -> tuple[ParamSpec, ...]:
+    if table is _MISSING or not isinstance(table, Mapping) or not table:
+        c.add("space", table, "a table with at least one parameter, e.g. lr = {type = \"uniform\", low = 0.01, high = 0.1}")
+        return ()
+    specs: list[ParamSpec] = []
+    for name, entry in table.items():
+        field = f"space.{name}"
+        if not isinstance(entry, Mapping):
+            c.add(field, entry, "a table with 'type' and its bounds or values")
+            continue
+        kind = entry.get("type", _MISSING)
+        if kind not in _PARAM_KEYS:
+            c.add(f"{field}.type", kind, f"one of {', '.join(_PARAM_KEYS)}")
+            continue
+        wanted = _PARAM_KEYS[kind]
+        bad = False
+        for key in entry:
+            if key != "type" and key not in wanted:
+                c.add(f"{field}.{key}", entry[key], f"unknown key for type {kind!r}; valid: type, {', '.join(wanted)}")
+                bad = True
+        for key in wanted:
+            if key not in entry:
+                c.add(f"{field}.{key}", _MISSING, f"required for type {kind!r}")
+                bad = True
+        if bad:
+            continue
+        if kind == "choice":
+            values = entry["values"]
+            if not isinstance(values, list) or not values:
+                c.add(f"{field}.values", values, "a non-empty list")
+                continue
+            kinds = {type(v) for v in values}
+            numeric = kinds <= {int, float}
+            if not (numeric or len(kinds) == 1) or not kinds <= {int, float, str, bool}:
+                c.add(f"{field}.values", values, "scalars of one type (numbers, strings or booleans)")
+                continue
+            if len(set(values)) != len(values):
+                c.add(f"{field}.values", values, "distinct values")
+                continue
+            try:
+                specs.append(ParamSpec(name, "choice", values=tuple(values)))
+            except ValueError as exc:
+                c.add(f"{field}.values", values, str(exc))
+            continue
+        numbers = {k: entry[k] for k in wanted}
+        for key, v in numbers.items():
+            if not _is_type(v, float) or not math.isfinite(v):
+                c.add(f"{field}.{key}", v, "a finite number")
+                bad = True
+        if bad:
+            continue
+        low, high = float(numbers["low"]), float(numbers["high"])
+        if kind == "int" and not (_is_type(numbers["low"], int) and _is_type(numbers["high"], int)):
+            c.add(f"{field}.low", numbers["low"], "integers for type 'int' (inclusive bounds)")
+        elif low >= high:
+            c.add(f"{field}.high", numbers["high"], f"greater than low ({numbers['low']})")
+        elif kind == "loguniform" and low <= 0:
+            c.add(f"{field}.low", numbers["low"], "> 0 for type 'loguniform'")
+        elif kind == "quniform" and float(numbers["q"]) <= 0:
+            c.add(f"{field}.q", numbers["q"], "> 0")
+        else:
+            q = float(numbers["q"]) if kind == "quniform" else None
+            try:
+                specs.append(ParamSpec(name, kind, low=low, high=high, q=q))
+            except ValueError as exc:  # the spec's own rules, e.g. quniform bounds on the grid
+                c.add(field, dict(entry), str(exc))
+    return tuple(specs)
+
+
+def _param_doc(p: ParamSpec) -> dict[str, Any]:
+    if p.kind == "choice":
+        return {"type": "choice", "values": list(p.values)}
+    out: dict[str, Any] = {"type": p.kind, "low": p.low, "high": p.high}
+    if p.kind == "int":
+        out = {"type": "int", "low": int(p.low or 0), "high": int(p.high or 0)}
+    if p.q is not None:
+        out["q"] = p.q
+    return out
+
+
+def _points(c: _Collector, points: Any, space: Sequence[ParamSpec]) -> tuple[Mapping[str, Any], ...]:
+    """Fixed trials evaluated first (research baselines). They may lie outside a continuous
+    range (a baseline often does: the seed's b = 0.05 under a 0.1–1.0 search range) but must be
+    of the parameter's type, and a choice parameter's value must be one of its values."""
+    if not isinstance(points, list) or not all(isinstance(p, Mapping) for p in points):
+        c.add("points_to_evaluate", points, "a list of tables, one value per searched parameter")
+        return ()
+    by_name = {p.name: p for p in space}
+    out: list[Mapping[str, Any]] = []
+    for i, point in enumerate(points):
+        field = f"points_to_evaluate[{i}]"
+        ok = True
+        for key in point:
+            if key not in by_name:
+                c.add(f"{field}.{key}", point[key], f"not a searched parameter; valid: {', '.join(by_name)}")
+                ok = False
+        for name, spec in by_name.items():
+            value = point.get(name, _MISSING)
+            if value is _MISSING:
+                c.add(f"{field}.{name}", _MISSING, "every searched parameter needs a value")
+                ok = False
+            elif spec.kind == "choice" and value not in spec.values:
+                c.add(f"{field}.{name}", value, f"one of {list(spec.values)}")
+                ok = False
+            elif spec.kind == "int" and not _is_type(value, int):
+                c.add(f"{field}.{name}", value, "an integer")
+                ok = False
+            elif spec.kind != "choice" and (not _is_type(value, float) or not math.isfinite(value)):
+                c.add(f"{field}.{name}", value, "a finite number")
+                ok = False
+            elif spec.kind == "loguniform" and value <= 0:
+                c.add(f"{field}.{name}", value, "> 0 (loguniform parameter)")
+                ok = False
+        if ok:
+            out.append({name: (float(v) if by_name[name].kind in ("uniform", "loguniform", "quniform") else v) for name, v in point.items()})
+    return tuple(out)
+
+
+def _dataclass(c: _Collector, cls: Any, table: Any, prefix: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, reporting unknown, missing and mistyped keys."""
+    if table is _MISSING:
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        c.add(f"[{prefix}]", _MISSING, f"required table with keys: {', '.join(required)}")
+        return None
+    if not isinstance(table, Mapping):
+        c.add(prefix, table, "must be a table")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    before = len(c.issues)
+    for key in table:
+        if key not in fields:
+            c.add(f"{prefix}.{key}", table[key], f"unknown key; valid: {', '.join(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        field = f"{prefix}.{name}"
+        if name not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                c.add(field, _MISSING, f"required ({_describe(hints[name])})")
+            continue
+        value = _coerce(table[name], hints[name])
+        if value is _MISSING:
+            c.add(field, table[name], f"must be {_describe(hints[name])}")
+        else:
+            kwargs[name] = value
+    if len(c.issues) > before:
+        return None
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` converted to ``hint`` (int→float, list→tuple), or ``_MISSING`` if it does not fit."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Literal:
+        return value if value in args and type(value) in {type(a) for a in args} else _MISSING
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            got = _coerce(value, arg)
+            if got is not _MISSING:
+                return got
+        return _MISSING
+    if origin in (tuple, list, Sequence):
+        if not isinstance(value, list):
+            return _MISSING
+        item = args[0] if args else Any
+        items = [_coerce(v, item) for v in value]
+        return _MISSING if any(v is _MISSING for v in items) else tuple(items)
+    if origin in (dict, Mapping):
+        return dict(value) if isinstance(value, dict) else _MISSING
+    if hint is Any:
+        return value
+    if hint is float:
+        return float(value) if _is_type(value, float) else _MISSING
+    if isinstance(hint, type):
+        return value if _is_type(value, hint) else _MISSING
+    return _MISSING
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("none (omit it)" if a is type(None) else _describe(a) for a in args)
+    if origin in (tuple, list, Sequence):
+        return f"a list of {_describe(args[0]) if args else 'values'}"
+    if origin in (dict, Mapping):
+        return "a table"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+
+
+def _check_asha(c: _Collector, a: AshaConfig) -> None:
+    if a.min_epochs < 1:
+        c.add("asha.min_epochs", a.min_epochs, "an integer >= 1")
+    if a.max_epochs < a.min_epochs:
+        c.add("asha.max_epochs", a.max_epochs, f"an integer >= asha.min_epochs ({a.min_epochs})")
+    if a.reduction_factor < 2:
+        c.add("asha.reduction_factor", a.reduction_factor, "an integer >= 2")
+    if a.eval_every_epochs < 1:
+        c.add("asha.eval_every_epochs", a.eval_every_epochs, "an integer >= 1")
+
+
+def _check_backend(c: _Collector, b: BackendConfig) -> None:
+    if b.max_concurrent < 1:
+        c.add("backend.max_concurrent", b.max_concurrent, "an integer >= 1")
+    if b.max_retries < 0:
+        c.add("backend.max_retries", b.max_retries, "an integer >= 0")
+    if b.cpus_per_trial < 1:
+        c.add("backend.cpus_per_trial", b.cpus_per_trial, "an integer >= 1")
+    if b.gpus_per_trial < 0:
+        c.add("backend.gpus_per_trial", b.gpus_per_trial, "a number >= 0 (fractions pack trials onto one GPU)")
+    if b.mem_gb <= 0:
+        c.add("backend.mem_gb", b.mem_gb, "a number > 0")
+    if b.timeout_min <= 0:
+        c.add("backend.timeout_min", b.timeout_min, "a number > 0")
+
+
+def to_toml(doc: Mapping[str, Any]) -> str:
+    """Serialise a normalised sweep document (scalars, lists, nested tables) as TOML."""
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    for key, value in doc.items():
+        if isinstance(value, Mapping):
+            tables.append((key, value))
+        else:
+            lines.append(f"{_key(key)} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append("")
+        lines.append(f"[{_key(name)}]")
+        for key, value in table.items():
+            if value is not None:
+                lines.append(f"{_key(key)} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, str)):
+        return json.dumps(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML: {value!r}")

@@ -1,0 +1,247 @@
+"""The sweep loop: keep ``max_concurrent`` attempts in flight, collect how they end, retry.
+
+Everything the driver knows is rebuilt from the run directory when it starts, so a fresh
+run and ``--resume`` are the same code path: trial records say what was proposed, the store
+says what happened. Trials that were proposed but had not ended are submitted again with the
+same id and parameters (resuming from their checkpoints); the searcher is replayed from the
+records and results, so it is never asked twice for the same slot of the budget.
+
+Decisions are not made here in the ``stop`` variant — workers apply ASHA themselves. In the
+``promote`` variant the driver runs ASHA's ``get_job``: a free slot goes to the best paused
+trial that earned a promotion, else to a new trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from kdsweep.orchestrator import asha
+from kdsweep.orchestrator.backends import Backend, Finished
+from kdsweep.orchestrator.config import SweepConfig
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord, trial_id_of, trial_index
+from kdsweep.orchestrator.schema import TERMINAL_EVENTS, Event
+from kdsweep.orchestrator.search import Searcher
+from kdsweep.orchestrator.worker import TrialSpec, failure_row, results_store
+
+
+@dataclasses.dataclass
+class TrialState:
+    """The driver's view of one trial: its record and the last thing the store said."""
+
+    record: TrialRecord
+    event: str | None = None  # last event in the store, None before the first report
+    epoch: int = 0
+    value: float | None = None
+    running: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What the live view shows; also the driver's final summary."""
+
+    counts: dict[str, int]
+    num_trials: int
+    elapsed_s: float
+    best_trial: str | None
+    best_value: float | None
+    best_params: dict[str, Any]
+    metric: str
+
+
+class Driver:
+    """Runs a sweep in ``run`` on ``backend`` until its budget is spent.
+
+    ``clock`` is injectable (the simulator and tests use a virtual one); ``on_update`` is
+    called with a :class:`Snapshot` after every change, at most every ``update_s`` seconds.
+    """
+
+    def __init__(
+        self,
+        cfg: SweepConfig,
+        run: RunDir,
+        backend: Backend,
+        *,
+        on_update: Callable[[Snapshot], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.cfg, self.run, self.backend = cfg, run, backend
+        self.on_update = on_update
+        self.clock = clock
+        self.poll_s = poll_s
+        self.store = results_store(run.path)
+        a = cfg.asha
+        self.ladder = asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
+        self.searcher = Searcher(
+            cfg.space, cfg.searcher, cfg.seed, a.mode,
+            points_to_evaluate=cfg.points_to_evaluate, n_startup_trials=cfg.n_startup_trials,
+        )  # fmt: skip
+        self.trials: dict[str, TrialState] = {}
+        self.queue: deque[TrialSpec] = deque()
+        # The next new trial, proposed while every slot was busy (see ``_prepare``).
+        self.prepared: TrialSpec | None = None
+        self._rebuild()
+
+    # -- state from the run directory --------------------------------------------------------
+
+    def _rebuild(self) -> None:
+        """Load trial records and their last store events; replay the searcher; queue every
+        trial that had not ended (its attempt resumes from its checkpoint)."""
+        last: dict[str, dict[str, Any]] = {}
+        for row in self.store.rows():
+            last[row["trial_id"]] = row
+        metric = self.cfg.asha.metric
+        for tid, record in self.run.read_trials().items():
+            state = TrialState(record)
+            row = last.get(tid)
+            if row is not None:
+                state.event, state.epoch = row["event"], int(row["epoch"])
+                v = row.get(metric)
+                state.value = None if v is None else float(v)
+            self.trials[tid] = state
+            ended = state.event in TERMINAL_EVENTS or state.event == Event.PAUSED.value
+            if state.event == Event.FAILED.value:
+                self.searcher.replay(tid, record.params, None, "fail")
+            else:
+                self.searcher.replay(tid, record.params, state.value if ended else None, "ok")
+            if not ended:
+                self.queue.append(self._spec(record))
+
+    def _spec(self, record: TrialRecord) -> TrialSpec:
+        return TrialSpec(str(self.run.path), record.trial_id, dict(record.params), record.origin, record.attempt, record.until_epoch)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run_sweep(self) -> Snapshot:
+        """Run until every trial has ended and no promotion is possible; return the summary.
+        On KeyboardInterrupt every attempt is stopped and the run stays resumable."""
+        self.started = self.clock()
+        self._last_update = -math.inf
+        try:
+            while True:
+                while self._running() < self.backend.slots:
+                    spec = self._next_job()
+                    if spec is None:
+                        break
+                    self.trials[spec.trial_id].running = True
+                    self.backend.submit(spec)
+                self._update()
+                if self._running() == 0:
+                    break
+                self._prepare()
+                for finished in self.backend.wait(self.poll_s):
+                    self._collect(finished)
+        finally:
+            self.backend.close()
+        self._update(force=True)
+        return self.snapshot()
+
+    def _running(self) -> int:
+        return sum(1 for t in self.trials.values() if t.running)
+
+    def _next_job(self) -> TrialSpec | None:
+        if self.queue:
+            return self.queue.popleft()
+        if self.cfg.asha.variant == "promote":
+            spec = self._promotion()
+            if spec is not None:
+                return spec
+        if self.prepared is not None:
+            spec, self.prepared = self.prepared, None
+            return spec
+        return self._new_trial()
+
+    def _prepare(self) -> None:
+        """Propose the next new trial while the workers are busy, not when one of them has
+        just become idle: a TPE proposal costs milliseconds, a whole trial of a cheap
+        trainer not much more, so asking on the critical path would idle workers. The
+        proposal misses at most the results that arrive during the wait."""
+        if self.prepared is None and not self.queue:
+            self.prepared = self._new_trial()
+
+    def _new_trial(self) -> TrialSpec | None:
+        if len(self.trials) >= self.cfg.num_trials:
+            return None
+        index = 1 + max((trial_index(t) for t in self.trials), default=-1)
+        tid = trial_id_of(index)
+        params = self.searcher.ask(tid)
+        origin = "fixed" if any(dict(p) == params for p in self.cfg.points_to_evaluate) else self.cfg.searcher
+        until = self.ladder[0] if self.cfg.asha.variant == "promote" else None
+        record = TrialRecord(tid, params, origin, 0, until)
+        self.run.write_trial(record)
+        self.trials[tid] = TrialState(record)
+        return self._spec(record)
+
+    def _promotion(self) -> TrialSpec | None:
+        """ASHA's get_job over the store: the best paused trial in the top 1/η of its rung."""
+        metric, max_epochs = self.cfg.asha.metric, self.cfg.asha.max_epochs
+        rungs = [self.store.rung_values(k, metric) for k in range(len(self.ladder))]
+        promoted = [
+            {tid for tid, t in self.trials.items() if (t.record.until_epoch or max_epochs) > milestone}
+            for milestone in self.ladder
+        ]
+        busy = {tid for tid, t in self.trials.items() if t.running or t.event != Event.PAUSED.value}
+        chosen = asha.promotion(rungs, promoted, self.cfg.asha.reduction_factor, self.cfg.asha.mode, busy)
+        if chosen is None:
+            return None
+        tid, rung = chosen
+        state = self.trials[tid]
+        state.record = dataclasses.replace(state.record, until_epoch=self.ladder[rung])
+        self.run.write_trial(state.record)
+        return self._spec(state.record)
+
+    def _collect(self, finished: Finished) -> None:
+        state = self.trials[finished.spec.trial_id]
+        state.running = False
+        tid = state.record.trial_id
+        if finished.outcome is not None:
+            out = finished.outcome
+            state.event, state.epoch, state.value = out.event, out.epoch, out.value
+            self.searcher.tell(tid, out.value)
+            return
+        record = dataclasses.replace(state.record, attempt=state.record.attempt + 1)
+        state.record = record
+        self.run.write_trial(record)
+        if record.attempt <= self.cfg.backend.max_retries:
+            self.queue.appendleft(self._spec(record))
+            return
+        epoch = max((int(r["epoch"]) for r in self.store.trial_rows(tid)), default=0)
+        error = (finished.error or "unknown error").strip()
+        self.store.append([failure_row(self.cfg, finished.spec, epoch, error)])
+        state.event, state.epoch = Event.FAILED.value, epoch
+        self.searcher.tell(tid, None, "fail")
+
+    # -- progress --------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        counts: Counter[str] = Counter()
+        for t in self.trials.values():
+            counts["running" if t.running else (t.event or "queued")] += 1
+        sign = 1.0 if self.cfg.asha.mode == "max" else -1.0
+        best: TrialState | None = None
+        for t in self.trials.values():
+            if t.value is not None and not math.isnan(t.value):
+                if best is None or sign * t.value > sign * (best.value or 0.0):
+                    best = t
+        return Snapshot(
+            counts=dict(counts),
+            num_trials=self.cfg.num_trials,
+            elapsed_s=self.clock() - self.started,
+            best_trial=best.record.trial_id if best else None,
+            best_value=best.value if best else None,
+            best_params=dict(best.record.params) if best else {},
+            metric=self.cfg.asha.metric,
+        )
+
+    def _update(self, force: bool = False) -> None:
+        if self.on_update is None:
+            return
+        now = self.clock()
+        if force or now - self._last_update >= 0.25:
+            self._last_update = now
+            self.on_update(self.snapshot())

@@ -1,0 +1,181 @@
+"""The run directory: its layout, its frozen config, and the trial records.
+
+::
+
+    RUN_DIR/
+      sweep.toml        frozen, normalised copy of the sweep (what every worker loads)
+      run.json          config hash, creation time, kdsweep version
+      results/          the Parquet dataset (orchestrator/store.py): the source of truth
+      trials/<id>.json  one record per trial: params, origin, attempt, target epoch
+      checkpoints/      <trial_id>.pt at rung boundaries
+      cache/            shared by trials of the sweep (teachers)
+      .driver.lock      held (flock) by the one live driver
+
+Trial records exist so that a trial proposed by a driver that was then killed is resumed
+with the same id and parameters instead of being proposed again: "no lost and no
+duplicated trial". Every file here is written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from kdsweep.orchestrator.config import (
+    FROZEN_NAME,
+    RESUMABLE_FIELDS,
+    ConfigError,
+    ConfigIssue,
+    SweepConfig,
+    load_sweep_text,
+    parse_override,
+    to_toml,
+)
+from kdsweep.orchestrator.schema import kdsweep_version
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRecord:
+    """What the driver decided about a trial, independent of what it has reported."""
+
+    trial_id: str
+    params: Mapping[str, Any]
+    origin: str
+    #: Crashed attempts so far; the next attempt has this index.
+    attempt: int = 0
+    #: Train up to this epoch, then pause (promote variant); None: to ``max_epochs``.
+    until_epoch: int | None = None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class RunDir:
+    """Paths and records of one run directory."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.results = self.path / "results"
+        self.trials = self.path / "trials"
+        self.checkpoints = self.path / "checkpoints"
+        self.cache = self.path / "cache"
+        self.frozen = self.path / FROZEN_NAME
+        self.meta = self.path / "run.json"
+        self.lock = self.path / ".driver.lock"
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], cfg: SweepConfig) -> RunDir:
+        """Make a new run directory holding the frozen config. Refuses a non-empty directory."""
+        run = cls(path)
+        if run.path.exists() and any(run.path.iterdir()):
+            raise ConfigError([ConfigIssue("--out", "(run directory)", str(run.path), "an empty or new directory (use --resume to continue a run)")])
+        for d in (run.path, run.results, run.trials, run.checkpoints, run.cache):
+            d.mkdir(parents=True, exist_ok=True)
+        write_atomic(run.frozen, to_toml(cfg.document).encode())
+        meta = {
+            "config_hash": cfg.config_hash,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "kdsweep_version": kdsweep_version(),
+            "source": cfg.source,
+        }
+        write_atomic(run.meta, json.dumps(meta, indent=2).encode())
+        return run
+
+    def is_run(self) -> bool:
+        return self.frozen.is_file() and self.meta.is_file()
+
+    def load_config(self, overrides: Sequence[str] = ()) -> SweepConfig:
+        """The frozen config, with resume-time overrides of ``RESUMABLE_FIELDS`` only.
+
+        Raises ConfigError if the directory is not a run, an override touches the experiment
+        itself, or sweep.toml was edited since the run began (its hash no longer matches).
+        """
+        if not self.is_run():
+            raise ConfigError([ConfigIssue(str(self.path), "(run directory)", str(self.path), f"a run directory made by 'kdsweep launch' (with {FROZEN_NAME} and run.json)")])
+        issues = []
+        for item in overrides:
+            keys, _ = parse_override(item)
+            if keys[0] not in RESUMABLE_FIELDS:
+                issues.append(ConfigIssue("--set", ".".join(keys), item, f"only {', '.join(RESUMABLE_FIELDS)} can change on resume; start a new run to change the experiment"))
+        if issues:
+            raise ConfigError(issues)
+        cfg = load_sweep_text(self.frozen.read_text(), str(self.frozen), overrides)
+        expected = json.loads(self.meta.read_text())["config_hash"]
+        if cfg.config_hash != expected:
+            raise ConfigError([ConfigIssue(str(self.frozen), "(content)", cfg.config_hash, f"unchanged since the run began (hash {expected}); start a new run instead of editing it")])
+        return cfg
+
+    # -- trial records ---------------------------------------------------------------
+
+    def write_trial(self, record: TrialRecord) -> None:
+        self.trials.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.trials / f"{record.trial_id}.json", json.dumps(dataclasses.asdict(record)).encode())
+
+    def read_trials(self) -> dict[str, TrialRecord]:
+        """All trial records, by id in creation order."""
+        records = []
+        if self.trials.is_dir():
+            for p in self.trials.glob("*.json"):
+                records.append(TrialRecord(**json.loads(p.read_text())))
+        records.sort(key=lambda r: trial_index(r.trial_id))
+        return {r.trial_id: r for r in records}
+
+    # -- the driver lock -----------------------------------------------------------------
+
+    def acquire_driver_lock(self) -> IO[str]:
+        """Hold the run's driver lock for the life of the returned file (released on exit, even
+        on ``kill -9``). A second driver on the same run gets ConfigError naming the holder."""
+        fh = open(self.lock, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise ConfigError([ConfigIssue(str(self.path), "(run directory)", f"driver {holder}", "not already being driven; wait for that driver or stop it")]) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {os.uname().nodename}")
+        fh.flush()
+        return fh
+
+    def driver_holder(self) -> str | None:
+        """Who holds the driver lock, or None when no driver is running."""
+        if not self.lock.exists():
+            return None
+        with open(self.lock, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                return fh.read().strip() or "unknown"
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return None
+
+
+def trial_id_of(index: int) -> str:
+    return f"t{index:04d}"
+
+
+def trial_index(trial_id: str) -> int:
+    return int(trial_id[1:])

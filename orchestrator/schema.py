@@ -1,0 +1,89 @@
+"""The results schema: one row per event of one trial (DESIGN.md, "Results schema").
+
+Every fragment of a run is written with the same Arrow schema, built once from the sweep
+config (metric names from the trainer, parameter types from the search space), so that plain
+``pyarrow.dataset.dataset(RUN_DIR / "results")``, pandas, DuckDB and Polars read the whole run
+without kdsweep. Required columns may gain siblings; none is renamed without bumping
+``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+PARAM_PREFIX = "param."
+NOT_AT_RUNG = -1
+
+
+class Event(str, enum.Enum):
+    """What a row records. ``report`` is an evaluation; the others end (or pause) an attempt."""
+
+    REPORT = "report"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    FAILED = "failed"
+
+
+#: Events after which a trial never trains again.
+TERMINAL_EVENTS = frozenset({Event.COMPLETED.value, Event.STOPPED.value, Event.FAILED.value})
+
+#: Columns every fragment carries, in order, before metrics and parameters.
+LEADING_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("sweep", pa.string(), nullable=False),
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("event", pa.string(), nullable=False),
+    pa.field("epoch", pa.int32(), nullable=False),
+    pa.field("rung", pa.int32(), nullable=False),
+    pa.field("attempt", pa.int32(), nullable=False),
+    # Where the trial's parameters came from: "fixed" (points_to_evaluate, e.g. a research
+    # baseline), "tpe" or "random"; lets any tool compare the search with its baselines.
+    pa.field("origin", pa.string(), nullable=False),
+)
+
+#: Columns after metrics and parameters.
+TRAILING_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("wall_s", pa.float64()),
+    pa.field("reported_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("host", pa.string()),
+    pa.field("device", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("schema_version", pa.int32(), nullable=False),
+    pa.field("kdsweep_version", pa.string(), nullable=False),
+    pa.field("config_hash", pa.string(), nullable=False),
+)
+
+REQUIRED_COLUMNS: frozenset[str] = frozenset(
+    f.name for f in LEADING_FIELDS + TRAILING_FIELDS
+)
+
+
+@functools.cache
+def kdsweep_version() -> str:
+    """The installed distribution's version ("0+unknown" when run from an uninstalled tree)."""
+    try:
+        return metadata.version("kdsweep")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def results_schema(metric_names: Sequence[str], param_types: Mapping[str, pa.DataType]) -> pa.Schema:
+    """The Arrow schema of a run: required columns, one float64 per metric, one per parameter.
+
+    ``metric_names`` lists every metric the trainer may return (the sweep metric included);
+    ``param_types`` maps a parameter name (without prefix) to its Arrow type.
+    """
+    clash = REQUIRED_COLUMNS.intersection(metric_names)
+    if clash:
+        raise ValueError(f"metric names {sorted(clash)} collide with required result columns")
+    fields = list(LEADING_FIELDS)
+    fields += [pa.field(name, pa.float64()) for name in metric_names]
+    fields += [pa.field(PARAM_PREFIX + name, t) for name, t in param_types.items()]
+    fields += list(TRAILING_FIELDS)
+    return pa.schema(fields, metadata={b"kdsweep.schema_version": str(SCHEMA_VERSION).encode()})

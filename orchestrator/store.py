@@ -1,0 +1,529 @@
+"""The results store: an append-only Parquet dataset under ``RUN_DIR/results/``.
+
+The store is the single source of truth of a sweep. Workers on many hosts append
+concurrently, one small immutable fragment per :meth:`Store.append`; readers (ASHA decisions
+in workers, the driver, reports) read incrementally. No file is ever modified in place:
+
+* a fragment is written to a temporary name starting with ``"."`` (pyarrow datasets, pandas
+  and this store ignore such names, so nobody sees a partial file), fsynced, renamed to
+  ``part-<time_ns>-<host>-<pid>-<uuid>.parquet`` and the directory is fsynced;
+* :meth:`Store.compact` merges every readable fragment into one
+  ``compact-<time_ns>-<uuid>.parquet`` whose key-value metadata ``kdsweep.sources`` lists the
+  merged names, publishes it the same way, then deletes the merged fragments. A reader that
+  meets a compacted file drops the fragments it lists, so it never counts a row twice.
+
+Plain ``pyarrow.dataset.dataset(RUN_DIR / "results")`` reads the whole run as long as no
+foreign file was dropped there and no compaction is half-way (between publishing the
+compacted file and deleting its sources, a plain reader sees those rows twice; this store
+does not).
+
+A :class:`Store` instance is not thread-safe; use one per thread (they share nothing).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import json
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+import warnings
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kdsweep.orchestrator.schema import (
+    LEADING_FIELDS,
+    REQUIRED_COLUMNS,
+    TRAILING_FIELDS,
+    Event,
+)
+
+__all__ = ["SOURCES_KEY", "Store", "StoreWarning", "read_run"]
+
+logger = logging.getLogger("kdsweep.store")
+
+#: Parquet key-value metadata of a compacted file: JSON list of the fragment names it merged.
+SOURCES_KEY = b"kdsweep.sources"
+
+_RESULTS = "results"
+_SUFFIX = ".parquet"
+# Held (flock) while compacting: two compactors merging the same fragments would publish
+# their rows twice. The leading "." keeps it out of every reader's listing.
+_LOCK_NAME = ".compact.lock"
+# The declared columns every fragment must carry, by name (the schema module owns them).
+_REQUIRED_FIELDS: dict[str, pa.Field] = {f.name: f for f in LEADING_FIELDS + TRAILING_FIELDS}
+
+
+class StoreWarning(UserWarning):
+    """A file under ``results/`` was skipped (unreadable, or not a fragment of this run)."""
+
+
+class _Unusable(Exception):
+    """Why a file under ``results/`` cannot be read as a fragment of this store."""
+
+
+class _RungView:
+    """The incremental answer to one ``rung_values(rung, metric, events)`` question.
+
+    ``seen`` counts the rung's index entries already folded in; ``latest`` keeps, per trial,
+    the order key of the row that gave its current value, so rows that arrive out of name
+    order (another host's fragment sorting earlier) cannot overwrite a later row.
+    """
+
+    __slots__ = ("latest", "seen", "values")
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.latest: dict[str, tuple[str, int]] = {}
+        self.values: dict[str, float] = {}
+
+
+class Store:
+    """Append-only Parquet results of one run, read incrementally.
+
+    ``schema`` (from :func:`~kdsweep.orchestrator.schema.results_schema`) is needed to append
+    and must contain every required column; without it the store only reads, and every
+    fragment must still carry the required columns. Reading never raises on a bad file: it
+    is skipped with a :class:`StoreWarning` (and a log record on ``kdsweep.store``), once
+    per file per instance, and listed in :attr:`skipped`.
+
+    Each read lists ``results/`` (a cost that grows with the number of files, about half a
+    microsecond per entry on a local disk) and opens only names it has not seen; compacting
+    from time to time keeps the listing short.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], schema: pa.Schema | None = None) -> None:
+        if schema is not None:
+            missing = REQUIRED_COLUMNS.difference(schema.names)
+            if missing:
+                raise ValueError(f"store schema lacks required columns {sorted(missing)}")
+        self.run_dir = Path(run_dir)
+        self.results_dir = self.run_dir / _RESULTS
+        self.schema = schema
+        #: Fragment files this instance has opened for reading (its own appends excluded).
+        self.fragments_read = 0
+        # Fragments are immutable, so each is read once: name -> its rows, in file order.
+        self._fragments: dict[str, list[dict[str, Any]]] = {}
+        self._n_rows = 0
+        # Names a compacted file has merged: never read again, even if still on disk.
+        self._superseded: set[str] = set()
+        self._skipped: dict[str, str] = {}
+        # Without a store schema, table() uses the union of the fragments' schemas.
+        self._unified: pa.Schema | None = None
+        # rung -> (order key, row) of every row at that rung, in arrival order.
+        self._rung_rows: dict[int, list[tuple[tuple[str, int], dict[str, Any]]]] = {}
+        # trial_id -> (order key, row) of every row of that trial: a worker asks what its
+        # trial already reported each time it starts one, which must not cost a full scan.
+        self._trial_rows: dict[str, list[tuple[tuple[str, int], dict[str, Any]]]] = {}
+        self._views: dict[tuple[int, str, frozenset[str]], _RungView] = {}
+        # Set when rows leave the cache (compaction, deletion): the rung index no longer
+        # matches and is rebuilt on the next rung_values call.
+        self._index_stale = False
+        declared = schema if schema is not None else _REQUIRED_FIELDS.values()
+        self._not_null = [f.name for f in declared if not f.nullable]
+
+    @property
+    def skipped(self) -> list[tuple[Path, str]]:
+        """Files skipped so far by this instance, with the reason, in the order met."""
+        return [(self.results_dir / name, reason) for name, reason in self._skipped.items()]
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, rows: Sequence[Mapping[str, Any]]) -> Path:
+        """Write ``rows`` as one new fragment and return its final path.
+
+        Every row gets exactly the store schema: absent columns are null. Raises
+        ValueError for an empty ``rows``, a key that is not a column (naming it and the valid
+        columns), a missing or null value of a non-nullable column, or a value that does not
+        convert to its column's type; RuntimeError when the store has no schema. Once this
+        returns, the fragment is durable (file and directory fsynced) and visible to readers
+        in full; before, it is invisible. The rows are in this instance's cache already.
+        """
+        if self.schema is None:
+            raise RuntimeError("this Store was opened without a schema and can only read")
+        table = self._build_table(self.schema, rows)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        # For a fragment of a few rows, dictionaries (about half the write time) and column
+        # statistics (no row group to skip) only cost time; compacted files keep both.
+        tmp = self._write_temp(table, use_dictionary=False, write_statistics=False)
+        # The name is taken after the (slow) write so that names sort by publication time.
+        stem = f"part-{time.time_ns():020d}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        path = self._publish(tmp, stem)
+        self._add_fragment(path.name, table.to_pylist())
+        return path
+
+    @staticmethod
+    def _build_table(schema: pa.Schema, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+        if not rows:
+            raise ValueError("append needs at least one row")
+        valid = set(schema.names)
+        unknown = sorted({key for row in rows for key in row if key not in valid})
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown}; valid columns: {schema.names}")
+        for field in schema:
+            if not field.nullable:
+                missing = [i for i, row in enumerate(rows) if row.get(field.name) is None]
+                if missing:
+                    raise ValueError(
+                        f"required column {field.name!r} is missing or null in row(s) {missing}"
+                    )
+        try:
+            return pa.Table.from_pylist(list(rows), schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            # Converting column by column is slower, so it only runs to name the culprit.
+            for field in schema:
+                try:
+                    pa.array([row.get(field.name) for row in rows], type=field.type)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as column_exc:
+                    raise ValueError(f"column {field.name!r} ({field.type}): {column_exc}") from exc
+            raise ValueError(f"rows do not convert to the store schema: {exc}") from exc
+
+    def _write_temp(self, table: pa.Table, **options: Any) -> Path:
+        """Serialise ``table`` (``options`` go to ``pq.write_table``) to a fsynced temporary
+        file in ``results/`` and return it."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **options)
+        tmp = self.results_dir / f".tmp-{_host()}-{os.getpid()}-{uuid.uuid4().hex}{_SUFFIX}"
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(sink.getvalue())
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def _publish(self, tmp: Path, stem: str) -> Path:
+        """Rename the temporary file to ``stem + ".parquet"`` and make the rename durable."""
+        path = self.results_dir / (stem + _SUFFIX)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.results_dir)
+        return path
+
+    # ------------------------------------------------------------------ reading
+
+    def refresh(self) -> int:
+        """Read the fragments that appeared since the last read; return the change in rows.
+
+        Only the directory is listed and only unseen names are opened. The change is the
+        rows of new fragments minus the rows of fragments that left (merged by a compaction,
+        or deleted by hand); compacted rows this instance already had do not count again, so
+        it is normally the number of genuinely new rows. Rows this instance appended itself
+        are in its cache already and do not count.
+        """
+        before = self._n_rows
+        # A listed fragment that vanished before it was read was deleted by a compaction,
+        # whose file is in the directory by then: one more listing finds it.
+        if self._scan():
+            self._scan()
+        return self._n_rows - before
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every row (a fresh dict each), in fragment-name order, then in file order."""
+        self.refresh()
+        return [dict(row) for name in sorted(self._fragments) for row in self._fragments[name]]
+
+    def table(self) -> pa.Table:
+        """The rows of :meth:`rows` as a table: with the store schema when known, else with
+        the union of the fragments' schemas (the required columns alone when there is none)."""
+        self.refresh()
+        rows = [row for name in sorted(self._fragments) for row in self._fragments[name]]
+        return pa.Table.from_pylist(rows, schema=self._table_schema())
+
+    def rung_values(
+        self, rung: int, metric: str, events: Collection[str] = (Event.REPORT.value,)
+    ) -> dict[str, float]:
+        """Trial id -> value of ``metric`` at ``rung``, from rows whose event is in ``events``.
+
+        When a trial has several such rows with a non-null value, the latest wins (the one
+        :meth:`rows` lists last). Rows with a null value are ignored. ``events`` may be a
+        single event name. Raises ValueError when the store schema is known and lacks
+        ``metric``. Refreshes first, then folds only the rows not yet seen into a
+        per-question index, so calling it after every report stays cheap.
+        """
+        if self.schema is not None and metric not in self.schema.names:
+            raise ValueError(f"unknown metric column {metric!r}; columns: {self.schema.names}")
+        # A lone name (an Event member is a str too) is one event, not a set of letters.
+        wanted = frozenset([events] if isinstance(events, str) else events)
+        self.refresh()
+        if self._index_stale:
+            self._rebuild_index()
+        key = (rung, metric, wanted)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = _RungView()
+        entries = self._rung_rows.get(rung, [])
+        for order, row in entries[view.seen :]:
+            value = row.get(metric)
+            if value is None or row["event"] not in wanted:
+                continue
+            trial = row["trial_id"]
+            previous = view.latest.get(trial)
+            if previous is None or order > previous:
+                view.latest[trial] = order
+                view.values[trial] = float(value)
+        view.seen = len(entries)
+        return dict(view.values)
+
+    def trial_rows(self, trial_id: str) -> list[dict[str, Any]]:
+        """Every row of one trial (a fresh dict each), in the order :meth:`rows` lists them.
+        Incremental like :meth:`rung_values`: cost grows with the trial's rows, not the run's."""
+        self.refresh()
+        if self._index_stale:
+            self._rebuild_index()
+        return [dict(row) for _, row in sorted(self._trial_rows.get(trial_id, []), key=lambda e: e[0])]
+
+    def _scan(self) -> bool:
+        """List ``results/`` once and read the unseen fragments. Returns whether a listed
+        fragment vanished before it could be read."""
+        try:
+            with os.scandir(self.results_dir) as it:
+                listed = {entry.name: entry for entry in it}
+        except FileNotFoundError:  # nothing appended yet
+            return False
+        # Set differences run in C: this listing is the per-call cost that grows with the
+        # number of fragments, so no per-entry Python work beyond building the dict.
+        new = listed.keys() - self._fragments.keys() - self._skipped.keys() - self._superseded
+        vanished = compacted = False
+        # Name order puts compacted files ("compact-...") before fragments ("part-...") they
+        # may supersede, which spares reading those; correctness does not depend on it.
+        for name in sorted(new):
+            if name.startswith((".", "_")) or name in self._superseded:
+                continue  # temporary or hidden (never a fragment), or just superseded
+            entry = listed[name]
+            if not entry.is_file():
+                self._skip(name, "not a regular file")
+                continue
+            try:
+                table = self._read_fragment(Path(entry.path))
+            except FileNotFoundError:
+                vanished = True
+                continue
+            except (OSError, pa.ArrowException) as exc:
+                self._skip(name, f"not a readable Parquet file ({type(exc).__name__}: {exc})")
+                continue
+            try:
+                sources = _sources(table.schema)
+                table = self._conform(table)
+            except _Unusable as exc:
+                self._skip(name, str(exc))
+                continue
+            if sources is not None:
+                compacted = True
+                for source in sources:
+                    self._drop(source)
+                self._superseded.update(sources)
+            self._add_fragment(name, table.to_pylist())
+        if self._superseded:
+            # A superseded name missing from the listing is deleted for good (names are
+            # unique); forgetting it keeps the set as small as the leftovers on disk.
+            self._superseded.intersection_update(listed)
+        if compacted:
+            # A cached fragment that is gone was merged into a compacted file, possibly one
+            # already merged again into the file just read, whose sources do not name it.
+            for name in self._fragments.keys() - listed.keys():
+                self._drop(name)
+        return vanished
+
+    def _read_fragment(self, path: Path) -> pa.Table:
+        """Read one whole fragment (one open and read; cheaper than the dataset machinery)."""
+        self.fragments_read += 1
+        with open(path, "rb") as fh:
+            data = fh.read()
+        return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        """``table`` with the store schema (or the required columns' types), or _Unusable."""
+        missing = REQUIRED_COLUMNS.difference(table.column_names)
+        if missing:
+            raise _Unusable(f"lacks required columns {sorted(missing)}")
+        if self.schema is not None:
+            if not table.schema.equals(self.schema, check_metadata=False):
+                table = _cast_to_schema(table, self.schema)
+        else:
+            table = _cast_required(table)
+        for name in self._not_null:
+            if table.column(name).null_count:
+                raise _Unusable(f"non-nullable column {name!r} holds nulls")
+        if self.schema is None:
+            schema = table.schema
+            if schema.metadata and SOURCES_KEY in schema.metadata:
+                metadata = {k: v for k, v in schema.metadata.items() if k != SOURCES_KEY}
+                schema = schema.with_metadata(metadata)
+            try:
+                if self._unified is None:
+                    self._unified = schema
+                else:
+                    self._unified = pa.unify_schemas([self._unified, schema])
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise _Unusable(f"schema conflicts with the fragments read before: {exc}") from exc
+        return table
+
+    def _skip(self, name: str, reason: str) -> None:
+        self._skipped[name] = reason
+        message = f"kdsweep store: skipping {self.results_dir / name}: {reason}"
+        # Logged first: under a warnings filter of "error" the warning raises.
+        logger.warning("%s", message)
+        warnings.warn(message, StoreWarning, stacklevel=2)
+
+    def _add_fragment(self, name: str, rows: list[dict[str, Any]]) -> None:
+        self._fragments[name] = rows
+        self._n_rows += len(rows)
+        if not self._index_stale:
+            self._index(name, rows)
+
+    def _index(self, name: str, rows: list[dict[str, Any]]) -> None:
+        for i, row in enumerate(rows):
+            self._rung_rows.setdefault(row["rung"], []).append(((name, i), row))
+            self._trial_rows.setdefault(row["trial_id"], []).append(((name, i), row))
+
+    def _drop(self, name: str) -> None:
+        rows = self._fragments.pop(name, None)
+        if rows is not None:
+            self._n_rows -= len(rows)
+            self._index_stale = True
+
+    def _rebuild_index(self) -> None:
+        self._rung_rows.clear()
+        self._trial_rows.clear()
+        self._views.clear()
+        self._index_stale = False
+        for name in sorted(self._fragments):
+            self._index(name, self._fragments[name])
+
+    def _table_schema(self) -> pa.Schema:
+        if self.schema is not None:
+            return self.schema
+        if self._unified is not None:
+            return self._unified
+        return pa.schema(list(_REQUIRED_FIELDS.values()))
+
+    # ------------------------------------------------------------------ compaction
+
+    def compact(self) -> tuple[int, int]:
+        """Merge every readable fragment into one compacted file; return (fragments, rows).
+
+        The compacted file has the same schema and the rows in the same order, so
+        :meth:`table` is unchanged; its metadata ``kdsweep.sources`` lists the merged names
+        (plus leftovers a crashed compaction had merged already). Published like a fragment,
+        then the merged fragments are deleted. Skipped (corrupt or foreign) files stay in
+        place, untouched. With fewer than two readable fragments there is nothing to merge
+        and it returns (0, 0). Compactions of one directory are serialised by a lock file.
+        """
+        if not self.results_dir.is_dir():
+            return (0, 0)
+        lock_fd = os.open(self.results_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            # Under the lock no one else deletes, so this listing is what gets merged.
+            self.refresh()
+            names = sorted(self._fragments)
+            if len(names) < 2:
+                return (0, 0)
+            rows = [row for name in names for row in self._fragments[name]]
+            sources = names + sorted(self._superseded)
+            schema = self._table_schema()
+            metadata = {**(schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()}
+            table = pa.Table.from_pylist(rows, schema=schema.with_metadata(metadata))
+            stem = f"compact-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+            path = self._publish(self._write_temp(table), stem)
+            for source in sources:
+                (self.results_dir / source).unlink(missing_ok=True)
+            _fsync_dir(self.results_dir)
+            # The new file holds exactly the cached rows: adopt it without reading it back.
+            for name in names:
+                self._drop(name)
+            self._superseded.update(sources)
+            self._add_fragment(path.name, rows)
+            return (len(names), len(rows))
+        finally:
+            os.close(lock_fd)  # releases the flock
+
+
+def read_run(run_dir: str | os.PathLike[str]) -> pa.Table:
+    """Every row of a run, for reports: ``Store(run_dir).table()``."""
+    return Store(run_dir).table()
+
+
+def _sources(schema: pa.Schema) -> list[str] | None:
+    """The names a compacted file merged (its ``kdsweep.sources``), or None for a fragment."""
+    raw = (schema.metadata or {}).get(SOURCES_KEY)
+    if raw is None:
+        return None
+    try:
+        sources = json.loads(raw)
+    except ValueError as exc:
+        raise _Unusable(f"malformed {SOURCES_KEY.decode()} metadata: {exc}") from exc
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise _Unusable(f"malformed {SOURCES_KEY.decode()} metadata: not a list of names")
+    return sources
+
+
+def _cast_to_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema`` (absent columns null, types cast), or _Unusable."""
+    extra = [n for n in table.column_names if n not in schema.names]
+    if extra:
+        raise _Unusable(f"has columns not in the store schema: {extra}")
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        column = table.column(field.name)
+        if column.type != field.type:
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                reason = f"column {field.name!r} has type {column.type}, expected {field.type}"
+                raise _Unusable(reason) from exc
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _cast_required(table: pa.Table) -> pa.Table:
+    """``table`` with its required columns cast to their declared types, or _Unusable."""
+    for i, field in enumerate(table.schema):
+        declared = _REQUIRED_FIELDS.get(field.name)
+        if declared is None or field.type == declared.type:
+            continue
+        try:
+            column = table.column(i).cast(declared.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            reason = f"column {field.name!r} has type {field.type}, expected {declared.type}"
+            raise _Unusable(reason) from exc
+        table = table.set_column(i, declared.with_nullable(field.nullable), column)
+    return table
+
+
+@functools.cache
+def _host() -> str:
+    """This host's name, restricted to characters that are safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "unknown"
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames and deletions in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some network file systems cannot fsync a directory; there the rename is as
+        # durable as the file system makes it.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)

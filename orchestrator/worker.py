@@ -1,0 +1,232 @@
+"""``run_trial(spec)``: one attempt of one trial, the same function on every backend.
+
+The worker restores the trial's checkpoint if it has one, trains epoch by epoch, and at each
+report point evaluates and appends a row to the store. At a rung milestone it checkpoints
+first (so a kill between the two loses no report), appends, and — in
+the ``stop`` variant — reads that rung back from the store and applies ASHA's rule itself:
+no round trip to the driver, so a slow or restarted driver never stalls training.
+
+A backend only decides *where* this runs. Everything the worker needs is in the run
+directory (frozen config, checkpoints, store) plus the small :class:`TrialSpec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import math
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kdsweep.orchestrator import asha
+from kdsweep.orchestrator.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from kdsweep.orchestrator.config import SweepConfig
+from kdsweep.orchestrator.rundir import RunDir
+from kdsweep.orchestrator.schema import (
+    NOT_AT_RUNG,
+    PARAM_PREFIX,
+    SCHEMA_VERSION,
+    Event,
+    kdsweep_version,
+    results_schema,
+)
+from kdsweep.orchestrator.store import Store
+from kdsweep.trainers.base import TrialContext, trainer_class
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSpec:
+    """What a backend ships to a worker: which trial, which attempt, how far to train."""
+
+    run_dir: str
+    trial_id: str
+    params: Mapping[str, Any]
+    origin: str
+    attempt: int = 0
+    #: Train to this epoch then pause (promote variant); None: to ``asha.max_epochs``.
+    until_epoch: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialOutcome:
+    """How an attempt ended when it did not raise: completed, stopped or paused."""
+
+    trial_id: str
+    event: str
+    epoch: int
+    value: float
+    wall_s: float
+
+
+@functools.lru_cache(maxsize=8)
+def _run_context(run_dir: str) -> tuple[SweepConfig, Store, tuple[int, ...]]:
+    """Config, store and ladder of a run, kept per process: a long-lived worker process runs
+    many trials of one sweep, and the store's incremental read cache must survive between
+    them (re-reading every fragment per trial would make reads quadratic)."""
+    cfg = RunDir(run_dir).load_config()
+    metric_names = trainer_class(cfg.trainer).metric_names(cfg.settings)
+    store = Store(run_dir, results_schema(metric_names, cfg.param_types()))
+    a = cfg.asha
+    return cfg, store, asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
+
+
+def trial_seed(sweep_seed: int, trial_id: str) -> int:
+    """A trial's own seed: stable across attempts, distinct across trials and sweeps."""
+    digest = hashlib.sha256(f"{sweep_seed}:{trial_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def trial_device(cfg: SweepConfig) -> str:
+    return "cuda" if cfg.backend.gpus_per_trial > 0 else "cpu"
+
+
+def run_trial(spec: TrialSpec) -> TrialOutcome:
+    """Run one attempt of a trial to its end (completed / stopped / paused) and return how it
+    ended. Exceptions from the trainer propagate: the backend reports them to the driver,
+    which retries from the last checkpoint or records the failure."""
+    cfg, store, ladder = _run_context(spec.run_dir)
+    return _Attempt(cfg, store, ladder, spec).run()
+
+
+class _Attempt:
+    def __init__(self, cfg: SweepConfig, store: Store, ladder: tuple[int, ...], spec: TrialSpec) -> None:
+        self.cfg, self.store, self.ladder, self.spec = cfg, store, ladder, spec
+        self.device = trial_device(cfg)
+        run = RunDir(spec.run_dir)
+        ctx = TrialContext(
+            trial_id=spec.trial_id,
+            seed=trial_seed(cfg.seed, spec.trial_id),
+            attempt=spec.attempt,
+            run_dir=run.path,
+            cache_dir=run.cache,
+            device=self.device,
+            data=cfg.data,
+        )
+        self.trainer = trainer_class(cfg.trainer)(spec.params, cfg.settings, ctx)
+        self.ckpt = checkpoint_path(spec.run_dir, spec.trial_id)
+        self.host = socket.gethostname()
+        self.wall_before = 0.0  # training seconds of earlier attempts, from the checkpoint
+        self.started = time.perf_counter()
+        self.metrics: dict[str, float] = {}
+
+    def run(self) -> TrialOutcome:
+        a = self.cfg.asha
+        until = self.spec.until_epoch or a.max_epochs
+        start = self._restore()
+        # Epochs this trial already reported (an earlier attempt, or a driver that was killed):
+        # they are trained again from the last checkpoint but not appended twice, and their
+        # rung decisions were already taken (the trial is alive, so they were "continue").
+        reported = {
+            int(r["epoch"]) for r in self.store.trial_rows(self.spec.trial_id) if r["event"] == Event.REPORT.value
+        }
+        if start > 0 and start not in reported:
+            # The checkpoint is written before its report row; the previous attempt died
+            # between the two. Evaluate again and report now, or the store would miss it.
+            self.metrics = dict(self.trainer.evaluate())
+            stopped = self._report(start, asha.rung_index(start, self.ladder))
+            if stopped is not None:
+                return stopped
+        for epoch in range(start + 1, until + 1):
+            self.metrics = dict(self.trainer.train_epoch(epoch))
+            rung = asha.rung_index(epoch, self.ladder)
+            if rung == NOT_AT_RUNG and epoch != until and epoch % a.eval_every_epochs:
+                continue
+            self.metrics.update(self.trainer.evaluate())
+            if rung != NOT_AT_RUNG or epoch == until:
+                self._checkpoint(epoch)
+            if epoch not in reported:
+                stopped = self._report(epoch, rung)
+                if stopped is not None:
+                    return stopped
+        if until >= a.max_epochs:
+            return self._finish(Event.COMPLETED, until, asha.rung_index(until, self.ladder))
+        return self._finish(Event.PAUSED, until, asha.rung_index(until, self.ladder))
+
+    def _restore(self) -> int:
+        state = load_checkpoint(self.ckpt)
+        if state is None:
+            return 0
+        self.trainer.load_state_dict(state["trainer"])
+        self.wall_before = float(state["wall_s"])
+        return int(state["epoch"])
+
+    def _report(self, epoch: int, rung: int) -> TrialOutcome | None:
+        """Append the report row; in the stop variant, apply ASHA at a rung. Returns the
+        outcome when the trial is stopped."""
+        self._append(Event.REPORT, epoch, rung)
+        if self._should_stop(epoch, rung):
+            return self._finish(Event.STOPPED, epoch, rung)
+        return None
+
+    def _should_stop(self, epoch: int, rung: int) -> bool:
+        a = self.cfg.asha
+        if a.variant != "stop" or rung == NOT_AT_RUNG or epoch >= a.max_epochs:
+            return False
+        values = self.store.rung_values(rung, a.metric)
+        decision = asha.decide(values, self.spec.trial_id, self._value(), a.reduction_factor, a.mode)
+        return decision is asha.Decision.STOP
+
+    def _value(self) -> float:
+        value = self.metrics.get(self.cfg.asha.metric, math.nan)
+        return float(value)
+
+    def _checkpoint(self, epoch: int) -> None:
+        state = {"epoch": epoch, "wall_s": self._wall(), "trainer": self.trainer.state_dict()}
+        save_checkpoint(self.ckpt, state)
+
+    def _wall(self) -> float:
+        return self.wall_before + (time.perf_counter() - self.started)
+
+    def _append(self, event: Event, epoch: int, rung: int) -> None:
+        self.store.append([self._row(event, epoch, rung)])
+
+    def _row(self, event: Event, epoch: int, rung: int) -> dict[str, Any]:
+        return {
+            **base_row(self.cfg, self.spec, event, epoch, rung),
+            **{k: float(v) for k, v in self.metrics.items()},
+            "wall_s": self._wall(),
+            "host": self.host,
+            "device": self.device,
+        }
+
+    def _finish(self, event: Event, epoch: int, rung: int) -> TrialOutcome:
+        self._append(event, epoch, rung)
+        if event is Event.STOPPED:
+            # A stopped trial never trains again: its checkpoint is only disk space.
+            self.ckpt.unlink(missing_ok=True)
+        return TrialOutcome(self.spec.trial_id, event.value, epoch, self._value(), self._wall())
+
+
+def base_row(cfg: SweepConfig, spec: TrialSpec, event: Event, epoch: int, rung: int) -> dict[str, Any]:
+    """The columns every row of a trial carries (identity, parameters, provenance)."""
+    return {
+        "sweep": cfg.name,
+        "trial_id": spec.trial_id,
+        "event": event.value,
+        "epoch": epoch,
+        "rung": rung,
+        "attempt": spec.attempt,
+        "origin": spec.origin,
+        **{PARAM_PREFIX + k: v for k, v in spec.params.items()},
+        "reported_at": dt.datetime.now(dt.timezone.utc),
+        "schema_version": SCHEMA_VERSION,
+        "kdsweep_version": kdsweep_version(),
+        "config_hash": cfg.config_hash,
+    }
+
+
+def failure_row(cfg: SweepConfig, spec: TrialSpec, epoch: int, error: str) -> dict[str, Any]:
+    """The row the driver appends when a trial has used up its retries."""
+    rung = NOT_AT_RUNG
+    return {**base_row(cfg, spec, Event.FAILED, epoch, rung), "error": error, "host": socket.gethostname()}
+
+
+def results_store(run_dir: str | os.PathLike[str]) -> Store:
+    """The store of a run, with its schema (the same instance a worker process uses)."""
+    return _run_context(str(Path(run_dir)))[1]

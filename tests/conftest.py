@@ -1,0 +1,57 @@
+"""Shared fixtures: a small synthetic sweep file and helpers to run the CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SMALL_SWEEP = """
+name = "small"
+trainer = "synthetic"
+searcher = "tpe"
+num_trials = 12
+seed = 3
+n_startup_trials = 4
+points_to_evaluate = [{ lr = 0.1, momentum = 0.9, width = 64 }]
+
+[space]
+lr = { type = "loguniform", low = 1e-4, high = 1.0 }
+momentum = { type = "uniform", low = 0.0, high = 0.99 }
+width = { type = "choice", values = [16, 32, 64, 128] }
+
+[asha]
+metric = "val_acc"
+mode = "max"
+min_epochs = 1
+max_epochs = 9
+reduction_factor = 3
+variant = "stop"
+
+[backend]
+kind = "local"
+max_concurrent = 2
+max_retries = 1
+
+[settings]
+sleep_s = 0.0
+"""
+
+
+@pytest.fixture
+def sweep_file(tmp_path: Path) -> Path:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL_SWEEP)
+    return path
+
+
+def kdsweep(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``kdsweep`` entry point in a subprocess, as a user would."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "kdsweep.orchestrator.cli", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip

@@ -1,0 +1,120 @@
+"""Sweep-file validation: every kind of mistake is named (source, field, value, what is
+allowed), all at once, with exit code 2 and no run directory created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kdsweep.orchestrator.config import ConfigError, load_sweep, load_sweep_text, to_toml
+from tests.conftest import SMALL_SWEEP, kdsweep
+
+
+def issues_of(text: str, overrides: tuple[str, ...] = ()) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_sweep_text(text, "bad.toml", overrides)
+    return [str(i) for i in info.value.issues]
+
+
+def replace(old: str, new: str) -> str:
+    assert old in SMALL_SWEEP, old
+    return SMALL_SWEEP.replace(old, new)
+
+
+def test_valid_file_round_trips_through_frozen_toml() -> None:
+    cfg = load_sweep_text(SMALL_SWEEP, "small.toml")
+    assert cfg.num_trials == 12 and cfg.asha.max_epochs == 9 and cfg.backend.max_retries == 1
+    again = load_sweep_text(to_toml(cfg.document), "frozen")
+    assert again.document == cfg.document
+    assert again.config_hash == cfg.config_hash
+
+
+def test_hash_ignores_backend_and_budget_but_not_the_experiment() -> None:
+    base = load_sweep_text(SMALL_SWEEP, "x").config_hash
+    assert load_sweep_text(SMALL_SWEEP, "x", ("backend.max_concurrent=7", "num_trials=99")).config_hash == base
+    assert load_sweep_text(SMALL_SWEEP, "x", ("asha.max_epochs=27",)).config_hash != base
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("bogus = 1\n" + SMALL_SWEEP, "bad.toml: bogus = 1: unknown key; valid top-level keys: name"),
+        (replace('trainer = "synthetic"', 'trainer = "magic"'), "trainer = 'magic': one of "),
+        (replace("num_trials = 12", 'num_trials = "ten"'), "num_trials = 'ten': must be int"),
+        (replace("num_trials = 12", "num_trials = 0"), "num_trials = 0: must be an integer >= 1"),
+        (replace("num_trials = 12\n", ""), "num_trials = (missing): required (int)"),
+        (replace('searcher = "tpe"', 'searcher = "grid"'), "searcher = 'grid': 'tpe' or 'random'"),
+        (replace('mode = "max"', 'mode = "maximize"'), "asha.mode = 'maximize': must be one of 'max', 'min'"),
+        (replace("reduction_factor = 3", "reduction_factor = 1"), "asha.reduction_factor = 1: an integer >= 2"),
+        (replace("max_epochs = 9", "max_epochs = 0"), "asha.max_epochs = 0: an integer >= asha.min_epochs (1)"),
+        (replace('metric = "val_acc"', 'metric = "accuracy"'), "asha.metric = 'accuracy': a metric trainer 'synthetic' reports: train_loss, val_acc, val_loss"),
+        (replace('metric = "val_acc"\n', ""), "asha.metric = (missing): required (a string)"),
+        (replace("max_concurrent = 2", "max_concurrent = -1"), "backend.max_concurrent = -1: an integer >= 1"),
+        (replace('kind = "local"', 'kind = "k8s"'), "backend.kind = 'k8s': must be one of 'local', 'ray', 'slurm'"),
+        (replace("max_retries = 1", "max_retry = 1"), "backend.max_retry = 1: unknown key; valid: kind, max_concurrent, max_retries"),
+        (replace("sleep_s = 0.0", "sleep = 0.0"), "settings.sleep = 0.0: unknown key; valid: sleep_s, noise_std, crash_at_epoch"),
+        (replace("sleep_s = 0.0", 'sleep_s = "fast"'), "settings.sleep_s = 'fast': must be a number"),
+        (SMALL_SWEEP + "\n[data]\ndataset = 'digits'\n", "data = {'dataset': 'digits'}: trainer 'synthetic' reads no dataset"),
+        (replace('type = "loguniform", low = 1e-4', 'type = "lognormal", low = 1e-4'), "space.lr.type = 'lognormal': one of uniform, loguniform, quniform, int, choice"),
+        (replace("low = 0.0, high = 0.99", "low = 0.99, high = 0.5"), "space.momentum.high = 0.5: greater than low (0.99)"),
+        (replace("low = 1e-4, high = 1.0", "low = 0.0, high = 1.0"), "space.lr.low = 0.0: > 0 for type 'loguniform'"),
+        (replace("values = [16, 32, 64, 128]", "values = []"), "space.width.values = []: a non-empty list"),
+        (replace("values = [16, 32, 64, 128]", 'values = [16, "wide"]'), "space.width.values = [16, 'wide']: scalars of one type"),
+        (replace("low = 0.0, high = 0.99", "low = 0.0"), "space.momentum.high = (missing): required for type 'uniform'"),
+        (replace("low = 0.0, high = 0.99", "low = 0.0, high = 0.99, step = 2"), "space.momentum.step = 2: unknown key for type 'uniform'"),
+        (replace("width = 64 }]", "width = 48 }]"), "points_to_evaluate[0].width = 48: one of [16, 32, 64, 128]"),
+        (replace("width = 64 }]", "width = 64, depth = 3 }]"), "points_to_evaluate[0].depth = 3: not a searched parameter"),
+        (replace("momentum = 0.9, width = 64 }]", "width = 64 }]"), "points_to_evaluate[0].momentum = (missing): every searched parameter needs a value"),
+        ("name = [", "bad.toml: (syntax) = (missing): not valid TOML"),
+    ],
+)
+def test_each_kind_of_mistake_is_named(text: str, expected: str) -> None:
+    found = issues_of(text)
+    assert any(expected in line for line in found), found
+
+
+def test_all_mistakes_reported_at_once() -> None:
+    text = replace("num_trials = 12", "num_trials = -3").replace("reduction_factor = 3", "reduction_factor = 1")
+    text = text.replace('searcher = "tpe"', 'searcher = "grid"')
+    found = issues_of(text)
+    assert len(found) == 3, found
+
+
+def test_set_overrides_are_typed_validated_and_attributed() -> None:
+    cfg = load_sweep_text(SMALL_SWEEP, "x", ("asha.max_epochs=27", "settings.noise_std=0.05", "name=renamed"))
+    assert cfg.asha.max_epochs == 27 and cfg.settings.noise_std == 0.05 and cfg.name == "renamed"
+    found = issues_of(SMALL_SWEEP, ("asha.reduction_factor=1",))
+    assert found == ["--set: asha.reduction_factor = 1: an integer >= 2"]
+    found = issues_of(SMALL_SWEEP, ("num_trials.deep=1",))
+    assert "num_trials" in found[0] and "is not a table" in found[0]
+
+
+def test_embedded_demo_and_names_resolve() -> None:
+    assert load_sweep(None).trainer
+    assert load_sweep("synthetic").name == "synthetic"
+
+
+def test_cli_bad_config_exits_2_names_everything_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(replace("reduction_factor = 3", "reduction_factor = 1").replace("num_trials = 12", "num_trials = 0"))
+    out = tmp_path / "run"
+    result = kdsweep("launch", str(bad), "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert f"{bad}: asha.reduction_factor = 1: an integer >= 2" in result.stderr
+    assert f"{bad}: num_trials = 0: must be an integer >= 1" in result.stderr
+    assert not out.exists()
+
+
+def test_cli_missing_file_and_bad_set(tmp_path: Path) -> None:
+    result = kdsweep("launch", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "nope.toml" in result.stderr and "cannot be read" in result.stderr
+    result = kdsweep("launch", "synthetic", "--set", "asha.variant=sometimes", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "--set: asha.variant = 'sometimes': must be one of 'stop', 'promote'" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_report_on_non_run_directory(tmp_path: Path) -> None:
+    result = kdsweep("report", str(tmp_path))
+    assert result.returncode == 2 and "not a run directory" in result.stderr

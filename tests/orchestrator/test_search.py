@@ -1,0 +1,566 @@
+"""Tests of the hyperopt ask/tell searcher (orchestrator/search.py).
+
+Run with ``-s`` to see the per-ask timings that ``test_ask_timing`` prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+import hyperopt
+import numpy as np
+import pyarrow as pa
+import pytest
+from hyperopt.base import Domain
+
+from kdsweep.orchestrator import search
+from kdsweep.orchestrator.search import Searcher, hyperopt_space
+from kdsweep.orchestrator.space import ParamSpec
+
+MIXED_SPACE = (
+    ParamSpec("x", "uniform", low=-1.0, high=2.0),
+    ParamSpec("lr", "loguniform", low=1e-5, high=1e-1),
+    ParamSpec("step", "quniform", low=0.1, high=1.0, q=0.1),
+    ParamSpec("layers", "int", low=1, high=4),
+    ParamSpec("width", "choice", values=(25, 50, 75, 100)),
+    ParamSpec("mix", "choice", values=(1, 0.5)),
+    ParamSpec("gate", "choice", values=("through", "cutoff", "linear", "correct")),
+    ParamSpec("flag", "choice", values=(True, False)),
+)
+EXPECTED_TYPES = {
+    "x": float,
+    "lr": float,
+    "step": float,
+    "layers": int,
+    "width": int,
+    "mix": float,
+    "gate": str,
+    "flag": bool,
+}
+BASELINE = {
+    "x": 0,
+    "lr": 1e-3,
+    "step": 0.3,
+    "layers": 2,
+    "width": 50,
+    "mix": 1,
+    "gate": "linear",
+    "flag": False,
+}
+
+
+def mixed_objective(p: Mapping[str, Any]) -> float:
+    """A deterministic function of every parameter, so tells depend on what was proposed."""
+    return (
+        -((p["x"] - 0.7) ** 2)
+        + math.log10(p["lr"])
+        + p["step"]
+        + p["layers"]
+        + p["width"] / 100
+        + p["mix"]
+        + len(p["gate"])
+        + p["flag"]
+    )
+
+
+def run(
+    searcher: Searcher,
+    n: int,
+    objective: Callable[[Mapping[str, Any]], float],
+    start: int = 0,
+) -> list[dict[str, Any]]:
+    """Sequential ask/tell of trials ``t{start}``..``t{start + n - 1}``; the proposals."""
+    proposals = []
+    for i in range(start, start + n):
+        params = searcher.ask(f"t{i}")
+        searcher.tell(f"t{i}", objective(params))
+        proposals.append(params)
+    return proposals
+
+
+def make(algorithm: search.Algorithm = "tpe", seed: int = 0, **kwargs: Any) -> Searcher:
+    kwargs.setdefault("mode", "max")
+    kwargs.setdefault("n_startup_trials", 5)
+    return Searcher(MIXED_SPACE, algorithm, seed, **kwargs)
+
+
+def vals_of(searcher: Searcher) -> list[dict[str, Any]]:
+    """Each trial's ``misc.vals`` as a flat {name: value} dict, in trial order."""
+    return [{k: v[0] for k, v in doc["misc"]["vals"].items()} for doc in searcher.trials.trials]
+
+
+# -- determinism ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "random"])
+def test_same_seed_same_calls_same_proposals(algorithm: search.Algorithm) -> None:
+    first = run(make(algorithm, seed=7), 20, mixed_objective)
+    second = run(make(algorithm, seed=7), 20, mixed_objective)
+    other = run(make(algorithm, seed=8), 20, mixed_objective)
+    assert first == second
+    assert first != other
+    # Past the startup phase too, where TPE's model (not just the seed) shapes the proposal.
+    assert first[10:] != other[10:]
+
+
+# -- proposals --------------------------------------------------------------------------------
+
+
+def check_proposal(params: Mapping[str, Any]) -> None:
+    assert list(params) == [spec.name for spec in MIXED_SPACE]
+    for spec in MIXED_SPACE:
+        value = params[spec.name]
+        # Exact type: numpy scalars, ints for floats or bools for ints would all fail here.
+        assert type(value) is EXPECTED_TYPES[spec.name], (spec.name, value)
+        assert spec.contains(value), (spec.name, value)
+
+
+def test_random_proposals_within_bounds_with_declared_types() -> None:
+    searcher = make("random", seed=3)
+    proposals = [searcher.ask(f"t{i}") for i in range(200)]
+    for params in proposals:
+        check_proposal(params)
+    seen = {spec.name: {p[spec.name] for p in proposals} for spec in MIXED_SPACE}
+    assert seen["layers"] == {1, 2, 3, 4}  # inclusive bounds
+    assert seen["width"] == {25, 50, 75, 100}
+    assert seen["mix"] == {1.0, 0.5}
+    assert seen["gate"] == {"through", "cutoff", "linear", "correct"}
+    assert seen["flag"] == {True, False}
+    assert min(seen["lr"]) >= 1e-5 and max(seen["lr"]) <= 1e-1
+    # quniform values are clean decimal grid points (0.3, never 0.30000000000000004).
+    assert seen["step"] <= {round(0.1 * k, 1) for k in range(1, 11)}
+    assert {0.1, 1.0} <= seen["step"]
+    # Every integer of an int parameter is equally likely, end points included: about 50 each
+    # of 200, where hp.uniformint's rounding would give 1 and 4 about 33 and 2 and 3 about 67.
+    counts = [sum(p["layers"] == k for p in proposals) for k in (1, 2, 3, 4)]
+    assert min(counts) >= 40 and max(counts) <= 60, counts
+
+
+def test_tpe_proposals_within_bounds_with_declared_types() -> None:
+    searcher = make("tpe", seed=4)
+    for params in run(searcher, 40, mixed_objective):
+        check_proposal(params)
+
+
+def test_int_bounds_never_exceeded_at_the_sampling_edges() -> None:
+    """The hyperopt bounds of an int parameter round into [low, high], even at their ends."""
+    low, high = 3, 5
+    domain = Domain(None, hyperopt_space([ParamSpec("n", "int", low=low, high=high)]))
+    node = domain.params["n"]
+    assert node.name == "quniform" and node.arg["q"].obj == 1
+    lower, upper = node.arg["low"].obj, node.arg["high"].obj
+    # hyperopt samples [lower, upper) and then np.round: half-to-even at 2.5 would give 2.
+    assert np.round(lower) == low and np.round(math.nextafter(upper, -math.inf)) == high
+    assert np.round(math.nextafter(lower, -math.inf)) == low - 1  # the widest such bound
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "random"])
+def test_misc_vals_are_the_encoding_of_the_proposal(algorithm: search.Algorithm) -> None:
+    searcher = make(algorithm, seed=5, points_to_evaluate=[BASELINE])
+    proposals = run(searcher, 15, mixed_objective)
+    space = hyperopt_space(MIXED_SPACE)
+    for params, vals in zip(proposals, vals_of(searcher)):
+        assert hyperopt.space_eval(space, vals) == params
+        assert vals["gate"] == ("through", "cutoff", "linear", "correct").index(params["gate"])
+
+
+# -- fixed points -----------------------------------------------------------------------------
+
+
+def test_fixed_points_come_first_and_exactly() -> None:
+    second = dict(BASELINE, x=1.5, gate="cutoff", flag=True)
+    searcher = make("tpe", points_to_evaluate=[BASELINE, second])
+    proposals = run(searcher, 4, mixed_objective)
+    assert proposals[0] == BASELINE and proposals[1] == second
+    # Normalised to the declared types: x=0 was given as an int for a float parameter.
+    assert type(proposals[0]["x"]) is float and type(proposals[0]["mix"]) is float
+    assert proposals[2] not in (BASELINE, second) and proposals[3] not in (BASELINE, second)
+    for params in proposals:
+        check_proposal(params)
+
+
+def test_fixed_points_are_learnt_from_once_told() -> None:
+    searcher = make("tpe", points_to_evaluate=[BASELINE])
+    searcher.ask("base")
+    searcher.tell("base", 3.0)
+    assert searcher.trials.losses() == [-3.0]
+
+
+@pytest.mark.parametrize(
+    "point, match",
+    [
+        ({k: v for k, v in BASELINE.items() if k != "x"}, r"missing \['x'\]"),
+        (dict(BASELINE, extra=1), r"unknown \['extra'\]"),
+        (dict(BASELINE, x=5.0), "'x'"),
+        (dict(BASELINE, layers=2.0), "'layers'"),
+        (dict(BASELINE, step=0.35), "'step'.*multiple"),
+        (dict(BASELINE, width=60), "'width'"),
+        (dict(BASELINE, flag=0), "'flag'"),
+        (dict(BASELINE, gate=1), "'gate'"),
+    ],
+)
+def test_invalid_fixed_points_rejected(point: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make("tpe", points_to_evaluate=[point])
+
+
+# -- learning and mode ------------------------------------------------------------------------
+
+LINE = (ParamSpec("x", "uniform", low=0.0, high=1.0),)
+
+
+def parabola(p: Mapping[str, Any]) -> float:
+    return -((p["x"] - 0.7) ** 2)
+
+
+def mean_distance_of_last_20(algorithm: search.Algorithm, seed: int) -> float:
+    searcher = Searcher(LINE, algorithm, seed, "max", n_startup_trials=10)
+    proposals = run(searcher, 60, parabola)
+    return statistics.fmean(abs(p["x"] - 0.7) for p in proposals[-20:])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tpe_learns(seed: int) -> None:
+    # hyperopt's TPE keeps exploring (24 candidates drawn from a broad mixture), so the margin
+    # is moderate: about 0.18-0.24 against random's 0.25-0.37 over seeds 0-9.
+    tpe = mean_distance_of_last_20("tpe", seed)
+    rand = mean_distance_of_last_20("random", seed)
+    assert tpe < rand, (tpe, rand)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sequential_proposals_match_hyperopt_fmin(seed: int) -> None:
+    """Ask/tell in sequence is fmin: same seed stream, same startup count, same documents."""
+    trials = hyperopt.Trials()
+    hyperopt.fmin(
+        lambda x: (x - 0.7) ** 2,
+        hyperopt.hp.uniform("x", 0.0, 1.0),
+        algo=functools.partial(hyperopt.tpe.suggest, n_startup_jobs=10),
+        max_evals=30,
+        trials=trials,
+        rstate=np.random.default_rng(seed),
+        show_progressbar=False,
+    )
+    searcher = Searcher(LINE, "tpe", seed, "min", n_startup_trials=10)
+    ours = run(searcher, 30, lambda p: (p["x"] - 0.7) ** 2)
+    assert [p["x"] for p in ours] == [doc["misc"]["vals"]["x"][0] for doc in trials.trials]
+
+
+def test_mode_sets_the_sign_of_hyperopt_losses() -> None:
+    for mode, sign in (("max", -1.0), ("min", 1.0)):
+        searcher = Searcher(LINE, "tpe", 0, mode)
+        searcher.ask("a")
+        searcher.tell("a", 0.25)
+        assert searcher.trials.losses() == [sign * 0.25]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mode_min_searches_for_low_values(seed: int) -> None:
+    """Told the same parabola, "min" moves away from 0.7 where "max" closes in on it."""
+    searcher = Searcher(LINE, "tpe", seed, "min", n_startup_trials=10)
+    proposals = run(searcher, 60, parabola)
+    away = statistics.fmean(abs(p["x"] - 0.7) for p in proposals[-20:])
+    assert away > mean_distance_of_last_20("tpe", seed) + 0.1
+
+
+def test_startup_phase_counts_told_values_not_pending_trials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With 10 trials in flight and 4 results, TPE would model nothing but pending trials."""
+    tpe_calls = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        tpe_calls.append(kwargs)
+        return real_suggest(*args, **kwargs)
+
+    real_suggest = search.tpe.suggest
+    monkeypatch.setattr(search.tpe, "suggest", recording)
+    searcher = Searcher(LINE, "tpe", 0, "max", n_startup_trials=5)
+    for i in range(10):
+        searcher.ask(f"t{i}")
+    for i in range(4):
+        searcher.tell(f"t{i}", 0.0)
+    searcher.tell("t4", math.nan)  # a failure is no result to model either
+    searcher.ask("t10")
+    assert tpe_calls == []
+    searcher.tell("t5", 0.0)
+    searcher.ask("t11")
+    assert tpe_calls == [{"n_startup_jobs": 0, "verbose": False}]
+
+
+# -- tell -------------------------------------------------------------------------------------
+
+
+def test_latest_tell_wins() -> None:
+    searcher = Searcher(LINE, "tpe", 0, "max")
+    searcher.ask("a")
+    assert searcher.pending() == ["a"] and searcher.n_told() == 0
+    searcher.tell("a", 0.5)  # e.g. its first rung
+    searcher.tell("a", 0.9)  # a later, higher rung
+    assert searcher.trials.losses() == [-0.9]
+    assert searcher.pending() == [] and searcher.n_told() == 1
+    searcher.tell("a", None, status="fail")
+    assert searcher.trials.statuses() == ["fail"] and searcher.trials.losses() == [None]
+    searcher.tell("a", 0.8)
+    assert searcher.trials.losses() == [-0.8]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_values_are_failures(value: float) -> None:
+    searcher = Searcher(LINE, "tpe", 0, "max", n_startup_trials=1)
+    searcher.ask("a")
+    searcher.tell("a", value)
+    assert searcher.trials.statuses() == ["fail"]
+    assert searcher.trials.losses() == [None]
+    assert searcher.n_told() == 1
+    # A failure does not end the startup phase (nothing to model yet), and asking still works.
+    assert LINE[0].contains(searcher.ask("b")["x"])
+
+
+def test_tell_errors() -> None:
+    searcher = Searcher(LINE, "tpe", 0, "max")
+    searcher.ask("a")
+    with pytest.raises(KeyError, match="nope"):
+        searcher.tell("nope", 1.0)
+    with pytest.raises(ValueError, match="needs a value"):
+        searcher.tell("a", None)
+    with pytest.raises(ValueError, match="status"):
+        searcher.tell("a", 1.0, status=cast(Any, "stopped"))
+    with pytest.raises(ValueError, match="already exists"):
+        searcher.ask("a")
+    assert searcher.pending() == ["a"]  # none of the errors changed anything
+
+
+# -- replay -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "random"])
+@pytest.mark.parametrize("k", [1, 4, 12])
+def test_replayed_searcher_continues_the_original(algorithm: search.Algorithm, k: int) -> None:
+    """Rebuilt from the first k (params, value) pairs, it proposes what the original did next."""
+    original = make(algorithm, seed=11, points_to_evaluate=[BASELINE])
+    proposals = run(original, k + 3, mixed_objective)
+    rebuilt = make(algorithm, seed=11, points_to_evaluate=[BASELINE])
+    for i, params in enumerate(proposals[:k]):
+        rebuilt.replay(f"t{i}", params, mixed_objective(params))
+    assert rebuilt.n_told() == k and rebuilt.pending() == []
+    assert run(rebuilt, 3, mixed_objective, start=k) == proposals[k:]
+
+
+def test_replay_consumes_fixed_points() -> None:
+    points = [BASELINE, dict(BASELINE, x=1.0), dict(BASELINE, x=2.0)]
+    rebuilt = make("tpe", points_to_evaluate=points)
+    rebuilt.replay("t0", points[0], 1.0)
+    rebuilt.replay("t1", points[1], None)  # still running when the driver stopped
+    assert rebuilt.pending() == ["t1"] and rebuilt.n_told() == 1
+    assert rebuilt.ask("t2") == points[2]
+    after = rebuilt.ask("t3")
+    assert after not in points
+    check_proposal(after)
+    rebuilt.tell("t1", 2.0)  # the resumed trial finishes
+    assert rebuilt.pending() == ["t2", "t3"] and rebuilt.trials.losses()[:2] == [-1.0, -2.0]
+
+
+def test_replay_in_any_order_consumes_the_matching_point() -> None:
+    points = [BASELINE, dict(BASELINE, x=1.0)]
+    rebuilt = make("tpe", points_to_evaluate=points)
+    rebuilt.replay("b", points[1], 2.0)
+    assert rebuilt.ask("c") == points[0]
+    assert rebuilt.ask("d") not in points
+
+
+def test_replay_maps_choices_to_their_index() -> None:
+    searcher = make("tpe")
+    params = dict(BASELINE, width=75, mix=0.5, gate="correct", flag=True)
+    searcher.replay("r", params, 1.0, status="fail")
+    (vals,) = vals_of(searcher)
+    assert (vals["width"], vals["mix"], vals["gate"], vals["flag"]) == (2, 1, 3, 0)
+    assert hyperopt.space_eval(hyperopt_space(MIXED_SPACE), vals) == params
+    assert searcher.trials.statuses() == ["fail"]
+
+
+def test_replay_accepts_values_as_read_back_from_the_store() -> None:
+    """Parquet hands back float64 for a mixed int/float choice and may give numpy scalars."""
+    searcher = make("tpe")
+    stored = dict(BASELINE, x=np.float64(0.25), layers=np.int64(3), mix=1.0, flag=np.bool_(True))
+    searcher.replay("r", stored, np.float64(2.0))
+    (vals,) = vals_of(searcher)
+    assert (vals["layers"], vals["mix"], vals["flag"]) == (3.0, 0, 0)
+    assert searcher.trials.losses() == [-2.0]
+
+
+def test_replay_errors_leave_the_searcher_unchanged() -> None:
+    searcher = make("tpe", points_to_evaluate=[BASELINE])
+    with pytest.raises(ValueError, match="'layers'"):
+        searcher.replay("r", dict(BASELINE, layers=9), 1.0)
+    with pytest.raises(ValueError, match="status"):
+        searcher.replay("r", BASELINE, 1.0, status=cast(Any, "done"))
+    searcher.ask("a")
+    with pytest.raises(ValueError, match="already exists"):
+        searcher.replay("a", BASELINE, 1.0)
+    assert searcher.pending() == ["a"] and len(searcher.trials) == 1
+
+
+# -- the types --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, arrow",
+    [
+        (ParamSpec("a", "uniform", low=0, high=1), pa.float64()),
+        (ParamSpec("a", "loguniform", low=1e-3, high=1), pa.float64()),
+        (ParamSpec("a", "quniform", low=0, high=1, q=0.25), pa.float64()),
+        (ParamSpec("a", "int", low=0, high=3), pa.int64()),
+        (ParamSpec("a", "choice", values=(1, 2)), pa.int64()),
+        (ParamSpec("a", "choice", values=(1, 2.5)), pa.float64()),
+        (ParamSpec("a", "choice", values=(0.5,)), pa.float64()),
+        (ParamSpec("a", "choice", values=("x", "y")), pa.string()),
+        (ParamSpec("a", "choice", values=(True, False)), pa.bool_()),
+    ],
+)
+def test_arrow_type(spec: ParamSpec, arrow: pa.DataType) -> None:
+    assert spec.arrow_type() == arrow
+
+
+def test_contains() -> None:
+    uniform = ParamSpec("a", "uniform", low=0.1, high=1.0)
+    assert uniform.contains(0.1) and uniform.contains(1) and uniform.contains(0.5)
+    assert not any(uniform.contains(v) for v in (0.05, 1.01, math.nan, True, "0.5", None))
+    integer = ParamSpec("n", "int", low=1, high=4)
+    assert integer.contains(1) and integer.contains(4)
+    assert not any(integer.contains(v) for v in (0, 5, 2.0, True))
+    quantised = ParamSpec("s", "quniform", low=0.1, high=1.0, q=0.1)
+    assert quantised.contains(0.3) and quantised.contains(3 * 0.1)
+    assert not quantised.contains(0.35)
+    numbers_ = ParamSpec("c", "choice", values=(1, 0.5))
+    assert numbers_.contains(1) and numbers_.contains(1.0) and numbers_.contains(0.5)
+    assert not numbers_.contains(True) and not numbers_.contains(2)
+    flags = ParamSpec("f", "choice", values=(True,))
+    assert flags.contains(True) and not flags.contains(1) and not flags.contains(False)
+    ints = ParamSpec("w", "choice", values=(0, 16))
+    assert ints.contains(16) and not ints.contains(16.0) and not ints.contains(False)
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+MIXED_TYPES = "'p'.*ints/floats, all strings or all bools"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(name="", kind="uniform", low=0, high=1), "name"),
+        (dict(name="p", kind="normal", low=0, high=1), "'p'.*kind must be one of"),
+        (dict(name="p", kind="uniform", low=1, high=1), "'p'.*low must be < high"),
+        (dict(name="p", kind="uniform", low=2, high=1), "'p'.*low must be < high"),
+        (dict(name="p", kind="uniform", low=0), "'p'.*finite number high"),
+        (dict(name="p", kind="uniform", low=0, high=math.inf), "'p'.*finite number high"),
+        (dict(name="p", kind="uniform", low="0", high=1), "'p'.*finite number low"),
+        (dict(name="p", kind="uniform", low=0, high=1, q=0.1), "'p'.*q is only for"),
+        (dict(name="p", kind="uniform", low=0, high=1, values=(1,)), "'p'.*only for kind"),
+        (dict(name="p", kind="loguniform", low=0, high=1), "'p'.*loguniform needs low > 0"),
+        (dict(name="p", kind="loguniform", low=-1, high=1), "'p'.*loguniform needs low > 0"),
+        (dict(name="p", kind="quniform", low=0, high=1), "'p'.*q > 0"),
+        (dict(name="p", kind="quniform", low=0, high=1, q=0), "'p'.*q > 0"),
+        (dict(name="p", kind="quniform", low=0, high=1, q=-0.1), "'p'.*q > 0"),
+        (dict(name="p", kind="quniform", low=0.05, high=1, q=0.1), "'p'.*multiples of"),
+        (dict(name="p", kind="int", low=0.5, high=3), "'p'.*integers"),
+        (dict(name="p", kind="int", low=3, high=3), "'p'.*low must be < high"),
+        (dict(name="p", kind="choice"), "'p'.*at least one value"),
+        (dict(name="p", kind="choice", values=(1, "a")), MIXED_TYPES),
+        (dict(name="p", kind="choice", values=(True, 1)), MIXED_TYPES),
+        (dict(name="p", kind="choice", values=(None,)), MIXED_TYPES),
+        (dict(name="p", kind="choice", values=(1, 1.0)), "'p'.*distinct"),
+        (dict(name="p", kind="choice", values=(0.5, math.nan)), "'p'.*NaN"),
+        (dict(name="p", kind="choice", low=0, values=(1, 2)), "'p'.*not low/high/q"),
+    ],
+)
+def test_invalid_param_specs(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ParamSpec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "space, kwargs, match",
+    [
+        ((), {}, "at least one parameter"),
+        (LINE + LINE, {}, r"duplicate parameter names.*\['x'\]"),
+        (LINE, dict(algorithm="gp"), "algorithm"),
+        (LINE, dict(mode="maximise"), "mode"),
+        (LINE, dict(n_startup_trials=0), "n_startup_trials"),
+    ],
+)
+def test_invalid_searcher_arguments(
+    space: Sequence[ParamSpec], kwargs: dict[str, Any], match: str
+) -> None:
+    arguments: dict[str, Any] = dict(algorithm="tpe", seed=0, mode="max") | kwargs
+    with pytest.raises(ValueError, match=match):
+        Searcher(space, **arguments)
+
+
+# -- cost of an ask (printed, not asserted: run with -s) --------------------------------------
+
+TIMING_SPACES: dict[str, tuple[ParamSpec, ...]] = {
+    "3 params (uniform, int, choice)": (
+        ParamSpec("x", "uniform", low=0, high=1),
+        ParamSpec("n", "int", low=1, high=8),
+        ParamSpec("c", "choice", values=("a", "b", "c")),
+    ),
+    "9 params (loss weights)": tuple(
+        [ParamSpec(n, "uniform", low=0.1, high=1.0) for n in "abcfg"]
+        + [ParamSpec(n, "choice", values=(25, 50, 75, 100)) for n in "de"]
+        + [ParamSpec("h", "uniform", low=0.1, high=5.0)]
+        + [ParamSpec("i", "loguniform", low=1e-6, high=5.0)]
+    ),
+    "17 choices (ResNet topology)": tuple(
+        ParamSpec(f"w{i}", "choice", values=(0, 16, 32, 64, 128, 256, 512)) for i in range(17)
+    ),
+}
+
+
+def test_ask_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TPE ask time at 10/100/200 told trials, and the part of it spent outside hyperopt."""
+    in_algo = [0.0]
+
+    def timed(suggest: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return suggest(*args, **kwargs)
+            finally:
+                in_algo[0] += time.perf_counter() - start
+
+        return wrapper
+
+    monkeypatch.setattr(search.tpe, "suggest", timed(search.tpe.suggest))
+
+    def objective(p: Mapping[str, Any]) -> float:
+        return -sum((v - 0.5) ** 2 for v in p.values() if isinstance(v, float))
+
+    print()
+    for name, space in TIMING_SPACES.items():
+        source = Searcher(space, "random", 1, "max")
+        history = [source.ask(f"h{i}") for i in range(200)]
+        for n_told in (10, 100, 200):
+            searcher = Searcher(space, "tpe", 2, "max")
+            for i, params in enumerate(history[:n_told]):
+                searcher.replay(f"h{i}", params, objective(params))
+            totals, algos = [], []
+            for j in range(7):
+                in_algo[0] = 0.0
+                start = time.perf_counter()
+                params = searcher.ask(f"n{j}")
+                totals.append(time.perf_counter() - start)
+                algos.append(in_algo[0])
+                searcher.tell(f"n{j}", objective(params))
+            total, algo = statistics.median(totals), statistics.median(algos)
+            print(
+                f"{name:32s} told={n_told:3d}  ask {total * 1e3:6.2f} ms"
+                f"  (tpe.suggest {algo * 1e3:6.2f} ms, searcher {(total - algo) * 1e6:4.0f} us)"
+            )

@@ -1,0 +1,540 @@
+"""The results store on real files: round trip, plain readers, concurrency, incremental
+reads, ASHA's rung index, corrupt files and compaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from kdsweep.orchestrator.schema import (
+    NOT_AT_RUNG,
+    SCHEMA_VERSION,
+    Event,
+    kdsweep_version,
+    results_schema,
+)
+from kdsweep.orchestrator.store import SOURCES_KEY, Store, StoreWarning, read_run
+
+SCHEMA = results_schema(
+    ["val_acc", "train_loss"], {"lr": pa.float64(), "width": pa.int64(), "opt": pa.string()}
+)
+T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+VERSION = kdsweep_version()  # a metadata lookup: once, not per row
+
+
+def _placeholder(t: pa.DataType) -> Any:
+    """A value of type ``t``, for non-nullable columns the schema may gain after these tests
+    were written (they fill every required column they know by name)."""
+    if pa.types.is_timestamp(t):
+        return T0
+    if pa.types.is_string(t):
+        return "x"
+    if pa.types.is_integer(t):
+        return 0
+    if pa.types.is_floating(t):
+        return 0.0
+    return False
+
+
+def row(
+    trial: str, epoch: int, *, rung: int = NOT_AT_RUNG, event: str = "report", **extra: Any
+) -> dict[str, Any]:
+    """A valid row of SCHEMA: every required column filled, ``extra`` on top."""
+    r: dict[str, Any] = {
+        "sweep": "kd-test",
+        "trial_id": trial,
+        "event": event,
+        "epoch": epoch,
+        "rung": rung,
+        "attempt": 0,
+        "reported_at": T0 + dt.timedelta(seconds=epoch),
+        "schema_version": SCHEMA_VERSION,
+        "kdsweep_version": VERSION,
+        "config_hash": "cafe",
+    }
+    for field in SCHEMA:
+        if not field.nullable and field.name not in r:
+            r[field.name] = _placeholder(field.type)
+    r.update(extra)
+    return r
+
+
+def full(r: dict[str, Any]) -> dict[str, Any]:
+    """``r`` as the store returns it: every column of SCHEMA, absent ones None."""
+    return {name: r.get(name) for name in SCHEMA.names}
+
+
+def fragments(run_dir: Path) -> list[str]:
+    return sorted(p.name for p in (run_dir / "results").iterdir() if not p.name.startswith("."))
+
+
+def key(r: dict[str, Any]) -> tuple[str, int, str]:
+    return (r["trial_id"], r["epoch"], r["event"])
+
+
+# ---------------------------------------------------------------- round trip, plain readers
+
+
+def test_round_trip_and_schema(tmp_path: Path) -> None:
+    s = Store(tmp_path, SCHEMA)
+    written = [
+        {
+            **row("t1", 1, val_acc=0.5, train_loss=1.25),
+            **{"param.lr": 1e-3, "param.width": 64, "param.opt": "sgd"},
+        },
+        row("t2", 1, rung=0, val_acc=0.25, wall_s=3.5, host="node-1", device="cuda:0"),
+        row("t1", 2, event=Event.FAILED, error="boom"),
+    ]
+    first = s.append(written[:2])
+    second = s.append(written[2:])
+    assert first.parent == s.results_dir == tmp_path / "results"
+    assert first.name.startswith("part-") and first.suffix == ".parquet"
+    assert first.name < second.name  # names sort chronologically within a host
+    expected = [full(r) for r in written]
+    expected[2]["event"] = "failed"
+    for reader in (s, Store(tmp_path, SCHEMA), Store(tmp_path)):
+        assert reader.rows() == expected
+        table = reader.table()
+        assert table.to_pylist() == expected
+    assert Store(tmp_path, SCHEMA).table().schema.equals(SCHEMA, check_metadata=True)
+    # Without a schema, the union of the fragments' schemas is the run's schema.
+    assert Store(tmp_path).table().schema.equals(SCHEMA, check_metadata=False)
+    assert read_run(tmp_path).to_pylist() == expected
+    assert s.skipped == []
+
+
+def test_plain_pyarrow_and_pandas_read_the_run(tmp_path: Path) -> None:
+    s = Store(tmp_path, SCHEMA)
+    for t in range(3):
+        s.append([{**row(f"t{t}", e, val_acc=e / 10), "param.width": t} for e in range(1, 4)])
+    # A writer killed mid-write leaves its temporary file; plain readers must not see it.
+    (s.results_dir / ".tmp-partial.parquet").write_bytes(b"PAR1 half a file")
+    table = ds.dataset(s.results_dir, format="parquet").to_table()
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    assert sorted(table.to_pylist(), key=key) == sorted(s.rows(), key=key)
+    frame = pd.read_parquet(s.results_dir)
+    assert len(frame) == 9
+    assert list(frame.columns) == SCHEMA.names
+    assert frame["reported_at"].dt.tz is not None
+    assert s.skipped == []
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def _append_worker(run_dir: str, schema: pa.Schema, worker: int, n: int) -> None:
+    s = Store(run_dir, schema)
+    for epoch in range(n):
+        s.append([row(f"w{worker}", epoch, val_acc=float(epoch))])
+
+
+def _check_no_duplicates(rows: list[dict[str, Any]]) -> None:
+    counts = Counter(key(r) for r in rows)
+    assert not [k for k, c in counts.items() if c > 1], "a reader saw a row twice"
+
+
+def test_concurrent_appenders_and_incremental_reader(tmp_path: Path) -> None:
+    n_workers, n_appends = 8, 50
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_append_worker, args=(str(tmp_path), SCHEMA, w, n_appends))
+        for w in range(n_workers)
+    ]
+    for p in procs:
+        p.start()
+    reader = Store(tmp_path, SCHEMA)
+    seen = 0
+    reads = 0
+    while any(p.is_alive() for p in procs):
+        rows = reader.rows()
+        _check_no_duplicates(rows)
+        assert len(rows) >= seen  # an incremental reader never loses rows
+        seen = len(rows)
+        reads += 1
+        time.sleep(0.005)  # leave the writers some CPU on a small machine
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    rows = reader.rows()
+    _check_no_duplicates(rows)
+    assert {(r["trial_id"], r["epoch"]) for r in rows} == {
+        (f"w{w}", e) for w in range(n_workers) for e in range(n_appends)
+    }
+    assert len(rows) == n_workers * n_appends
+    assert reader.skipped == []
+    assert reader.fragments_read == n_workers * n_appends  # each fragment opened once
+    assert not [p for p in reader.results_dir.iterdir() if p.name.startswith(".")]
+    assert reads > 1
+    plain = ds.dataset(reader.results_dir, format="parquet").to_table()
+    assert plain.num_rows == n_workers * n_appends
+
+
+def _compact_worker(run_dir: str, schema: pa.Schema, stop_file: str) -> None:
+    s = Store(run_dir, schema)
+    while not os.path.exists(stop_file):
+        s.compact()
+        time.sleep(0.01)
+    s.compact()
+
+
+def test_compaction_concurrent_with_appenders_and_readers(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    stop = tmp_path / "stop"
+    writers = [
+        ctx.Process(target=_append_worker, args=(str(tmp_path), SCHEMA, w, 30)) for w in range(3)
+    ]
+    compactor = ctx.Process(target=_compact_worker, args=(str(tmp_path), SCHEMA, str(stop)))
+    for p in [*writers, compactor]:
+        p.start()
+    # One reader keeps up; the other reads rarely, so compactions pile up between its reads.
+    eager, lazy = Store(tmp_path, SCHEMA), Store(tmp_path, SCHEMA)
+    loops = 0
+    while any(p.is_alive() for p in writers):
+        _check_no_duplicates(eager.rows())
+        if loops % 20 == 0:
+            _check_no_duplicates(lazy.rows())
+        loops += 1
+        time.sleep(0.002)
+    for p in writers:
+        p.join()
+        assert p.exitcode == 0
+    stop.touch()
+    compactor.join()
+    assert compactor.exitcode == 0
+    expected = {(f"w{w}", e) for w in range(3) for e in range(30)}
+    for reader in (eager, lazy, Store(tmp_path, SCHEMA)):
+        rows = reader.rows()
+        _check_no_duplicates(rows)
+        assert {(r["trial_id"], r["epoch"]) for r in rows} == expected
+        assert reader.skipped == []
+    assert len(fragments(tmp_path)) == 1 and fragments(tmp_path)[0].startswith("compact-")
+
+
+# ---------------------------------------------------------------- incremental reads
+
+
+def test_second_read_opens_only_new_fragments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, reader = Store(tmp_path, SCHEMA), Store(tmp_path, SCHEMA)
+    assert reader.rows() == [] and reader.refresh() == 0  # no results/ yet: empty, no error
+    for e in range(4):
+        writer.append([row("a", e)])
+    opened: list[str] = []
+    real_read = Store._read_fragment
+
+    def spy(self: Store, path: Path) -> pa.Table:
+        opened.append(path.name)
+        return real_read(self, path)
+
+    monkeypatch.setattr(Store, "_read_fragment", spy)
+    assert len(reader.rows()) == 4
+    assert reader.fragments_read == 4 and len(opened) == 4
+    opened.clear()
+    new = [writer.append([row("b", e)]).name for e in range(3)]
+    assert reader.refresh() == 3
+    assert sorted(opened) == new
+    assert reader.fragments_read == 7
+    assert len(reader.rows()) == 7 and reader.refresh() == 0
+    assert reader.fragments_read == 7
+    # A store never re-reads what it appended itself.
+    assert len(writer.rows()) == 7 and writer.fragments_read == 0
+
+
+# ---------------------------------------------------------------- rung values
+
+
+def test_rung_values_latest_row_wins_per_rung_and_event(tmp_path: Path) -> None:
+    s, other = Store(tmp_path, SCHEMA), Store(tmp_path, SCHEMA)
+    s.append([row("a", 1, rung=0, val_acc=0.1), row("b", 1, rung=0, val_acc=0.2)])
+    s.append([row("c", 2, event="paused", rung=0, val_acc=0.9)])
+    assert s.rung_values(0, "val_acc") == {"a": 0.1, "b": 0.2}
+    # A resumed attempt reports rung 0 again: its row is later and wins.
+    s.append([row("a", 1, rung=0, val_acc=0.15, attempt=1)])
+    s.append([row("a", 3, rung=1, val_acc=0.7), row("b", 3, rung=1, val_acc=None)])
+    assert s.rung_values(0, "val_acc") == {"a": 0.15, "b": 0.2}
+    assert s.rung_values(1, "val_acc") == {"a": 0.7}  # null values are no value
+    assert s.rung_values(2, "val_acc") == {}
+    both = s.rung_values(0, "val_acc", events=("report", "paused"))
+    assert both == {"a": 0.15, "b": 0.2, "c": 0.9}
+    assert s.rung_values(0, "val_acc", events=Event.PAUSED) == {"c": 0.9}
+    assert s.rung_values(0, "train_loss") == {}
+    # Another process's rows arrive through the incremental index too.
+    other.append([row("d", 1, rung=0, val_acc=0.05)])
+    assert s.rung_values(0, "val_acc") == {"a": 0.15, "b": 0.2, "d": 0.05}
+    # The answer is a copy: changing it does not change the next one.
+    s.rung_values(0, "val_acc")["a"] = 99.0
+    assert s.rung_values(0, "val_acc")["a"] == 0.15
+    with pytest.raises(ValueError, match="'val_loss'"):
+        s.rung_values(0, "val_loss")
+
+
+def test_rung_values_order_is_fragment_name_order(tmp_path: Path) -> None:
+    s = Store(tmp_path, SCHEMA)
+    later = s.append([row("a", 1, rung=0, val_acc=0.3)])
+    assert s.rung_values(0, "val_acc") == {"a": 0.3}
+    # A fragment another host published with a lagging clock sorts earlier: it must not win.
+    early = later.with_name("part-00000000000000000001-otherhost-1-000000000000.parquet")
+    elsewhere = Store(tmp_path / "scratch", SCHEMA).append([row("a", 1, rung=0, val_acc=0.9)])
+    shutil.copy(elsewhere, early)
+    assert s.rung_values(0, "val_acc") == {"a": 0.3}
+    assert [r["val_acc"] for r in s.rows()] == [0.9, 0.3]
+
+
+# ---------------------------------------------------------------- corrupt and foreign files
+
+
+def test_corrupt_and_foreign_files_are_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = Store(tmp_path, SCHEMA)
+    good = [row("ok", e, val_acc=0.5) for e in range(3)]
+    s.append(good[:2])
+    truncated = s.append([row("lost", 1)])
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    text = s.results_dir / "x.parquet"
+    text.write_text("not parquet at all\n")
+    foreign = s.results_dir / "foreign.parquet"
+    pq.write_table(pa.table({"trial_id": ["z"], "score": [1.0]}), foreign)
+    wrong_type = s.results_dir / "wrong-type.parquet"
+    bad = pa.Table.from_pylist([row("w", 1)], schema=SCHEMA).to_pylist()[0]
+    pq.write_table(pa.Table.from_pylist([{**bad, "epoch": "one"}]), wrong_type)
+    (s.results_dir / "subdir").mkdir()
+    (s.results_dir / ".tmp-someone-writing.parquet").write_bytes(b"PAR1")  # silently ignored
+    s.append(good[2:])
+    bad_files = {truncated, text, foreign, wrong_type, s.results_dir / "subdir"}
+
+    for reader in (Store(tmp_path, SCHEMA), Store(tmp_path)):
+        caplog.clear()
+        with pytest.warns(StoreWarning) as record:
+            caplog.set_level(logging.WARNING, logger="kdsweep.store")
+            rows = reader.rows()
+        assert [r["trial_id"] for r in rows] == ["ok"] * 3
+        assert {path for path, _ in reader.skipped} == bad_files
+        messages = [str(w.message) for w in record]
+        assert len(messages) == len(bad_files)
+        for path in bad_files:
+            assert sum(str(path) in m for m in messages) == 1
+            assert sum(str(path) in r.getMessage() for r in caplog.records) == 1
+        reasons = dict(reader.skipped)
+        assert "required columns" in reasons[foreign] and "trial_id" not in reasons[foreign]
+        assert "epoch" in reasons[wrong_type]
+        # Once per file per instance: reading again neither warns nor re-opens them.
+        opened = reader.fragments_read
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert len(reader.rows()) == 3
+            assert reader.rung_values(NOT_AT_RUNG, "val_acc") == {"ok": 0.5}
+        assert reader.fragments_read == opened
+
+
+# ---------------------------------------------------------------- compaction
+
+
+def test_compaction_keeps_rows_and_schema(tmp_path: Path) -> None:
+    s = Store(tmp_path, SCHEMA)
+    for e in range(6):
+        s.append([row(t, e, rung=e // 2, val_acc=e / (10 * (i + 1))) for i, t in enumerate("ab")])
+    before_rows, before_table = s.rows(), s.table()
+    early_reader = Store(tmp_path, SCHEMA)
+    assert early_reader.rows() == before_rows
+    rung1 = early_reader.rung_values(1, "val_acc")
+    parts = fragments(tmp_path)
+
+    assert s.compact() == (6, 12)
+    files = fragments(tmp_path)
+    assert len(files) == 1 and files[0].startswith("compact-") and files[0].endswith(".parquet")
+    compacted = s.results_dir / files[0]
+    assert json.loads(pq.read_schema(compacted).metadata[SOURCES_KEY]) == parts
+    assert pq.read_schema(compacted).equals(SCHEMA, check_metadata=False)
+    version = b"kdsweep.schema_version"
+    assert pq.read_schema(compacted).metadata[version] == SCHEMA.metadata[version]
+    assert not [p for p in s.results_dir.iterdir() if p.name.startswith(".tmp")]
+    for reader in (s, early_reader, Store(tmp_path, SCHEMA)):
+        assert reader.rows() == before_rows
+        assert reader.table().equals(before_table)
+        assert reader.table().schema.equals(SCHEMA, check_metadata=True)
+        assert reader.rung_values(1, "val_acc") == rung1
+    assert early_reader.refresh() == 0
+    plain = ds.dataset(s.results_dir, format="parquet").to_table()
+    assert plain.schema.equals(SCHEMA, check_metadata=False) and plain.num_rows == 12
+
+    # A second compaction merges the first one's file with the fragments appended since.
+    s.append([row("c", 0, rung=0, val_acc=0.9)])
+    Store(tmp_path, SCHEMA).append([row("d", 0, rung=0, val_acc=0.8)])
+    assert early_reader.refresh() == 2
+    assert s.compact() == (3, 14)
+    files2 = fragments(tmp_path)
+    assert len(files2) == 1 and files2[0] != files[0]
+    sources2 = json.loads(pq.read_schema(s.results_dir / files2[0]).metadata[SOURCES_KEY])
+    assert sources2[0] == files[0]
+    for reader in (s, early_reader, Store(tmp_path, SCHEMA)):
+        rows = reader.rows()
+        assert len(rows) == 14
+        _check_no_duplicates(rows)
+        assert reader.rung_values(0, "val_acc")["c"] == 0.9
+    # Nothing to merge: one file left.
+    assert s.compact() == (0, 0)
+    assert Store(tmp_path / "empty", SCHEMA).compact() == (0, 0)
+
+
+def test_reader_idle_across_two_compactions_sees_no_duplicates(tmp_path: Path) -> None:
+    s = Store(tmp_path, SCHEMA)
+    s.append([row("a", 0)])
+    s.append([row("a", 1)])
+    idle = Store(tmp_path, SCHEMA)
+    assert len(idle.rows()) == 2
+    s.compact()
+    s.append([row("a", 2)])
+    s.compact()  # merges the first compacted file: its sources do not name idle's fragments
+    rows = idle.rows()
+    _check_no_duplicates(rows)
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+
+
+def test_compaction_leaves_corrupt_files_untouched(tmp_path: Path) -> None:
+    s = Store(tmp_path, SCHEMA)
+    s.append([row("a", 0)])
+    corrupt = s.append([row("a", 1)])
+    corrupt.write_bytes(corrupt.read_bytes()[:100])
+    stat_before, bytes_before = corrupt.stat(), corrupt.read_bytes()
+    s.append([row("a", 2)])
+    s.append([row("a", 3)])
+    compactor = Store(tmp_path, SCHEMA)
+    with pytest.warns(StoreWarning, match=corrupt.name):
+        assert compactor.compact() == (3, 3)
+    assert corrupt.read_bytes() == bytes_before
+    assert corrupt.stat().st_mtime_ns == stat_before.st_mtime_ns
+    assert len(fragments(tmp_path)) == 2
+    with pytest.warns(StoreWarning, match=corrupt.name):
+        assert [r["epoch"] for r in Store(tmp_path, SCHEMA).rows()] == [0, 2, 3]
+
+
+def test_leftover_sources_of_a_crashed_compaction_are_not_read_twice(tmp_path: Path) -> None:
+    s = Store(tmp_path, SCHEMA)
+    first = s.append([row("a", 0)])
+    s.append([row("a", 1)])
+    saved = first.read_bytes()
+    s.compact()
+    # As if the compactor died between publishing its file and deleting this source.
+    first.write_bytes(saved)
+    for reader in (s, Store(tmp_path, SCHEMA)):
+        rows = reader.rows()
+        _check_no_duplicates(rows)
+        assert len(rows) == 2
+    # The next compaction deletes the leftover too, and names it in its sources.
+    s.append([row("a", 2)])
+    assert s.compact() == (2, 3)
+    assert not first.exists()
+    (compacted,) = fragments(tmp_path)
+    assert first.name in json.loads(pq.read_schema(s.results_dir / compacted).metadata[SOURCES_KEY])
+    assert len(Store(tmp_path, SCHEMA).rows()) == 3
+
+
+def test_fragment_vanishing_before_read_relists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = Store(tmp_path, SCHEMA)
+    victim = writer.append([row("a", 0)])
+    writer.append([row("a", 1)])
+    reader = Store(tmp_path, SCHEMA)
+    real_read = Store._read_fragment
+
+    def compact_first(self: Store, path: Path) -> pa.Table:
+        # The reader has listed the directory; a compaction deletes the fragment now.
+        if self is reader and path == victim:
+            writer.compact()
+        return real_read(self, path)
+
+    monkeypatch.setattr(Store, "_read_fragment", compact_first)
+    rows = reader.rows()
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert reader.skipped == []
+
+
+# ---------------------------------------------------------------- append validation
+
+
+def test_append_rejects_bad_rows(tmp_path: Path) -> None:
+    s = Store(tmp_path, SCHEMA)
+    with pytest.raises(ValueError, match=r"'val_accuracy'.*valid columns.*'val_acc'"):
+        s.append([row("a", 1, val_accuracy=0.5)])
+    incomplete = row("a", 1)
+    del incomplete["trial_id"]
+    with pytest.raises(ValueError, match="'trial_id'"):
+        s.append([incomplete])
+    with pytest.raises(ValueError, match="'config_hash'"):
+        s.append([row("a", 1), row("b", 1, config_hash=None)])
+    with pytest.raises(ValueError, match="'epoch'"):
+        s.append([{**row("a", 1), "epoch": "one"}])
+    with pytest.raises(ValueError, match="at least one row"):
+        s.append([])
+    with pytest.raises(RuntimeError, match="without a schema"):
+        Store(tmp_path).append([row("a", 1)])
+    with pytest.raises(ValueError, match="required columns"):
+        Store(tmp_path, pa.schema([pa.field("trial_id", pa.string())]))
+    # Nothing was written, not even a temporary file.
+    assert not s.results_dir.exists() or not list(s.results_dir.iterdir())
+
+
+# ---------------------------------------------------------------- timing (printed, not asserted)
+
+
+def test_append_then_rung_values_timing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a worker pays per report: append one row, then read its rung back, up to 1000
+    fragments; and what reading another worker's fragment costs. The store's own cost is
+    timed with fsync stubbed out; the two fsyncs of an append are the file system's price
+    and are timed apart on the same file system."""
+    n = 1000
+    s = Store(tmp_path / "cpu", SCHEMA)
+    per_call: list[float] = []
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", lambda fd: None)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for i in range(n):
+            # 50 trials, each reporting at every rung in turn: 250 rows per rung by the end.
+            r = row(f"t{i % 50}", i // 50, rung=(i // 50) % 4, val_acc=i / n)
+            t0 = time.perf_counter()
+            s.append([r])
+            values = s.rung_values(r["rung"], "val_acc")
+            per_call.append(time.perf_counter() - t0)
+            assert values[r["trial_id"]] == r["val_acc"]
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    assert len(s.rung_values(0, "val_acc")) == 50
+    reader = Store(tmp_path / "cpu", SCHEMA)
+    t0 = time.perf_counter()
+    assert reader.refresh() == n
+    read_each = (time.perf_counter() - t0) / n
+    durable = Store(tmp_path / "fsync", SCHEMA)
+    k = 50
+    t0 = time.perf_counter()
+    for i in range(k):
+        durable.append([row("t", i)])
+    with_fsync = (time.perf_counter() - t0) / k
+    tail = per_call[-100:]
+    with capsys.disabled():
+        print(
+            f"\n[store timing] {n} x (append + rung_values), fsync stubbed: {wall:.3f} s wall, "
+            f"{cpu:.3f} s CPU; mean {sum(per_call) / n * 1e3:.3f} ms per report, "
+            f"{sum(tail) / len(tail) * 1e3:.3f} ms at 900-1000 fragments. "
+            f"Reading another worker's fragment: {read_each * 1e3:.3f} ms. "
+            f"A durable append (2 fsyncs) here: {with_fsync * 1e3:.3f} ms."
+        )
