@@ -82,16 +82,48 @@ class AshaConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SlurmConfig:
+    """``[backend.slurm]``: what a trial job asks SLURM for, beyond the per-trial resources."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    #: GRES string, e.g. "gpu:a100:1"; default derives "gpu:N" from ``gpus_per_trial``.
+    gres: str | None = None
+    #: How many jobs of one array may run at once (SLURM's ``%N``); 0: no limit.
+    array_parallelism: int = 0
+    #: Shell lines run in the job before the trial (``module load ...``, ``source venv``).
+    setup: tuple[str, ...] = ()
+    #: Extra ``#SBATCH`` options, e.g. {exclude = "node[1-3]"}.
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Seconds before the time limit at which SLURM signals the job to checkpoint and requeue.
+    signal_delay_s: int = 90
+
+
+@dataclasses.dataclass(frozen=True)
+class RayConfig:
+    """``[backend.ray]``: which Ray cluster runs the trials."""
+
+    #: None starts a local Ray instance; "auto" or "host:port" joins an existing cluster.
+    address: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class BackendConfig:
     """Where trials run and with what; ``*_per_trial`` are requests, not guarantees."""
 
     kind: Literal["local", "ray", "slurm"] = "local"
+    #: Where trials compute: "auto" takes CUDA when the worker sees a GPU, else the CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     max_concurrent: int = 2
     max_retries: int = 2
     cpus_per_trial: int = 1
     gpus_per_trial: float = 0.0
     mem_gb: float = 4.0
     timeout_min: float = 24 * 60.0
+    slurm: SlurmConfig = SlurmConfig()
+    ray: RayConfig = RayConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,6 +477,11 @@ def _dataclass(c: _Collector, cls: Any, table: Any, prefix: str) -> Any:
         if name not in table:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 c.add(field, _MISSING, f"required ({_describe(hints[name])})")
+            continue
+        if dataclasses.is_dataclass(hints[name]):
+            nested = _dataclass(c, hints[name], table[name], field)
+            if nested is not None:
+                kwargs[name] = nested
             continue
         value = _coerce(table[name], hints[name])
         if value is _MISSING:

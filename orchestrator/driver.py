@@ -17,7 +17,7 @@ import dataclasses
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kdsweep.orchestrator import asha
@@ -53,6 +53,10 @@ class Snapshot:
     metric: str
 
 
+def _in_space(cfg: SweepConfig, point: Mapping[str, Any]) -> bool:
+    return all(spec.contains(point[spec.name]) for spec in cfg.space)
+
+
 class Driver:
     """Runs a sweep in ``run`` on ``backend`` until its budget is spent.
 
@@ -77,12 +81,21 @@ class Driver:
         self.store = results_store(run.path)
         a = cfg.asha
         self.ladder = asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
+        # A fixed point outside the search space (a research baseline often is: the seed's
+        # b = 0.05 under a 0.1-1.0 range) is a reference: it is trained and reported like any
+        # trial, but never told to the searcher, whose model covers only the space.
+        inside = [p for p in cfg.points_to_evaluate if _in_space(cfg, p)]
+        self.references = [dict(p) for p in cfg.points_to_evaluate if not _in_space(cfg, p)]
         self.searcher = Searcher(
             cfg.space, cfg.searcher, cfg.seed, a.mode,
-            points_to_evaluate=cfg.points_to_evaluate, n_startup_trials=cfg.n_startup_trials,
+            points_to_evaluate=inside, n_startup_trials=cfg.n_startup_trials,
         )  # fmt: skip
+        self.unsearched: set[str] = set()  # trial ids of references
         self.trials: dict[str, TrialState] = {}
         self.queue: deque[TrialSpec] = deque()
+        # Trials found unfinished at start: a backend whose attempts outlive the driver (SLURM
+        # jobs) may still be running them, and adopts them instead of submitting duplicates.
+        self.resumed: set[str] = set()
         # The next new trial, proposed while every slot was busy (see ``_prepare``).
         self.prepared: TrialSpec | None = None
         self._rebuild()
@@ -105,12 +118,17 @@ class Driver:
                 state.value = None if v is None else float(v)
             self.trials[tid] = state
             ended = state.event in TERMINAL_EVENTS or state.event == Event.PAUSED.value
-            if state.event == Event.FAILED.value:
+            if record.origin == "fixed" and not _in_space(self.cfg, record.params):
+                self.unsearched.add(tid)
+                if dict(record.params) in self.references:
+                    self.references.remove(dict(record.params))
+            elif state.event == Event.FAILED.value:
                 self.searcher.replay(tid, record.params, None, "fail")
             else:
                 self.searcher.replay(tid, record.params, state.value if ended else None, "ok")
             if not ended:
                 self.queue.append(self._spec(record))
+                self.resumed.add(tid)
 
     def _spec(self, record: TrialRecord) -> TrialSpec:
         return TrialSpec(str(self.run.path), record.trial_id, dict(record.params), record.origin, record.attempt, record.until_epoch)
@@ -129,7 +147,7 @@ class Driver:
                     if spec is None:
                         break
                     self.trials[spec.trial_id].running = True
-                    self.backend.submit(spec)
+                    self._launch(spec)
                 self._update()
                 if self._running() == 0:
                     break
@@ -140,6 +158,14 @@ class Driver:
             self.backend.close()
         self._update(force=True)
         return self.snapshot()
+
+    def _launch(self, spec: TrialSpec) -> None:
+        adopt = getattr(self.backend, "adopt", None)
+        if spec.trial_id in self.resumed:
+            self.resumed.discard(spec.trial_id)
+            if adopt is not None and adopt(spec):
+                return
+        self.backend.submit(spec)
 
     def _running(self) -> int:
         return sum(1 for t in self.trials.values() if t.running)
@@ -169,8 +195,12 @@ class Driver:
             return None
         index = 1 + max((trial_index(t) for t in self.trials), default=-1)
         tid = trial_id_of(index)
-        params = self.searcher.ask(tid)
-        origin = "fixed" if any(dict(p) == params for p in self.cfg.points_to_evaluate) else self.cfg.searcher
+        if self.references:
+            params, origin = self.references.pop(0), "fixed"
+            self.unsearched.add(tid)
+        else:
+            params = self.searcher.ask(tid)
+            origin = "fixed" if any(dict(p) == params for p in self.cfg.points_to_evaluate) else self.cfg.searcher
         until = self.ladder[0] if self.cfg.asha.variant == "promote" else None
         record = TrialRecord(tid, params, origin, 0, until)
         self.run.write_trial(record)
@@ -202,7 +232,8 @@ class Driver:
         if finished.outcome is not None:
             out = finished.outcome
             state.event, state.epoch, state.value = out.event, out.epoch, out.value
-            self.searcher.tell(tid, out.value)
+            if tid not in self.unsearched:
+                self.searcher.tell(tid, out.value)
             return
         record = dataclasses.replace(state.record, attempt=state.record.attempt + 1)
         state.record = record
@@ -214,7 +245,8 @@ class Driver:
         error = (finished.error or "unknown error").strip()
         self.store.append([failure_row(self.cfg, finished.spec, epoch, error)])
         state.event, state.epoch = Event.FAILED.value, epoch
-        self.searcher.tell(tid, None, "fail")
+        if tid not in self.unsearched:
+            self.searcher.tell(tid, None, "fail")
 
     # -- progress --------------------------------------------------------------------------------
 

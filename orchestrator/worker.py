@@ -83,7 +83,21 @@ def trial_seed(sweep_seed: int, trial_id: str) -> int:
 
 
 def trial_device(cfg: SweepConfig) -> str:
-    return "cuda" if cfg.backend.gpus_per_trial > 0 else "cpu"
+    """The device a trial computes on (``backend.device``; "auto" means CUDA if visible)."""
+    if cfg.backend.device != "auto":
+        return cfg.backend.device
+    import torch  # deferred: the orchestrator must not pay torch's import time
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _limit_threads(cpus: int) -> None:
+    """Keep torch's intra-op threads to the trial's CPU share: several trials on one machine
+    each defaulting to every core oversubscribe it and all run slower."""
+    import torch
+
+    if torch.get_num_threads() != cpus:
+        torch.set_num_threads(cpus)
 
 
 def run_trial(spec: TrialSpec) -> TrialOutcome:
@@ -98,6 +112,7 @@ class _Attempt:
     def __init__(self, cfg: SweepConfig, store: Store, ladder: tuple[int, ...], spec: TrialSpec) -> None:
         self.cfg, self.store, self.ladder, self.spec = cfg, store, ladder, spec
         self.device = trial_device(cfg)
+        _limit_threads(cfg.backend.cpus_per_trial)
         run = RunDir(spec.run_dir)
         ctx = TrialContext(
             trial_id=spec.trial_id,
@@ -107,6 +122,7 @@ class _Attempt:
             cache_dir=run.cache,
             device=self.device,
             data=cfg.data,
+            budget_epochs=cfg.asha.max_epochs,
         )
         self.trainer = trainer_class(cfg.trainer)(spec.params, cfg.settings, ctx)
         self.ckpt = checkpoint_path(spec.run_dir, spec.trial_id)

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 #: The sweep ``kdsweep launch`` runs when given no file.
-DEMO = "synthetic.toml"
+DEMO = "demo.toml"
 
 
 def embedded() -> list[str]:

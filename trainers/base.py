@@ -23,6 +23,7 @@ class TrialContext:
     passed explicitly to every RNG the trainer creates. ``cache_dir`` is shared by all trials
     of a sweep (teacher checkpoints live there). ``data`` is the trainer's validated ``[data]``
     table (an instance of its ``Data`` dataclass), or None for trainers that read no dataset.
+    A trainer never learns whether it will be stopped: that is ASHA's business.
     """
 
     trial_id: str
@@ -32,6 +33,9 @@ class TrialContext:
     cache_dir: Path
     device: str
     data: Any
+    #: Epochs of the full schedule (the sweep's ``asha.max_epochs``): learning-rate schedules
+    #: span it, whether or not ASHA stops the trial earlier.
+    budget_epochs: int
 
 
 @runtime_checkable
@@ -68,6 +72,7 @@ class Trainer(Protocol):
 #: Trainer name -> "module:Class", resolved lazily.
 TRAINERS: dict[str, str] = {
     "synthetic": "kdsweep.trainers.synthetic:SyntheticTrainer",
+    "loss_weights": "kdsweep.trainers.loss_weights:LossWeightsTrainer",
 }
 
 

@@ -47,6 +47,13 @@ class Backend(Protocol):
         ...
 
 
+# Optional hook, looked up with getattr by the driver:
+#   adopt(spec: TrialSpec) -> bool
+# On resume, before submitting an unfinished trial, the driver offers it to the backend; a
+# backend whose attempts outlive the driver (a SLURM job still queued or running) returns True
+# and tracks it as if it had submitted it, so no duplicate is started.
+
+
 def make_backend(cfg: SweepConfig) -> Backend:
     """The backend named by ``cfg.backend.kind``."""
     if cfg.backend.kind == "local":

@@ -1,0 +1,164 @@
+"""Loss-weights trainer: a student distilled three ways at once, the nine weights searched.
+
+METHODS.md §1 (seed 000): with a frozen, pretrained teacher,
+
+    L = f_ce·CE(z_s, y) + a·L_KD + b·L_RKD + c·L_SKD
+    L_KD  = T²·KL(p_t^T || p_s^T)                               (T = kd_temperature)
+    L_RKD = d·Huber_f(ψ_D) + e·Huber_g(ψ_A)                     (penultimate embeddings)
+    L_SKD = Σ_heads CE + h·T_s²·KL(p_deep || p_k) + i·‖F_k − F_deep‖²   (BYOT heads, stages 1–3)
+
+Each of a..i comes from the trial's parameters when searched, else from ``[settings]`` (whose
+defaults are the seed's research baseline), so the "parallel" experiment (a = b = c = 1 fixed,
+six inner weights searched) is a sweep file, not a code path. The self-distillation heads are
+training-only: evaluation and any latency measure use the plain student.
+
+Measured claim (``benchmarks/train_throughput.py``, 2-core CPU, digits 16×16, ResNet18 ×0.25
+student, ResNet18 ×0.5 teacher): see that script's output in the issue note; the demo sweep
+(16 trials, ASHA 1/3/9 epochs) finishes in a few minutes on such a machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from kdsweep.trainers.base import TrialContext
+from kdsweep.trainers.data import DataSettings, check_data, load_data, uses_flip
+from kdsweep.trainers.losses import kd_loss, rkd_loss, self_distillation_loss
+from kdsweep.trainers.models import SelfDistillationHeads, build_model
+from kdsweep.trainers.teachers import TeacherSpec, cache_root, get_teacher
+from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
+
+#: The searched loss weights, in METHODS.md's order.
+WEIGHTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeightsSettings(SGDSettings):
+    """Student, teacher and fixed loss settings; a..i default to the seed's research baseline
+    and are overridden by the trial's parameters of the same name."""
+
+    student: str = "resnet18"
+    student_width: float = 1.0
+    teacher: str = "resnet18"
+    teacher_width: float = 1.0
+    teacher_epochs: int = 30
+    teacher_seed: int = 0
+    #: Teacher cache directory (default: $KDSWEEP_CACHE/teachers or ~/.cache/kdsweep/teachers).
+    teacher_cache: str | None = None
+    f_ce: float = 1.0
+    kd_temperature: float = 4.0
+    skd_temperature: float = 3.0
+    head_kernels: tuple[int, ...] = (8, 4, 2)
+    a: float = 0.1
+    b: float = 0.05
+    c: float = 0.09
+    d: float = 25.0
+    e: float = 50.0
+    f: float = 1.0
+    g: float = 1.0
+    h: float = 0.1
+    i: float = 1e-6
+
+
+class LossWeightsTrainer:
+    """One student trained with CE + KD + RKD + self-distillation under weights a..i."""
+
+    Settings: ClassVar[type] = LossWeightsSettings
+    Data: ClassVar[type | None] = DataSettings
+
+    def __init__(self, params: Mapping[str, Any], settings: LossWeightsSettings, ctx: TrialContext) -> None:
+        unknown = set(params) - set(WEIGHTS)
+        if unknown:
+            raise ValueError(f"loss_weights searches only {', '.join(WEIGHTS)}; unknown parameters {sorted(unknown)}")
+        self.s = settings
+        self.w = {name: float(params.get(name, getattr(settings, name))) for name in WEIGHTS}
+        self.device = Device(ctx.device, settings)
+        data_settings: DataSettings = ctx.data
+        self.data = load_data(data_settings, self.device.torch)
+        self.teacher = get_teacher(self._teacher_spec(data_settings), self.device, cache_root(settings.teacher_cache), self.data)
+        num_classes = self.data.num_classes
+        student = seeded(ctx.seed, lambda: build_model(settings.student, num_classes, settings.student_width))
+        heads = seeded(ctx.seed + 1, lambda: SelfDistillationHeads.for_student(student, tuple(settings.head_kernels)))
+        self.student = self.device.model(student)
+        self.heads = self.device.model(heads)
+        self.generator = torch.Generator(device=self.data.train.x.device).manual_seed(ctx.seed)
+        self.batches = train_batches(self.data.train, settings, self.generator, augment=data_settings.augment, flip=uses_flip(data_settings))
+        self.optimizer = make_optimizer(list(self.student.parameters()) + list(self.heads.parameters()), settings)
+        self.schedule = StepSchedule(self.optimizer, settings, ctx.budget_epochs * len(self.batches))
+
+    def _teacher_spec(self, data: DataSettings) -> TeacherSpec:
+        s = self.s
+        return TeacherSpec(data=data, arch=s.teacher, width=s.teacher_width, epochs=s.teacher_epochs, seed=s.teacher_seed)
+
+    @classmethod
+    def metric_names(cls, settings: Any) -> Sequence[str]:
+        return ("train_loss", "train_ce", "train_kd", "train_rkd", "train_skd", "val_acc", "val_loss", "teacher_val_acc")
+
+    @classmethod
+    def validate(cls, settings: LossWeightsSettings, data: DataSettings, space: Sequence[Any]) -> list[tuple[str, object, str]]:
+        """Cross-field checks run by the config loader before anything is written."""
+        issues = list(check_data(data))
+        for p in space:
+            if p.name not in WEIGHTS:
+                issues.append((f"space.{p.name}", p.name, f"loss_weights searches {', '.join(WEIGHTS)}"))
+        if len(settings.head_kernels) != 3 or any(k < 1 for k in settings.head_kernels):
+            issues.append(("settings.head_kernels", list(settings.head_kernels), "three positive kernel sizes, one per shallow head (stages 1-3)"))
+        return issues
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        w, s, dev = self.w, self.s, self.device
+        self.student.train()
+        self.heads.train()
+        sums = dict.fromkeys(("loss", "ce", "kd", "rkd", "skd"), 0.0)
+        n = 0
+        for x, y in self.batches:
+            x = dev.batch(x)
+            with dev.autocast():
+                out = self.student.forward_features(x)
+                with torch.no_grad():
+                    t = self.teacher.model.forward_features(x)
+                heads = self.heads(out.stages)
+            # The losses run in float32: softmax at T = 4 and relational distances lose too
+            # much in bf16, and they are cheap next to the convolutions.
+            logits, emb = out.logits.float(), out.embedding.float()
+            ce = F.cross_entropy(logits, y)
+            kd = kd_loss(logits, t.logits.float(), s.kd_temperature)
+            rkd = rkd_loss(emb, t.embedding.float(), dist_weight=w["d"], angle_weight=w["e"], dist_beta=w["f"], angle_beta=w["g"])
+            skd = self_distillation_loss(
+                [h.logits.float() for h in heads], [h.feature.float() for h in heads], logits, emb, y,
+                temperature=s.skd_temperature, kd_weight=w["h"], feature_weight=w["i"],
+            )  # fmt: skip
+            loss = s.f_ce * ce + w["a"] * kd + w["b"] * rkd + w["c"] * skd
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+            for key, value in (("loss", loss), ("ce", ce), ("kd", kd), ("rkd", rkd), ("skd", skd)):
+                sums[key] += float(value.detach())
+            n += 1
+        return {f"train_{k}": v / max(1, n) for k, v in sums.items()}
+
+    def evaluate(self) -> dict[str, float]:
+        val = evaluate_classifier(self.student, self.data.val, self.device)
+        return {"val_acc": val["acc"], "val_loss": val["loss"], "teacher_val_acc": float(self.teacher.info["val_acc"])}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "student": self.student.state_dict(),
+            "heads": self.heads.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.student.load_state_dict(state["student"])
+        self.heads.load_state_dict(state["heads"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"])
