@@ -54,6 +54,7 @@ def launch(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this directory: nothing recorded is repeated or lost. Only backend.* and num_trials may change.")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Show the live progress view.")] = True,
     top: Annotated[int, typer.Option("--top", help="Rows of the leaderboard printed at the end.")] = 10,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print what would run (SLURM: the sbatch script of a trial job, checked with 'sbatch --test-only'; else the normalised sweep) and exit; creates and submits nothing.")] = False,
 ) -> None:
     """Run a sweep (or resume one), then print its report."""
     from kdsweep.orchestrator.backends import make_backend
@@ -74,12 +75,15 @@ def launch(
                 raise ConfigError([ConfigIssue("command line", "SWEEP", sweep, "omit the sweep file with --resume: the run directory holds its frozen copy")])
             run = _run_dir(resume)
             cfg = run.load_config(overrides)
+            _check_backend(cfg, run.path, dry_run)
             if overrides:
                 # Backend and budget may change on resume; the hash (the experiment) does not.
                 write_atomic(run.frozen, to_toml(cfg.document).encode())
         else:
             cfg = load_sweep(sweep, overrides)
-            run = RunDir.create(out or _default_out(cfg), cfg)
+            out = out or _default_out(cfg)
+            _check_backend(cfg, out, dry_run)
+            run = RunDir.create(out, cfg)
         lock = run.acquire_driver_lock()
     except ConfigError as exc:
         _fail(exc)
@@ -98,6 +102,20 @@ def launch(
         lock.close()
     render_table(summarize(str(run.path)), console, top=top)
     console.print(f"results: {run.results} (Parquet; read with pyarrow, pandas, DuckDB or Polars)", highlight=False)
+
+
+def _check_backend(cfg: SweepConfig, run_dir: Path, dry_run: bool) -> None:
+    """Before anything is written: ask the backend whether it would take this sweep's trials
+    (SLURM: ``sbatch --test-only``, so a bad partition or time fails here, exit 2); with
+    ``--dry-run``, print what would be submitted and exit 0."""
+    script = None
+    if cfg.backend.kind == "slurm":
+        from kdsweep.orchestrator.backends.slurm import preflight
+
+        script = preflight(cfg, run_dir)
+    if dry_run:
+        sys.stdout.write(script if script is not None else to_toml(cfg.document))
+        raise typer.Exit(0)
 
 
 def _default_out(cfg: SweepConfig) -> Path:
@@ -150,6 +168,70 @@ def compact(run_dir: Annotated[Path, typer.Argument(help="A run directory made b
     run = _run_dir(run_dir)
     merged, rows = Store(run.path).compact()
     console.print(f"compacted {merged} fragments ({rows} rows) in {run.results}", highlight=False)
+
+
+teacher_app = typer.Typer(help="The teacher cache: train a teacher once, list what is cached.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("train")
+def teacher_train(
+    arch: Annotated[str, typer.Option("--arch", help="Model name: resnet18, resnet20, resnet32, resnet110, wrn28_2, vgg16.")] = "resnet18",
+    dataset: Annotated[str, typer.Option("--dataset", help="digits, cifar10 or cifar100.")] = "digits",
+    root: Annotated[Optional[str], typer.Option("--root", help="Directory with torchvision's CIFAR files (never downloaded).")] = None,
+    width: Annotated[float, typer.Option("--width", help="Channel width multiplier.")] = 1.0,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 30,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and data order.")] = 0,
+    cache: Annotated[Optional[str], typer.Option("--cache", help="Cache directory (default $KDSWEEP_CACHE or ~/.cache/kdsweep).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Train a teacher into the cache (a no-op if it is there); sweeps then reuse it."""
+    from kdsweep.trainers.data import DataSettings, check_data
+    from kdsweep.trainers.teachers import TeacherSpec, cache_root, get_teacher
+    from kdsweep.trainers.training import Device, SGDSettings
+
+    issues = []
+    if dataset not in ("digits", "cifar10", "cifar100"):
+        issues.append(ConfigIssue("command line", "--dataset", dataset, "one of digits, cifar10, cifar100"))
+    if device not in ("auto", "cpu", "cuda"):
+        issues.append(ConfigIssue("command line", "--device", device, "one of auto, cpu, cuda"))
+    if epochs < 1:
+        issues.append(ConfigIssue("command line", "--epochs", epochs, "an integer >= 1"))
+    if issues:
+        _fail(ConfigError(issues))
+    data = DataSettings(dataset=dataset, root=root)  # type: ignore[arg-type]
+    bad = [ConfigIssue("command line", "--" + f.split(".")[-1], v, allowed) for f, v, allowed in check_data(data)]
+    if bad:
+        _fail(ConfigError(bad))
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    spec = TeacherSpec(data=data, arch=arch, width=width, epochs=epochs, seed=seed)
+    teacher = get_teacher(spec, Device(device, SGDSettings()), cache_root(cache))
+    info = teacher.info
+    console.print(f"teacher {info['name']}: val_acc {info['val_acc']:.4f}, test_acc {info['test_acc']:.4f} ({info['path']})", highlight=False)
+
+
+@teacher_app.command("list")
+def teacher_list(cache: Annotated[Optional[str], typer.Option("--cache", help="Cache directory (default $KDSWEEP_CACHE or ~/.cache/kdsweep).")] = None) -> None:
+    """Cached teachers with their accuracies."""
+    from rich.table import Table
+
+    from kdsweep.orchestrator.checkpoint import load_checkpoint
+    from kdsweep.trainers.teachers import cache_root
+
+    root = cache_root(cache)
+    table = Table(title=f"teachers in {root}", title_justify="left")
+    for col in ("name", "arch", "dataset", "epochs", "val_acc", "test_acc"):
+        table.add_column(col)
+    for path in sorted(root.glob("*.pt")):
+        state = load_checkpoint(path)
+        if state is None:
+            continue
+        i = state["info"]
+        table.add_row(str(i["name"]), str(i["arch"]), str(i["dataset"]), str(i["epochs"]), f"{i['val_acc']:.4f}", f"{i['test_acc']:.4f}")
+    console.print(table)
 
 
 def main() -> None:

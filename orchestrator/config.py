@@ -99,6 +99,9 @@ class SlurmConfig:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Seconds before the time limit at which SLURM signals the job to checkpoint and requeue.
     signal_delay_s: int = 90
+    #: Seconds between the driver's ``squeue`` calls, which notice a job that ended without a
+    #: result (killed, out of memory, node failure). Results themselves are files, seen at once.
+    squeue_interval_s: float = 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -564,6 +567,14 @@ def _check_backend(c: _Collector, b: BackendConfig) -> None:
         c.add("backend.mem_gb", b.mem_gb, "a number > 0")
     if b.timeout_min <= 0:
         c.add("backend.timeout_min", b.timeout_min, "a number > 0")
+    s = b.slurm
+    if s.array_parallelism < 0:
+        c.add("backend.slurm.array_parallelism", s.array_parallelism, "an integer >= 0 (0: no limit)")
+    if s.squeue_interval_s <= 0:
+        c.add("backend.slurm.squeue_interval_s", s.squeue_interval_s, "a number > 0")
+    if b.kind == "slurm" and not 0 <= s.signal_delay_s < b.timeout_min * 60:
+        # The signal would come at the job's start: it would checkpoint and requeue forever.
+        c.add("backend.slurm.signal_delay_s", s.signal_delay_s, f"an integer >= 0 and below backend.timeout_min in seconds ({b.timeout_min * 60:g})")
 
 
 def to_toml(doc: Mapping[str, Any]) -> str:

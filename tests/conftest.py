@@ -55,3 +55,13 @@ def kdsweep(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
         [sys.executable, "-m", "kdsweep.orchestrator.cli", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tests that train in-process use one intra-op thread: deterministic, and on a busy
+    2-core machine multi-threaded OMP spins collapse throughput (measured: 15x slower at a
+    load average of 7). Workers do the same through ``backend.cpus_per_trial``."""
+    import torch
+
+    torch.set_num_threads(1)

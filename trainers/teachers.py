@@ -44,7 +44,11 @@ class TeacherSpec:
 
     @property
     def name(self) -> str:
-        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        """Cache file stem: readable fields plus a hash of everything that shapes the weights.
+        Where the dataset copy lives (``data.root``) does not, so it is left out of the hash."""
+        fields = dataclasses.asdict(self)
+        fields["data"].pop("root")
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.data.dataset}-{self.arch}-w{self.width:g}-e{self.epochs}-s{self.seed}-{digest}"
 
 

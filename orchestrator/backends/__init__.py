@@ -60,4 +60,8 @@ def make_backend(cfg: SweepConfig) -> Backend:
         from kdsweep.orchestrator.backends.local import LocalBackend
 
         return LocalBackend(cfg.backend.max_concurrent, timeout_s=cfg.backend.timeout_min * 60)
+    if cfg.backend.kind == "slurm":
+        from kdsweep.orchestrator.backends.slurm import SlurmBackend
+
+        return SlurmBackend(cfg)
     raise ValueError(f"backend {cfg.backend.kind!r} is not available; valid: local")

@@ -62,8 +62,16 @@ def test_a_submitted_trial_runs_to_completion_and_lands_in_the_store(backend_fac
     assert rows[-1]["event"] == "completed"
 
 
-def test_slots_run_at_the_same_time(backend_factory: Factory, tmp_path: Path) -> None:
-    cfg, run = make_run(tmp_path, "settings.sleep_s=0.4", "asha.max_epochs=3")
+@pytest.fixture
+def overlap_sleep_s() -> float:
+    """Per-epoch sleep in the slots test: three epochs must outlast the spread of the two
+    attempts' start times. A backend whose attempts start fresh processes (a SLURM job
+    imports torch first, seconds that vary with load) overrides it with a longer one."""
+    return 0.4
+
+
+def test_slots_run_at_the_same_time(backend_factory: Factory, tmp_path: Path, overlap_sleep_s: float) -> None:
+    cfg, run = make_run(tmp_path, f"settings.sleep_s={overlap_sleep_s}", "asha.max_epochs=3")
     backend = backend_factory(cfg, 2)
     try:
         backend.submit(spec(run, "t0000"))
@@ -75,7 +83,7 @@ def test_slots_run_at_the_same_time(backend_factory: Factory, tmp_path: Path) ->
     rows = store_rows(run)
     first = {r["trial_id"]: r["reported_at"] for r in rows if r["epoch"] == 1}
     last = {r["trial_id"]: r["reported_at"] for r in rows if r["event"] == "completed"}
-    # Each trial sleeps 1.2 s; run one after the other, one would start after the other ended.
+    # Each trial sleeps 3 epochs; run one after the other, one would start after the other ended.
     assert first["t0001"] < last["t0000"] and first["t0000"] < last["t0001"]
 
 

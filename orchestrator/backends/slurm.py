@@ -1,0 +1,483 @@
+"""SLURM backend: every trial attempt is one SLURM job, submitted through submitit.
+
+Submission. :meth:`SlurmBackend.submit` only queues a spec; the next :meth:`~SlurmBackend.wait`
+sends everything queued as one job array (submitit's ``map_array``: one ``sbatch``, at most
+``array_parallelism`` tasks running), so the burst of trials a driver starts together costs
+the controller one request. A job runs ``python -m submitit.core._submit RUN_DIR/slurm``,
+which unpickles :class:`TrialJob` and calls ``run_trial(spec)``, the function every backend
+runs. What a job asks for comes from ``[backend]`` and ``[backend.slurm]``
+(:func:`executor_parameters`); the driver keeps at most ``max_concurrent`` jobs queued or
+running.
+
+Ending. A job's result is submitit's result pickle next to its logs in ``RUN_DIR/slurm/``:
+the trial's outcome, or the traceback of its exception. A job that ends without one (killed,
+out of memory, node failure, cancelled by someone else) is noticed through ``squeue``, not
+``sacct``, which needs slurmdbd and fails without it; its error names the SLURM state, the
+job's log file and the log's last lines.
+
+Preemption and time limits. Jobs are submitted with ``--requeue`` and
+``--signal=USR2@signal_delay_s``. On SIGUSR2 submitit calls ``TrialJob.checkpoint``, which
+requeues the job with the same spec; a job killed outright (``scontrol requeue``, preemption
+in REQUEUE mode, a node failure) is restarted by SLURM the same way. Nothing more is needed:
+the trial's state is its last rung checkpoint plus its rows in the store, and ``run_trial``
+resumes from those without repeating or losing a row.
+
+Driver restarts. Jobs do not depend on the driver: it can die and be relaunched with
+``--resume``. Every ``sbatch`` is recorded in ``RUN_DIR/slurm/jobs/<job id>.json``
+(atomically, as soon as ``sbatch`` returns), and :meth:`~SlurmBackend.adopt` re-attaches a
+resumed trial attempt to its job instead of submitting a duplicate. :meth:`~SlurmBackend.close`
+(normal end, Ctrl-C) cancels the jobs still running; a driver that is killed leaves them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import pickle
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.core.utils import FailedJobError, FailedSubmissionError, pickle_load
+from submitit.helpers import Checkpointable, clean_env
+
+from kdsweep.orchestrator.backends import Finished
+from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
+from kdsweep.orchestrator.rundir import RunDir, write_atomic
+from kdsweep.orchestrator.schema import Event
+from kdsweep.orchestrator.worker import TrialOutcome, TrialSpec, results_store, run_trial
+
+logger = logging.getLogger("kdsweep.slurm")
+
+#: SLURM job states after which a job never runs again. Anything else, including states a
+#: newer SLURM may add, counts as still going: judging a live job dead would run the trial
+#: twice, judging a dead one alive only delays its retry until SLURM forgets the job.
+ENDED_STATES = frozenset(
+    {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "REVOKED", "TIMEOUT"}
+)
+
+# Events with which the worker itself ends an attempt (``failed`` is the driver's).
+_ENDING_EVENTS = frozenset({Event.COMPLETED.value, Event.STOPPED.value})
+
+#: (Trial id, attempt, until_epoch): one attempt, the unit that is submitted once.
+AttemptKey = tuple[str, int, int | None]
+
+
+def attempt_key(spec: TrialSpec) -> AttemptKey:
+    return (spec.trial_id, spec.attempt, spec.until_epoch)
+
+
+class TrialJob(Checkpointable):
+    """What a trial job runs: ``run_trial(spec)``.
+
+    ``checkpoint`` (submitit calls it on SLURM's signal) is inherited: it requeues the job
+    with the same spec, which resumes from the trial's last rung checkpoint.
+    """
+
+    def __call__(self, spec: TrialSpec) -> TrialOutcome:
+        ended = ended_outcome(spec)
+        return ended if ended is not None else run_trial(spec)
+
+
+def ended_outcome(spec: TrialSpec) -> TrialOutcome | None:
+    """How this attempt already ended according to the store, or None if it has not.
+
+    A job requeued after its trial wrote its last row (the signal or the kill landed between
+    that row and the process's exit) must not train again: the worker would append a second
+    completed (or, for a stopped trial whose checkpoint is gone, a completed after a stopped)
+    row.
+    """
+    metric = RunDir(spec.run_dir).load_config().asha.metric
+    for row in reversed(results_store(spec.run_dir).trial_rows(spec.trial_id)):
+        event = row["event"]
+        if event in _ENDING_EVENTS or (event == Event.PAUSED.value and row["epoch"] == spec.until_epoch):
+            value = row.get(metric)
+            wall_s = row.get("wall_s")
+            return TrialOutcome(
+                spec.trial_id,
+                event,
+                int(row["epoch"]),
+                math.nan if value is None else float(value),
+                0.0 if wall_s is None else float(wall_s),
+            )
+    return None
+
+
+# -- what a job asks SLURM for --------------------------------------------------------------------
+
+
+def executor_parameters(cfg: SweepConfig) -> dict[str, Any]:
+    """Arguments of submitit's ``SlurmExecutor.update_parameters`` for a trial job of ``cfg``.
+
+    GPUs: SLURM allocates whole devices, so a fractional ``gpus_per_trial`` rounds up; set
+    ``backend.slurm.gres`` to ask for a type (``gpu:a100:1``) or a shard instead.
+    """
+    b, s = cfg.backend, cfg.backend.slurm
+    params: dict[str, Any] = {
+        "job_name": f"kdsweep-{cfg.name}",
+        "time": max(1, math.ceil(b.timeout_min)),  # whole minutes, as sbatch --time reads it
+        "cpus_per_task": b.cpus_per_trial,
+        "mem": f"{math.ceil(b.mem_gb * 1024)}M",
+        "signal_delay_s": s.signal_delay_s,
+        # 0 means no limit; an array never holds more than max_concurrent tasks anyway.
+        "array_parallelism": s.array_parallelism or b.max_concurrent,
+        "setup": list(s.setup),
+        # --requeue: SLURM restarts a job hit by a node failure or preemption instead of
+        # failing it, and submitit's checkpoint-and-requeue works on clusters whose
+        # default (JobRequeue=0) would refuse it.
+        "additional_parameters": {"requeue": True, **s.extra},
+    }
+    gres = s.gres or (f"gpu:{math.ceil(b.gpus_per_trial)}" if b.gpus_per_trial > 0 else None)
+    optional = {"partition": s.partition, "account": s.account, "qos": s.qos, "constraint": s.constraint, "gres": gres}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
+
+class Executor(submitit.SlurmExecutor):
+    """submitit's SLURM executor, plus the batch script it submits for one job."""
+
+    def script(self) -> str:
+        """The sbatch script of a single (non-array) job, as submitit writes it."""
+        return self._make_submission_file_text(self._submitit_command_str, "script")
+
+
+def make_executor(cfg: SweepConfig, folder: Path) -> Executor:
+    """An executor for ``cfg``'s trial jobs, keeping pickles and logs in ``folder``."""
+    executor = Executor(folder)
+    executor.update_parameters(**executor_parameters(cfg))
+    return executor
+
+
+def slurm_folder(run_dir: str | Path) -> Path:
+    """Where submitit keeps a run's job pickles and logs (absolute: jobs need not share the
+    driver's working directory)."""
+    return Path(run_dir).resolve() / "slurm"
+
+
+def preflight(cfg: SweepConfig, run_dir: str | Path) -> str:
+    """The sbatch script of one trial job, once slurmctld has said it would accept it.
+
+    ``sbatch --test-only`` checks the script against the live cluster (partition, time limit,
+    resources, unknown options) and submits nothing. Raises :class:`ConfigError` naming the
+    sweep field responsible and quoting SLURM's own message, or when SLURM's commands are not
+    installed here. Creates nothing.
+    """
+    missing = [c for c in ("sbatch", "srun", "squeue", "scancel") if shutil.which(c) is None]
+    if missing:
+        allowed = f"a machine with SLURM's commands on PATH (missing: {', '.join(missing)}), e.g. a login node"
+        raise ConfigError([ConfigIssue(cfg.source, "backend.kind", "slurm", allowed)])
+    script = make_executor(cfg, slurm_folder(run_dir)).script()
+    with tempfile.NamedTemporaryFile("w", prefix="kdsweep-", suffix=".sbatch") as fh:
+        fh.write(script)
+        fh.flush()
+        try:
+            with clean_env():
+                proc = subprocess.run(["sbatch", "--test-only", fh.name], capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise ConfigError([ConfigIssue(cfg.source, "backend.kind", "slurm", "a cluster whose controller answers 'sbatch --test-only' within 120 s")]) from None
+    if proc.returncode != 0:
+        message = " / ".join(line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip())
+        field, value = _blame(cfg, message)
+        raise ConfigError([ConfigIssue(cfg.source, field, value, f"a value this cluster accepts; sbatch --test-only said: {message}")])
+    return script
+
+
+# Words in sbatch's refusals → the sbatch option they are about.
+_MESSAGE_OPTIONS = (
+    ("partition", "partition"),
+    ("time", "time"),
+    ("account", "account"),
+    ("qos", "qos"),
+    ("feature", "constraint"),
+    ("gres", "gres"),
+)
+_OPTION_FIELDS = {
+    "partition": "backend.slurm.partition",
+    "account": "backend.slurm.account",
+    "qos": "backend.slurm.qos",
+    "constraint": "backend.slurm.constraint",
+    "gres": "backend.slurm.gres",
+    "time": "backend.timeout_min",
+}
+
+
+def _blame(cfg: SweepConfig, message: str) -> tuple[str, Any]:
+    """The sweep field (and its value) an sbatch refusal is most likely about."""
+    extra = {k.replace("_", "-"): k for k in cfg.backend.slurm.extra}
+    unknown = re.search(r"unrecognized option '--([\w-]+)", message)
+    if unknown is not None and unknown.group(1) in extra:
+        key = extra[unknown.group(1)]
+        return f"backend.slurm.extra.{key}", cfg.backend.slurm.extra[key]
+    lowered = message.lower()
+    for word, option in _MESSAGE_OPTIONS:
+        if word in lowered:
+            if option in extra:  # an extra option overrides the one kdsweep derives
+                key = extra[option]
+                return f"backend.slurm.extra.{key}", cfg.backend.slurm.extra[key]
+            value = executor_parameters(cfg).get(option)
+            return _OPTION_FIELDS[option], cfg.backend.timeout_min if option == "time" else value
+    if "node configuration" in lowered:  # more CPUs, memory or GPUs than any node has
+        b = cfg.backend
+        return "backend", {"cpus_per_trial": b.cpus_per_trial, "mem_gb": b.mem_gb, "gpus_per_trial": b.gpus_per_trial}
+    return "backend.slurm", dataclasses.asdict(cfg.backend.slurm)
+
+
+# -- the backend ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Job:
+    """A submitted (or adopted) attempt and its SLURM job."""
+
+    spec: TrialSpec
+    job: submitit.Job[Any]
+    #: Monotonic time of submission; squeue output older than this may not list the job yet.
+    since: float
+    #: When squeue first showed the job ended while its result file was not there.
+    ended_at: float | None = None
+
+
+class SlurmBackend:
+    """Runs each attempt as a SLURM job; at most ``slots`` jobs queued or running at once."""
+
+    #: Seconds a result file may lag behind squeue's "ended" (a shared filesystem can show a
+    #: file late) before the job counts as having died without one.
+    result_grace_s: float = 10.0
+    #: Seconds between looks for result files while ``wait`` blocks.
+    result_poll_s: float = 0.25
+    #: Consecutive failed ``sbatch`` calls (controller down, submit limits) after which the
+    #: queued attempts are reported as failed; between tries the backend backs off.
+    max_submit_failures: int = 5
+
+    def __init__(self, cfg: SweepConfig, slots: int | None = None) -> None:
+        self.cfg = cfg
+        self.slots = cfg.backend.max_concurrent if slots is None else slots
+        self.squeue_interval_s = cfg.backend.slurm.squeue_interval_s
+        self._queued: list[TrialSpec] = []
+        self._jobs: dict[str, _Job] = {}  # by trial id
+        self._executors: dict[Path, Executor] = {}
+        self._records: dict[Path, dict[AttemptKey, str]] = {}
+        self._states: dict[str, str] = {}  # job id → SLURM state, from the last squeue
+        self._states_at = -math.inf  # monotonic time just before that squeue ran
+        self._submit_failures = 0
+        self._next_submit_at = -math.inf
+
+    # -- Backend --------------------------------------------------------------------------------
+
+    def submit(self, spec: TrialSpec) -> None:
+        """Queue an attempt; it goes to SLURM, in one array with the others queued, at the next
+        ``wait``."""
+        self._check_slot()
+        self._queued.append(spec)
+
+    def adopt(self, spec: TrialSpec) -> bool:
+        """Re-attach to this attempt's job if an earlier driver submitted it (per the job
+        records); it is then tracked as if submitted here: a running job is waited for, one
+        that ended while no driver watched is reported how it ended. False: never submitted."""
+        self._check_slot()
+        job_id = self._recorded(spec.run_dir).get(attempt_key(spec))
+        if job_id is None:
+            return False
+        job: submitit.Job[Any] = submitit.SlurmJob(folder=slurm_folder(spec.run_dir), job_id=job_id)
+        self._jobs[spec.trial_id] = _Job(spec, job, since=-math.inf)
+        return True
+
+    def wait(self, timeout_s: float) -> list[Finished]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            done = self._flush()
+            done += self._collect()
+            now = time.monotonic()
+            if done or now >= deadline or not (self._jobs or self._queued):
+                return done
+            time.sleep(min(self.result_poll_s, deadline - now))
+
+    def cancel(self, trial_id: str) -> None:
+        self._queued = [s for s in self._queued if s.trial_id != trial_id]
+        entry = self._jobs.pop(trial_id, None)
+        if entry is not None:
+            self._scancel([entry.job.job_id])
+
+    def close(self) -> None:
+        """Cancel the jobs still queued or running (the run stays resumable). Idempotent."""
+        self._queued.clear()
+        ids = [entry.job.job_id for entry in self._jobs.values()]
+        self._jobs.clear()
+        if ids:
+            self._scancel(ids)
+
+    def busy(self) -> int:
+        """Attempts queued here or submitted and not yet reported."""
+        return len(self._queued) + len(self._jobs)
+
+    # -- submission -------------------------------------------------------------------------------
+
+    def _check_slot(self) -> None:
+        if self.busy() >= self.slots:
+            raise RuntimeError(f"all {self.slots} SLURM slots are busy; the driver must wait first")
+
+    def _executor(self, run_dir: str) -> Executor:
+        folder = slurm_folder(run_dir)
+        if folder not in self._executors:
+            self._executors[folder] = make_executor(self.cfg, folder)
+        return self._executors[folder]
+
+    def _flush(self) -> list[Finished]:
+        """Submit the queued attempts, one array per run directory. Failed submissions stay
+        queued with a backoff; after ``max_submit_failures`` in a row they are reported."""
+        if not self._queued or time.monotonic() < self._next_submit_at:
+            return []
+        queued, self._queued = self._queued, []
+        by_run: dict[str, list[TrialSpec]] = {}
+        for spec in queued:
+            by_run.setdefault(spec.run_dir, []).append(spec)
+        gave_up: list[Finished] = []
+        for run_dir, specs in by_run.items():
+            # The job reads the run directory by an absolute path: its working directory is
+            # wherever SLURM starts it.
+            payloads = [dataclasses.replace(s, run_dir=str(Path(s.run_dir).resolve())) for s in specs]
+            try:
+                with clean_env():  # a driver running as a job must not leak its SLURM_* settings
+                    jobs = self._executor(run_dir).map_array(TrialJob(), payloads)
+            except (FailedJobError, FailedSubmissionError, OSError) as exc:
+                self._submit_failures += 1
+                if self._submit_failures >= self.max_submit_failures:
+                    error = f"sbatch failed {self._submit_failures} times in a row; last error: {exc}"
+                    gave_up += [Finished(s, None, error) for s in specs]
+                    continue
+                backoff_s = min(60.0, 2.0**self._submit_failures)
+                logger.warning("sbatch failed (%s); trying again in %.0f s", str(exc).strip(), backoff_s)
+                self._next_submit_at = time.monotonic() + backoff_s
+                self._queued.extend(specs)
+                continue
+            self._submit_failures = 0
+            now = time.monotonic()
+            self._record(run_dir, specs, jobs)
+            for spec, job in zip(specs, jobs):
+                self._jobs[spec.trial_id] = _Job(spec, job, since=now)
+        return gave_up
+
+    def _record(self, run_dir: str, specs: list[TrialSpec], jobs: list[submitit.Job[Any]]) -> None:
+        """Write which job runs which attempt: one file per sbatch, never rewritten."""
+        array_id = jobs[0].job_id.split("_")[0]
+        doc = {
+            "job_id": array_id,
+            "submitted_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "attempts": [
+                {"trial_id": s.trial_id, "attempt": s.attempt, "until_epoch": s.until_epoch, "job_id": j.job_id}
+                for s, j in zip(specs, jobs)
+            ],
+        }
+        folder = slurm_folder(run_dir) / "jobs"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / f"{array_id}.json", json.dumps(doc, indent=1).encode())
+        self._recorded(run_dir).update({attempt_key(s): j.job_id for s, j in zip(specs, jobs)})
+
+    def _recorded(self, run_dir: str) -> dict[AttemptKey, str]:
+        folder = slurm_folder(run_dir)
+        if folder not in self._records:
+            self._records[folder] = {key: sub[-1]["job_id"] for key, sub in job_records(run_dir).items()}
+        return self._records[folder]
+
+    # -- how jobs end -------------------------------------------------------------------------------
+
+    def _collect(self) -> list[Finished]:
+        if self._jobs and time.monotonic() - self._states_at >= self.squeue_interval_s:
+            self._refresh_states()
+        done: list[Finished] = []
+        for trial_id, entry in list(self._jobs.items()):
+            finished = self._finished(entry)
+            if finished is not None:
+                del self._jobs[trial_id]
+                done.append(finished)
+        return done
+
+    def _finished(self, entry: _Job) -> Finished | None:
+        paths = entry.job.paths
+        if paths.result_pickle.exists():
+            return self._result(entry)
+        if self._states_at <= entry.since:
+            return None  # no squeue since it was submitted: it may not be listed yet
+        state = self._states.get(entry.job.job_id)
+        if state is not None and state not in ENDED_STATES:
+            entry.ended_at = None
+            return None
+        now = time.monotonic()
+        if entry.ended_at is None:
+            entry.ended_at = now
+        if now - entry.ended_at < self.result_grace_s:
+            return None
+        how = f"ended {state}" if state is not None else "is no longer known to SLURM"
+        error = (
+            f"SLURM job {entry.job.job_id} {how} without a result (killed, out of memory, node failure "
+            f"or cancelled outside kdsweep); log: {paths.stderr}"
+        )
+        tail = _tail(paths.stderr)
+        return Finished(entry.spec, None, f"{error}\n{tail}" if tail else error)
+
+    def _result(self, entry: _Job) -> Finished:
+        paths = entry.job.paths
+        where = f"SLURM job {entry.job.job_id}; log: {paths.stderr}"
+        try:
+            kind, payload = pickle_load(paths.result_pickle)
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as exc:
+            return Finished(entry.spec, None, f"unreadable result {paths.result_pickle}: {exc!r}\n{where}")
+        if kind == "success" and isinstance(payload, TrialOutcome):
+            return Finished(entry.spec, payload)
+        return Finished(entry.spec, None, f"{str(payload).rstrip()}\n{where}")
+
+    def _refresh_states(self) -> None:
+        """One squeue for every job of this user, array tasks one per line."""
+        started = time.monotonic()
+        command = ["squeue", "--me", "--noheader", "--array", "--states=all", "--format=%i|%T"]
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            # Keep the old snapshot and its time: no job is judged on what squeue did not say.
+            logger.warning("squeue failed (%s); job states not refreshed", exc)
+            return
+        states: dict[str, str] = {}
+        for line in out.splitlines():
+            job_id, _, state = line.partition("|")
+            states[job_id.strip()] = state.strip()
+        self._states, self._states_at = states, started
+
+    @staticmethod
+    def _scancel(job_ids: list[str]) -> None:
+        proc = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:  # typically: the job ended meanwhile
+            logger.warning("scancel %s: %s", " ".join(job_ids), proc.stderr.strip())
+
+
+def job_records(run_dir: str | Path) -> dict[AttemptKey, list[dict[str, Any]]]:
+    """Every submission recorded in ``RUN_DIR/slurm/jobs/``, per attempt, oldest first (more
+    than one entry per attempt means it was submitted more than once). Unreadable record
+    files are skipped with a warning."""
+    out: dict[AttemptKey, list[dict[str, Any]]] = {}
+    docs = []
+    for path in (slurm_folder(run_dir) / "jobs").glob("*.json"):
+        try:
+            docs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            logger.warning("skipping unreadable job record %s: %s", path, exc)
+    for doc in sorted(docs, key=lambda d: (d["submitted_at"], int(d["job_id"]))):
+        for a in doc["attempts"]:
+            key = (a["trial_id"], a["attempt"], a["until_epoch"])
+            out.setdefault(key, []).append({**a, "submitted_at": doc["submitted_at"]})
+    return out
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
