@@ -25,6 +25,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+if not console.is_terminal:
+    # Piped or captured output has no width to fit; 80 columns would fold the tables.
+    console.width = 200
 err = Console(stderr=True)
 
 

@@ -53,6 +53,10 @@ class Snapshot:
     metric: str
 
 
+#: Attempts that end between two compactions of the results during a sweep.
+COMPACT_EVERY = 250
+
+
 def _in_space(cfg: SweepConfig, point: Mapping[str, Any]) -> bool:
     return all(spec.contains(point[spec.name]) for spec in cfg.space)
 
@@ -140,6 +144,7 @@ class Driver:
         On KeyboardInterrupt every attempt is stopped and the run stays resumable."""
         self.started = self.clock()
         self._last_update = -math.inf
+        self._ended_since_compaction = 0
         try:
             while True:
                 while self._running() < self.backend.slots:
@@ -154,10 +159,21 @@ class Driver:
                 self._prepare()
                 for finished in self.backend.wait(self.poll_s):
                     self._collect(finished)
+                    self._ended_since_compaction += 1
+                if self._ended_since_compaction >= COMPACT_EVERY:
+                    self._compact()
         finally:
             self.backend.close()
+        self._compact()
         self._update(force=True)
         return self.snapshot()
+
+    def _compact(self) -> None:
+        """Merge result fragments: a report or a freshly started worker then opens a few files
+        instead of one per report (thousands, at several ms each on a busy file system). The
+        driver's store has every row cached, so this costs one write."""
+        self._ended_since_compaction = 0
+        self.store.compact()
 
     def _launch(self, spec: TrialSpec) -> None:
         adopt = getattr(self.backend, "adopt", None)

@@ -58,6 +58,8 @@ class RunSummary:
     rungs: list[RungStat]
     driver: str | None
     skipped: list[str]
+    #: Validation accuracy of the distillation teacher, for trainers that have one.
+    teacher_val_acc: float | None = None
 
     @property
     def metric(self) -> str:
@@ -126,7 +128,8 @@ def summarize(run_dir: str) -> RunSummary:
             )
         )
     skipped = [f"{path.name}: {reason}" for path, reason in store.skipped]
-    return RunSummary(cfg, trials, rungs, driver, skipped)
+    teacher = next((float(r["teacher_val_acc"]) for r in rows if r.get("teacher_val_acc") is not None), None)
+    return RunSummary(cfg, trials, rungs, driver, skipped, teacher)
 
 
 def _fmt(value: Any) -> str:
@@ -141,14 +144,18 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     cfg = summary.cfg
     title = f"{cfg.name}: top {min(top, len(summary.trials))} of {len(summary.trials)} trials by {summary.metric} ({cfg.asha.mode})"
     board = Table(title=title, title_justify="left")
+    # Identity and outcome columns never shrink; parameters fold when the terminal is narrow.
     for col in ("rank", "trial", summary.metric, "epochs", "status", "origin"):
-        board.add_column(col, justify="right" if col in ("rank", summary.metric, "epochs") else "left")
+        board.add_column(col, justify="right" if col in ("rank", summary.metric, "epochs") else "left", no_wrap=True, min_width=len(col))
+    board.columns[4].min_width = len("completed")
     names = [p.name for p in cfg.space]
     for name in names:
-        board.add_column(name, justify="right")
+        board.add_column(name, justify="right", overflow="fold")
     for i, t in enumerate(summary.trials[:top], start=1):
         board.add_row(str(i), t.trial_id, _fmt(t.value), str(t.epochs), t.status, t.origin, *(_fmt(t.params.get(n)) for n in names))
     console.print(board)
+    if summary.teacher_val_acc is not None:
+        console.print(f"teacher val_acc: {summary.teacher_val_acc:.4f} (the students' reference)")
     fixed = [(i, t) for i, t in enumerate(summary.trials, start=1) if t.origin == "fixed"]
     for i, t in fixed:
         if i > top:
@@ -187,6 +194,7 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
         "leaderboard": leaderboard_records(summary, top),
         "rungs": [dataclasses.asdict(r) for r in summary.rungs],
         "skipped": summary.skipped,
+        "teacher_val_acc": summary.teacher_val_acc,
     }
     return json.dumps(doc, indent=2, default=_json_default)
 

@@ -53,6 +53,9 @@ TRAILING_FIELDS: tuple[pa.Field, ...] = (
     pa.field("reported_at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("host", pa.string()),
     pa.field("device", pa.string()),
+    # The backend's name for the node an attempt ran on (the Ray node id), where the host
+    # name does not tell: several Ray nodes may share one machine. Null where not set.
+    pa.field("node", pa.string()),
     pa.field("error", pa.string()),
     pa.field("schema_version", pa.int32(), nullable=False),
     pa.field("kdsweep_version", pa.string(), nullable=False),

@@ -40,6 +40,11 @@ from kdsweep.orchestrator.store import Store
 from kdsweep.trainers.base import TrialContext, trainer_class
 
 
+#: Environment variable through which a backend names the node its worker process runs on
+#: (the Ray backend sets the Ray node id); recorded in the ``node`` column.
+NODE_ENV = "KDSWEEP_NODE"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrialSpec:
     """What a backend ships to a worker: which trial, which attempt, how far to train."""
@@ -127,6 +132,7 @@ class _Attempt:
         self.trainer = trainer_class(cfg.trainer)(spec.params, cfg.settings, ctx)
         self.ckpt = checkpoint_path(spec.run_dir, spec.trial_id)
         self.host = socket.gethostname()
+        self.node = os.environ.get(NODE_ENV)
         self.wall_before = 0.0  # training seconds of earlier attempts, from the checkpoint
         self.started = time.perf_counter()
         self.metrics: dict[str, float] = {}
@@ -208,6 +214,7 @@ class _Attempt:
             **{k: float(v) for k, v in self.metrics.items()},
             "wall_s": self._wall(),
             "host": self.host,
+            "node": self.node,
             "device": self.device,
         }
 

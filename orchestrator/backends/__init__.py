@@ -60,6 +60,14 @@ def make_backend(cfg: SweepConfig) -> Backend:
         from kdsweep.orchestrator.backends.local import LocalBackend
 
         return LocalBackend(cfg.backend.max_concurrent, timeout_s=cfg.backend.timeout_min * 60)
+    if cfg.backend.kind == "ray":
+        from kdsweep.orchestrator.backends.ray import RayBackend
+
+        b = cfg.backend
+        return RayBackend(
+            b.max_concurrent, cpus_per_trial=b.cpus_per_trial, gpus_per_trial=b.gpus_per_trial,
+            timeout_s=b.timeout_min * 60, address=b.ray.address,
+        )  # fmt: skip
     if cfg.backend.kind == "slurm":
         from kdsweep.orchestrator.backends.slurm import SlurmBackend
 

@@ -64,7 +64,7 @@ def fast(backend: SlurmBackend) -> SlurmBackend:
     return backend
 
 
-@pytest.fixture
+@pytest.fixture  # type: ignore[no-redef]  # overrides the contract's fixture of this name
 def overlap_sleep_s() -> float:
     # Each job starts a fresh interpreter that imports torch before its first epoch: seconds
     # on a loaded test machine, and two jobs starting together finish importing up to ~5 s
