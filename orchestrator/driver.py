@@ -115,10 +115,10 @@ class Driver:
         metric = self.cfg.asha.metric
         for tid, record in self.run.read_trials().items():
             state = TrialState(record)
-            row = last.get(tid)
-            if row is not None:
-                state.event, state.epoch = row["event"], int(row["epoch"])
-                v = row.get(metric)
+            latest = last.get(tid)
+            if latest is not None:
+                state.event, state.epoch = latest["event"], int(latest["epoch"])
+                v = latest.get(metric)
                 state.value = None if v is None else float(v)
             self.trials[tid] = state
             ended = state.event in TERMINAL_EVENTS or state.event == Event.PAUSED.value

@@ -27,7 +27,7 @@ from torch import nn
 
 from kdsweep.orchestrator.checkpoint import load_checkpoint, save_checkpoint
 from kdsweep.trainers.data import DataSettings, ImageData, load_data, uses_flip
-from kdsweep.trainers.models import build_model
+from kdsweep.trainers.models import StagedClassifier, build_model
 from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
 
 
@@ -56,7 +56,7 @@ class TeacherSpec:
 class Teacher:
     """A trained, frozen teacher in eval mode, and what is known about it."""
 
-    model: nn.Module
+    model: StagedClassifier
     info: dict[str, Any]
 
 

@@ -13,13 +13,15 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdsweep.trainers.data import Batches, Split
+
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Device:
         self.bf16 = self.cuda and s.bf16
         self.channels_last = self.cuda and s.channels_last
 
-    def model(self, module: nn.Module) -> nn.Module:
+    def model(self, module: M) -> M:
         module = module.to(self.torch)
         return module.to(memory_format=torch.channels_last) if self.channels_last else module
 
@@ -102,7 +104,7 @@ class Device:
         return contextlib.nullcontext()
 
 
-def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+def seeded(seed: int, build: Callable[[], M]) -> M:
     """Build a module with its initialisation drawn from ``seed``, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
