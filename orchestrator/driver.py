@@ -269,7 +269,10 @@ class Driver:
     def snapshot(self) -> Snapshot:
         counts: Counter[str] = Counter()
         for t in self.trials.values():
-            counts["running" if t.running else (t.event or "queued")] += 1
+            if t.running:
+                counts["running"] += 1
+            else:  # not yet started, or resumable (last event a report): both wait for a slot
+                counts["queued" if t.event in (None, Event.REPORT.value) else t.event] += 1
         sign = 1.0 if self.cfg.asha.mode == "max" else -1.0
         best: TrialState | None = None
         for t in self.trials.values():

@@ -102,7 +102,8 @@ def test_a_relaunched_driver_adopts_the_jobs_of_the_one_that_died(slurm_cluster:
         done = wait_all(second, 2)
     finally:
         second.close()
-    assert sorted((f.spec.trial_id, f.outcome.event) for f in done if f.outcome) == [("t0000", "completed"), ("t0001", "completed")]
+    # Which of the two ASHA stops at rung 0 depends on which reports first; both end.
+    assert sorted(f.spec.trial_id for f in done if f.outcome and f.outcome.event in ("completed", "stopped")) == ["t0000", "t0001"]
     records = job_records(run.path)
     assert sorted(records) == [("t0000", 0, None), ("t0001", 0, None)]
     ids = [subs[0]["job_id"] for subs in records.values()]
