@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.schema import REQUIRED_COLUMNS, TERMINAL_EVENTS
 from tests.conftest import kdsweep
 
@@ -92,24 +93,59 @@ def test_trial_failing_every_attempt_is_recorded_failed_with_its_error(sweep_fil
     assert "failed t0000 after 2 attempts" in result.stdout
 
 
-def test_promote_variant_pauses_and_promotes_the_top_of_each_rung(sweep_file: Path, tmp_path: Path) -> None:
+def test_promote_variant_runs_exactly_ashas_get_job_over_the_store(sweep_file: Path, tmp_path: Path) -> None:
+    """With one slot the job order is deterministic: replaying the store's rows through the
+    pure ``asha.promotion`` must predict every job the driver started (promotion or new)."""
     run = tmp_path / "run"
-    result = kdsweep("launch", str(sweep_file), "--out", str(run), "--no-live", "--set", "asha.variant=promote", "--set", "num_trials=18")
+    sets = ["--set", "asha.variant=promote", "--set", "num_trials=18", "--set", "backend.max_concurrent=1"]
+    result = kdsweep("launch", str(sweep_file), "--out", str(run), "--no-live", *sets)
     assert result.returncode == 0, result.stderr
-    all_rows = rows(run)
-    reached = {k: {r["trial_id"] for r in all_rows if r["event"] == "report" and r["rung"] == k} for k in range(3)}
-    assert len(reached[0]) == 18
-    # Promotions happen only from the top 1/eta of a rung: at most floor(18/3) reach rung 1.
-    assert 1 <= len(reached[1]) <= 6 and 1 <= len(reached[2]) <= len(reached[1]) // 3 + 1
+    all_rows = sorted(rows(run), key=lambda r: r["reported_at"])
+    ladder = (1, 3, 9)
+    # Each job is a segment of one trial: its rows from the first epoch after a pause (or 1)
+    # up to its next pause or completion. Recover the job sequence from the rows.
+    jobs: list[tuple[str, int]] = []  # (trial, rung the segment starts from; -1: a new trial)
+    seen: set[str] = set()
+    for r in all_rows:
+        if r["event"] == "report" and (r["trial_id"] not in seen or r["epoch"] - 1 in ladder and r["epoch"] - 1 == _last_pause(all_rows, r)):
+            jobs.append((r["trial_id"], -1 if r["trial_id"] not in seen else ladder.index(r["epoch"] - 1)))
+            seen.add(r["trial_id"])
+    promotions = [j for j in jobs if j[1] >= 0]
+    assert promotions, "no trial was ever promoted"
+    assert all(r["event"] in ("report", "paused", "completed") for r in all_rows)
+    # Replay: before each job, the rows of all earlier jobs are in the store.
+    for index, (tid, from_rung) in enumerate(jobs):
+        started = _job_start(all_rows, jobs[index])
+        before = [r for r in all_rows if r["reported_at"] < started]
+        rungs = [{r["trial_id"]: r["val_acc"] for r in before if r["event"] == "report" and r["rung"] == k} for k in range(3)]
+        promoted = [{t for t, k in jobs[:index] if k >= rung} for rung in range(3)]
+        last_event = {r["trial_id"]: r["event"] for r in before}
+        busy = {t for t in last_event if last_event[t] != "paused"}
+        expected = asha.promotion(rungs, promoted, 3, "max", busy)
+        if expected is None:
+            assert from_rung == -1, f"job {index}: driver promoted {tid} where get_job starts a new trial"
+        else:
+            assert (tid, from_rung + 1) == expected, f"job {index}: driver ran {(tid, from_rung)}, get_job says {expected}"
     completed = {r["trial_id"] for r in all_rows if r["event"] == "completed"}
-    assert completed == reached[2]
-    best0 = sorted(((r["val_acc"], r["trial_id"]) for r in all_rows if r["event"] == "report" and r["rung"] == 0), reverse=True)
-    top = [tid for value, tid in best0 if value == best0[0][0]]  # accuracies clip at 1.0: ties
-    assert set(top) & reached[1], "the best trial of rung 0 must have been promoted"
-    # No trial trained an epoch twice across its pause/resume cycles.
-    for tid in reached[0]:
+    assert completed == {r["trial_id"] for r in all_rows if r["rung"] == 2}
+    for tid in seen:  # no trial trained an epoch twice across its pause/resume cycles
         epochs = [r["epoch"] for r in all_rows if r["trial_id"] == tid and r["event"] == "report"]
         assert len(epochs) == len(set(epochs))
+
+
+def _last_pause(all_rows: list[dict], row: dict) -> int | None:
+    """Epoch of the trial's latest pause before ``row``."""
+    pauses = [r["epoch"] for r in all_rows if r["trial_id"] == row["trial_id"] and r["event"] == "paused" and r["reported_at"] < row["reported_at"]]
+    return max(pauses) if pauses else None
+
+
+def _job_start(all_rows: list[dict], job: tuple[str, int]) -> object:
+    """The store time just after which the job's segment began: the end of the previous job
+    (one slot), i.e. the first row of the segment is the earliest row after that moment."""
+    tid, from_rung = job
+    first_epoch = 1 if from_rung < 0 else (1, 3, 9)[from_rung] + 1
+    first = min(r["reported_at"] for r in all_rows if r["trial_id"] == tid and r["epoch"] == first_epoch and r["event"] == "report")
+    return first
 
 
 def test_resume_after_kill_9_of_the_driver_loses_and_repeats_nothing(sweep_file: Path, tmp_path: Path) -> None:
