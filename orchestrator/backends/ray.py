@@ -59,14 +59,14 @@ class RayConnectionLost(ConnectionError):
 class _TrialRunner:
     """The actor: one worker process on one node that runs attempts one after the other."""
 
-    def __init__(self, cwd: str, node_env: str) -> None:
+    def __init__(self, cwd: str) -> None:
         # Relative paths in a sweep file (datasets, caches) mean what they meant to the driver
         # when the driver's directory exists on this node (shared storage).
         if os.path.isdir(cwd):
             os.chdir(cwd)
         self.node = ray.get_runtime_context().get_node_id()
         # The worker records it: several nodes of one machine share a host name.
-        os.environ[node_env] = self.node
+        os.environ[NODE_ENV] = self.node
 
     def node_id(self) -> str:
         """Answers once the actor has started (the backend's readiness probe)."""
@@ -193,7 +193,7 @@ class RayBackend:
         for ref in ready:
             member = watched[ref]
             if ref is member.starting:
-                self._started(member, done)
+                self._started(member, lost)
             else:
                 self._ended(member, done, lost)
         now = time.monotonic()
@@ -243,11 +243,11 @@ class RayBackend:
                 member.spec, member.ref, member.since = spec, member.handle.run.remote(shipped), time.monotonic()
         starting = sum(1 for m in self._members if m.starting is not None)
         while len(self._members) < self.slots and starting < len(self._queue):
-            handle = self._runner.remote(self._cwd, NODE_ENV)
+            handle = self._runner.remote(self._cwd)
             self._members.append(_Member(handle, handle.node_id.remote()))
             starting += 1
 
-    def _started(self, member: _Member, done: list[Finished]) -> None:
+    def _started(self, member: _Member, lost: list[Finished]) -> None:
         try:
             ray.get(member.starting)
         except RayError as exc:
@@ -257,7 +257,7 @@ class RayBackend:
             self._discard(member)
             if self._queue:
                 spec = self._queue.popleft()
-                done.append(Finished(spec, None, f"a Ray worker for {spec.trial_id} could not start: {_describe(exc)}"))
+                lost.append(Finished(spec, None, f"a Ray worker for {spec.trial_id} could not start: {_describe(exc)}"))
             return
         member.starting = None
 

@@ -25,7 +25,8 @@ resumes from those without repeating or losing a row.
 Driver restarts. Jobs do not depend on the driver: it can die and be relaunched with
 ``--resume``. Every ``sbatch`` is recorded in ``RUN_DIR/slurm/jobs/<job id>.json``
 (atomically, as soon as ``sbatch`` returns), and :meth:`~SlurmBackend.adopt` re-attaches a
-resumed trial attempt to its job instead of submitting a duplicate. :meth:`~SlurmBackend.close`
+resumed trial attempt to its job, still running or ended with a result, instead of
+submitting a duplicate. :meth:`~SlurmBackend.close`
 (normal end, Ctrl-C) cancels the jobs still running; a driver that is killed leaves them.
 """
 
@@ -72,6 +73,7 @@ AttemptKey = tuple[str, int, int | None]
 
 
 def attempt_key(spec: TrialSpec) -> AttemptKey:
+    """The attempt ``spec`` is, as job records name it."""
     return (spec.trial_id, spec.attempt, spec.until_epoch)
 
 
@@ -180,7 +182,7 @@ def preflight(cfg: SweepConfig, run_dir: str | Path) -> str:
         fh.flush()
         try:
             with clean_env():
-                proc = subprocess.run(["sbatch", "--test-only", fh.name], capture_output=True, text=True, timeout=120)
+                proc = subprocess.run(["sbatch", "--test-only", fh.name], capture_output=True, text=True, timeout=120, check=False)
         except subprocess.TimeoutExpired:
             raise ConfigError([ConfigIssue(cfg.source, "backend.kind", "slurm", "a cluster whose controller answers 'sbatch --test-only' within 120 s")]) from None
     if proc.returncode != 0:
@@ -190,44 +192,44 @@ def preflight(cfg: SweepConfig, run_dir: str | Path) -> str:
     return script
 
 
-# Words in sbatch's refusals → the sbatch option they are about.
+# Patterns in sbatch's refusals → the sbatch option they are about. Account comes before
+# partition ("Invalid account or account/partition combination"), and "time" only as an
+# option or a limit ("Socket timed out" is about the controller, not --time).
 _MESSAGE_OPTIONS = (
-    ("partition", "partition"),
-    ("time", "time"),
-    ("account", "account"),
-    ("qos", "qos"),
-    ("feature", "constraint"),
-    ("gres", "gres"),
+    (re.compile(r"\baccount\b"), "account"),
+    (re.compile(r"\bpartition\b"), "partition"),
+    (re.compile(r"--time\b|\btime limit\b"), "time"),
+    (re.compile(r"\bqos\b"), "qos"),
+    (re.compile(r"\bfeature\b"), "constraint"),
+    (re.compile(r"\bgres\b"), "gres"),
 )
-_OPTION_FIELDS = {
-    "partition": "backend.slurm.partition",
-    "account": "backend.slurm.account",
-    "qos": "backend.slurm.qos",
-    "constraint": "backend.slurm.constraint",
-    "gres": "backend.slurm.gres",
-    "time": "backend.timeout_min",
-}
 
 
 def _blame(cfg: SweepConfig, message: str) -> tuple[str, Any]:
     """The sweep field (and its value) an sbatch refusal is most likely about."""
-    extra = {k.replace("_", "-"): k for k in cfg.backend.slurm.extra}
+    b, s = cfg.backend, cfg.backend.slurm
+    extra = {k.replace("_", "-"): k for k in s.extra}
     unknown = re.search(r"unrecognized option '--([\w-]+)", message)
     if unknown is not None and unknown.group(1) in extra:
         key = extra[unknown.group(1)]
-        return f"backend.slurm.extra.{key}", cfg.backend.slurm.extra[key]
+        return f"backend.slurm.extra.{key}", s.extra[key]
+    fields: dict[str, tuple[str, Any]] = {
+        "account": ("backend.slurm.account", s.account),
+        "partition": ("backend.slurm.partition", s.partition),
+        "time": ("backend.timeout_min", b.timeout_min),
+        "qos": ("backend.slurm.qos", s.qos),
+        "constraint": ("backend.slurm.constraint", s.constraint),
+        "gres": ("backend.slurm.gres", s.gres) if s.gres is not None else ("backend.gpus_per_trial", b.gpus_per_trial),
+    }
     lowered = message.lower()
-    for word, option in _MESSAGE_OPTIONS:
-        if word in lowered:
+    for pattern, option in _MESSAGE_OPTIONS:
+        if pattern.search(lowered):
             if option in extra:  # an extra option overrides the one kdsweep derives
-                key = extra[option]
-                return f"backend.slurm.extra.{key}", cfg.backend.slurm.extra[key]
-            value = executor_parameters(cfg).get(option)
-            return _OPTION_FIELDS[option], cfg.backend.timeout_min if option == "time" else value
+                return f"backend.slurm.extra.{extra[option]}", s.extra[extra[option]]
+            return fields[option]
     if "node configuration" in lowered:  # more CPUs, memory or GPUs than any node has
-        b = cfg.backend
         return "backend", {"cpus_per_trial": b.cpus_per_trial, "mem_gb": b.mem_gb, "gpus_per_trial": b.gpus_per_trial}
-    return "backend.slurm", dataclasses.asdict(cfg.backend.slurm)
+    return "backend.slurm", dataclasses.asdict(s)
 
 
 # -- the backend ------------------------------------------------------------------------------------
@@ -252,7 +254,7 @@ class SlurmBackend:
     #: file late) before the job counts as having died without one.
     result_grace_s: float = 10.0
     #: Seconds between looks for result files while ``wait`` blocks.
-    result_poll_s: float = 0.25
+    result_poll_s: float = 0.5
     #: Consecutive failed ``sbatch`` calls (controller down, submit limits) after which the
     #: queued attempts are reported as failed; between tries the backend backs off.
     max_submit_failures: int = 5
@@ -280,13 +282,21 @@ class SlurmBackend:
 
     def adopt(self, spec: TrialSpec) -> bool:
         """Re-attach to this attempt's job if an earlier driver submitted it (per the job
-        records); it is then tracked as if submitted here: a running job is waited for, one
-        that ended while no driver watched is reported how it ended. False: never submitted."""
+        records) and it is still queued or running, or left a result: it is then tracked as
+        if submitted here. False, and the driver submits the attempt, if it was never
+        submitted or its job ended without a result (cancelled by that driver's Ctrl-C,
+        killed): like a local worker that died with its driver, that costs no retry."""
         self._check_slot()
         job_id = self._recorded(spec.run_dir).get(attempt_key(spec))
         if job_id is None:
             return False
         job: submitit.Job[Any] = submitit.SlurmJob(folder=slurm_folder(spec.run_dir), job_id=job_id)
+        if time.monotonic() - self._states_at >= self.squeue_interval_s:
+            self._refresh_states()
+        state = self._states.get(job_id)
+        answered = self._states_at > -math.inf  # without any squeue answer, keep the job: never run it twice
+        if answered and (state is None or state in ENDED_STATES) and not job.paths.result_pickle.exists():
+            return False
         self._jobs[spec.trial_id] = _Job(spec, job, since=-math.inf)
         return True
 
@@ -452,7 +462,7 @@ class SlurmBackend:
 
     @staticmethod
     def _scancel(job_ids: list[str]) -> None:
-        proc = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode != 0:  # typically: the job ended meanwhile
             logger.warning("scancel %s: %s", " ".join(job_ids), proc.stderr.strip())
 

@@ -22,8 +22,9 @@ die() { log "ERROR: $*"; exit 1; }
 
 node_state() { sinfo -h -n "$NODE" -o %t 2>/dev/null | head -n1; }
 
-# pid in FILE is a live process (daemons write pid files; stop.sh kills exactly those).
-alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# PIDFILE names a live process called NAME (daemons write pid files; stop.sh kills exactly
+# those). The name check keeps a stale file whose pid was reused from passing for the daemon.
+alive() { [[ -s "$1" ]] && [[ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" == "$2" ]]; }
 
 [[ $EUID -eq 0 ]] || die "run as root (installs packages, writes $CONF_DIR, starts daemons)"
 
@@ -49,7 +50,7 @@ if [[ ! -s /etc/munge/munge.key ]]; then
     chown munge:munge /etc/munge/munge.key
     chmod 0400 /etc/munge/munge.key
 fi
-if ! alive /run/munge/munged.pid; then
+if ! alive /run/munge/munged.pid munged; then
     log "starting munged"
     runuser -u munge -- /usr/sbin/munged
 fi
@@ -59,7 +60,7 @@ CPUS="$(nproc)"
 MEM_MB="$(free -m | awk '/^Mem:/ {print int($2 * 0.95)}')"  # headroom: slurmd drains a node reporting less than configured
 install -d -o slurm -g slurm -m 0755 "$STATE_DIR/slurmctld" "$STATE_DIR/slurmd" "$LOG_DIR"
 install -d -m 0755 "$CONF_DIR"
-if ! alive /run/slurmctld.pid; then
+if ! alive /run/slurmctld.pid slurmctld; then
     # Rewritten on every cold start: the hostname, CPUs or memory of the machine may have changed.
     cat >"$CONF_DIR/slurm.conf" <<EOF
 # Written by kdsweep's slurm/testcluster/start.sh: a one-node test cluster on $NODE.
@@ -110,7 +111,7 @@ EOF
     log "starting slurmctld ($CPUS CPUs, ${MEM_MB} MB on $NODE)"
     /usr/sbin/slurmctld
 fi
-if ! alive /run/slurmd.pid; then
+if ! alive /run/slurmd.pid slurmd; then
     log "starting slurmd"
     /usr/sbin/slurmd
 fi

@@ -6,7 +6,8 @@ stop() {  # NAME PIDFILE: SIGTERM the daemon, wait up to 10 s for it to exit
     local name=$1 pidfile=$2 pid
     [[ -s $pidfile ]] || return 0
     pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
+    # Only the daemon itself: a stale pid file's pid may belong to another process by now.
+    if [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$name" ]]; then
         echo "testcluster: stopping $name (pid $pid)" >&2
         kill "$pid"
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done

@@ -83,7 +83,7 @@ class Node:
             if args and args[0].endswith("/raylet"):
                 node_id = next(a.split("=", 1)[1] for a in args if a.startswith("--node_id="))
                 return pid, node_id
-        raise AssertionError(f"no raylet in the session of {self.proc.args}; log: {self.log.read_text()[-2000:]}")
+        raise AssertionError(f"no raylet in the session of {self.proc.args!r}; log: {self.log.read_text()[-2000:]}")
 
     def crash(self) -> None:
         """Kill every process of the node at once, as a machine that dies: its session and the

@@ -58,9 +58,18 @@ def wait_until(condition: object, timeout_s: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def squeue_ids() -> set[str]:
-    out = subprocess.run(["squeue", "--me", "--noheader", "--array", "--states=all", "--format=%i"], capture_output=True, text=True, check=True)
+def squeue_ids(states: str = "all") -> set[str]:
+    """Ids of this user's jobs SLURM knows in these states (all: ended ones too)."""
+    out = subprocess.run(["squeue", "--me", "--noheader", "--array", f"--states={states}", "--format=%i"], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
+
+
+def slurm_jobs_of(run: Path) -> set[str]:
+    """Ids of the jobs SLURM knows (ended ones included) whose batch script is in the run's
+    submitit folder: what was really submitted for this run, whatever the records say."""
+    out = subprocess.run(["squeue", "--me", "--noheader", "--array", "--states=all", "--format=%i|%o"], capture_output=True, text=True, check=True)
+    folder = f"{run.resolve() / 'slurm'}/"
+    return {job_id for job_id, _, script in (line.partition("|") for line in out.stdout.splitlines()) if script.startswith(folder)}
 
 
 def assert_each_attempt_submitted_once(run: Path) -> dict[tuple[str, int, int | None], list[dict]]:
@@ -111,7 +120,7 @@ def test_a_job_requeued_mid_trial_resumes_from_its_checkpoint(sweep_file: Path, 
         # Kills the job (SIGTERM, then SIGKILL after the cluster's KillWait of 2 s, well before
         # the trial's 5 s left) and puts it back in the queue, as preemption does.
         subprocess.run(["scontrol", "requeue", job["job_id"]], check=True)
-        out, err = driver.communicate(timeout=300)
+        _, err = driver.communicate(timeout=300)
     finally:
         driver.kill()
     assert driver.returncode == 0, err
@@ -139,7 +148,7 @@ def test_a_killed_driver_resumes_without_duplicate_jobs_or_lost_results(sweep_fi
     assert 2 <= len(ended_before) < 8
     submitted = {subs[0]["job_id"] for subs in job_records(run).values()}
     # The jobs outlive their driver: the ones not yet ended are still in SLURM's queue.
-    alive = submitted & squeue_ids()
+    alive = submitted & squeue_ids("PENDING,RUNNING")
     assert alive, "no job of the killed driver was left to adopt: the test proves nothing"
 
     result = kdsweep("launch", "--resume", str(run), "--no-live", timeout=600)
@@ -153,6 +162,7 @@ def test_a_killed_driver_resumes_without_duplicate_jobs_or_lost_results(sweep_fi
     assert max(reports.values()) == 1, [k for k, v in reports.items() if v > 1]
     records = assert_each_attempt_submitted_once(run)
     assert sorted(records) == [(f"t{i:04d}", 0, None) for i in range(8)]
+    assert slurm_jobs_of(run) == {subs[0]["job_id"] for subs in records.values()}, "SLURM ran a job the records do not show"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ actors) on it. Under CI a Ray that cannot start fails the suite rather than skip
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -20,7 +21,7 @@ from tests.orchestrator.backends.contract import *  # noqa: F403 - the shared co
 @pytest.fixture(scope="module")
 def ray_instance() -> Iterator[None]:
     try:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     except Exception as exc:  # noqa: BLE001 - any reason Ray cannot start
         if os.environ.get("CI", "").lower() == "true":
             raise  # CI must prove the backend; a Ray that cannot start is a failure there

@@ -12,7 +12,6 @@ import os
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.slow
 def cluster_ready() -> bool:
     """sinfo answers and some node can take jobs."""
     try:
-        out = subprocess.run(["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0 and any(s.rstrip("*") in ("idle", "mix", "alloc") for s in out.stdout.split())
@@ -44,7 +43,7 @@ def slurm_cluster() -> None:
     if cluster_ready():
         return
     try:
-        started = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900)
+        started = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900, check=False)
         why = started.stderr.strip()[-3000:]
         ok = started.returncode == 0 and cluster_ready()
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -110,6 +109,20 @@ def test_a_relaunched_driver_adopts_the_jobs_of_the_one_that_died(slurm_cluster:
     assert all(len(subs) == 1 for subs in records.values()), "each attempt was submitted once"
     assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == ["0", "1"], f"not one array: {ids}"
     assert len(list((run.path / "slurm" / "jobs").glob("*.json"))) == 1
+
+
+def test_a_job_cancelled_while_no_driver_watched_is_not_adopted(slurm_cluster: None, tmp_path: Path) -> None:
+    # E.g. the driver's own close() on Ctrl-C: the attempt runs again, costing no retry.
+    cfg, run = make_run(tmp_path, "settings.sleep_s=1.0")
+    first = fast(SlurmBackend(cfg, 1))
+    first.submit(spec(run, "t0000"))
+    first.close()  # submits nothing: the queued attempt is dropped
+    assert job_records(run.path) == {}
+    first.submit(spec(run, "t0000"))
+    first.wait(0.0)
+    first.close()  # cancels the job
+    second = fast(SlurmBackend(cfg, 1))
+    assert not second.adopt(spec(run, "t0000"))
 
 
 def test_a_job_signalled_with_usr2_checkpoints_requeues_and_resumes(slurm_cluster: None, tmp_path: Path) -> None:
