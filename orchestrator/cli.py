@@ -101,6 +101,9 @@ def launch(
     except KeyboardInterrupt:
         err.print(f"interrupted; continue with: kdsweep launch --resume {run.path}", highlight=False)
         raise typer.Exit(130) from None
+    except ConnectionError as exc:  # the backend's cluster went away; the run stays resumable
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     finally:
         lock.close()
     render_table(summarize(str(run.path)), console, top=top)

@@ -62,8 +62,9 @@ TRAILING_FIELDS: tuple[pa.Field, ...] = (
     pa.field("config_hash", pa.string(), nullable=False),
 )
 
+#: Columns every fragment must carry; ``error`` and ``node`` are optional (null when absent).
 REQUIRED_COLUMNS: frozenset[str] = frozenset(
-    f.name for f in LEADING_FIELDS + TRAILING_FIELDS
+    f.name for f in LEADING_FIELDS + TRAILING_FIELDS if f.name not in ("error", "node")
 )
 
 

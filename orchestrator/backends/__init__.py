@@ -72,4 +72,4 @@ def make_backend(cfg: SweepConfig) -> Backend:
         from kdsweep.orchestrator.backends.slurm import SlurmBackend
 
         return SlurmBackend(cfg)
-    raise ValueError(f"backend {cfg.backend.kind!r} is not available; valid: local")
+    raise ValueError(f"unknown backend kind {cfg.backend.kind!r}; valid: local, ray, slurm")

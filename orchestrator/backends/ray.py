@@ -324,13 +324,14 @@ def _connect(address: str | None) -> bool:
         # `ray start` of this machine names another. Every core this process may use.
         ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, logging_level=quiet)
         return True
+    hint = "start one with `ray start --head`, or leave the address unset to start a local one"
+    # Ray retries an address where nothing listens for minutes; a refused connection is final.
+    if address != "auto" and not _answers(address):
+        raise ConnectionError(f"backend.ray.address = {address!r}: no Ray cluster answers there; {hint}")
     try:
         ray.init(address=address, logging_level=quiet)
     except ConnectionError as exc:
-        raise ConnectionError(
-            f"backend.ray.address = {address!r}: no Ray cluster could be joined there ({exc}); "
-            "start one with `ray start --head`, or leave the address unset to start a local one"
-        ) from exc
+        raise ConnectionError(f"backend.ray.address = {address!r}: no Ray cluster could be joined there ({exc}); {hint}") from exc
     return True
 
 

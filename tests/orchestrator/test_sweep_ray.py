@@ -24,7 +24,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -183,19 +183,19 @@ def _launch(cluster: Cluster, run: Path, *sets: str, env: dict[str, str] | None 
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
-    """Kill a driver left running by a failed test, with any local Ray it started."""
-    if proc.poll() is None:
+    """Kill what is left of a driver's session: the driver, if a test failed before it
+    ended, and any local Ray it started."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
 
 
-def _wait_for(proc: subprocess.Popen[str], run: Path, what: str, ready: object, timeout_s: float = 90.0) -> list[dict]:
+def _wait_for(proc: subprocess.Popen[str], run: Path, what: str, ready: Callable[[list[dict]], bool], timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"the sweep ended before {what}: {proc.communicate()[1][-3000:]}"
-        rows = _rows(run)
-        if ready(rows):  # type: ignore[operator]
-            return rows
+        if ready(_rows(run)):
+            return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -209,7 +209,7 @@ def _check_complete(rows: list[dict], num_trials: int) -> None:
 
 
 # Rungs at epochs 1, 3, 9. Between rungs a trial is never stopped, so one seen reporting
-# epoch 2 still trains for at least one more epoch (SLEEP_S) when the node is killed.
+# epoch 2 still trains for at least one more epoch (sleep_s) when the node is killed.
 SWEEP = ("num_trials=8", "asha.max_epochs=9", "settings.sleep_s=0.5", "backend.max_concurrent=2", "backend.max_retries=2")
 
 
@@ -225,7 +225,7 @@ def test_trials_run_on_both_nodes_and_survive_the_death_of_one(cluster: Cluster,
 
         _wait_for(driver, run, "a trial between rungs on the second node", live_on_worker)
         cluster.worker.crash()
-        out, err = driver.communicate(timeout=150)
+        _, err = driver.communicate(timeout=150)
     finally:
         _stop(driver)
     assert driver.returncode == 0, err[-3000:]
@@ -257,7 +257,7 @@ def test_losing_the_cluster_tells_how_to_resume_and_resume_finishes(cluster: Clu
         _wait_for(driver, run, "the sweep to get under way", under_way)
         cluster.worker.crash()
         cluster.head.crash()
-        out, err = driver.communicate(timeout=60)
+        _, err = driver.communicate(timeout=60)
     finally:
         _stop(driver)
     assert driver.returncode != 0
@@ -266,11 +266,13 @@ def test_losing_the_cluster_tells_how_to_resume_and_resume_finishes(cluster: Clu
     assert 0 < len({r["trial_id"] for r in before if r["event"] in TERMINAL_EVENTS}) < 6
 
     # A fresh local Ray instance; the frozen config still names the dead cluster's address.
-    resumed = subprocess.run(
-        [sys.executable, "-m", "kdsweep.orchestrator.cli", "launch", "--resume", str(run), "--no-live", "--set", "backend.ray.address=local"],
-        env=cluster.env, capture_output=True, text=True, timeout=150, start_new_session=True,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume = [sys.executable, "-m", "kdsweep.orchestrator.cli", "launch", "--resume", str(run), "--no-live", "--set", "backend.ray.address=local"]
+    resumed = subprocess.Popen(resume, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = resumed.communicate(timeout=150)
+    finally:
+        _stop(resumed)
+    assert resumed.returncode == 0, err[-3000:]
     after = _rows(run)
     _check_complete(after, 6)
     keys = {(r["trial_id"], r["event"], r["epoch"]) for r in after}

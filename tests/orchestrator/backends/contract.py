@@ -65,9 +65,10 @@ def test_a_submitted_trial_runs_to_completion_and_lands_in_the_store(backend_fac
 @pytest.fixture
 def overlap_sleep_s() -> float:
     """Per-epoch sleep in the slots test: three epochs must outlast the spread of the two
-    attempts' start times. A backend whose attempts start fresh processes (a SLURM job
-    imports torch first, seconds that vary with load) overrides it with a longer one."""
-    return 0.4
+    attempts' start times. Every backend starts its first attempts in fresh processes (worker
+    processes, Ray actors, SLURM jobs) that import torch first: seconds, varying with load
+    (measured up to ~5 s apart on a loaded 2-core machine)."""
+    return 3.0
 
 
 def test_slots_run_at_the_same_time(backend_factory: Factory, tmp_path: Path, overlap_sleep_s: float) -> None:

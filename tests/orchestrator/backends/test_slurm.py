@@ -63,14 +63,6 @@ def fast(backend: SlurmBackend) -> SlurmBackend:
     return backend
 
 
-@pytest.fixture  # type: ignore[no-redef]  # overrides the contract's fixture of this name
-def overlap_sleep_s() -> float:
-    # Each job starts a fresh interpreter that imports torch before its first epoch: seconds
-    # on a loaded test machine, and two jobs starting together finish importing up to ~5 s
-    # apart. Three epochs of 3 s keep the overlap the contract checks well inside that.
-    return 3.0
-
-
 @pytest.fixture
 def backend_factory(slurm_cluster: None) -> object:
     def make(cfg: SweepConfig, slots: int) -> Backend:
