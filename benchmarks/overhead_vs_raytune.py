@@ -16,6 +16,9 @@ How
     * kdsweep (CLI end to end): ``python -m kdsweep.orchestrator.cli launch synthetic
       --no-live`` with the same overrides, timed around the subprocess: interpreter start,
       imports and the final report are included too.
+    * kdsweep (driver, --backend ray), with ``--kdsweep-ray``: the same driver on kdsweep's
+      Ray backend (trials on Ray actors, no Ray Tune), a local Ray instance started inside
+      the clock.
     * Ray Tune: ``Tuner`` with a function trainable that drives the very same
       ``SyntheticTrainer`` epoch by epoch and ``tune.report``-s each epoch,
       ``HyperOptSearch`` (same space, 12 random start-up points, fixed seed) inside
@@ -41,6 +44,7 @@ How to run
     python benchmarks/overhead_vs_raytune.py --skip-ray     # kdsweep only, seconds
     python benchmarks/overhead_vs_raytune.py --trials 50 --repeat 3
     python benchmarks/overhead_vs_raytune.py --ray-reuse-actors  # Ray with long-lived actors
+    python benchmarks/overhead_vs_raytune.py --kdsweep-ray  # adds kdsweep's own Ray backend
 """
 
 from __future__ import annotations
@@ -105,18 +109,24 @@ def _from_events(wall_s: float, events: Counter[str]) -> Measurement:
     return Measurement(wall_s, events.get("completed", 0), events.get("stopped", 0), events.get("failed", 0))
 
 
-def time_kdsweep_driver(num_trials: int, tmp: Path) -> Measurement:
+def time_kdsweep_driver(num_trials: int, tmp: Path, backend: str = "local") -> Measurement:
     # Imported here: the local backend spawns its workers, which re-import this script, and
     # the driver module pulls in the searcher (hyperopt, scipy), a second of start-up that a
     # worker never needs and that `kdsweep launch` does not make its workers pay either.
     from kdsweep.orchestrator.driver import Driver
 
-    cfg = load_sweep("synthetic", kdsweep_overrides(num_trials))
+    cfg = load_sweep("synthetic", [*kdsweep_overrides(num_trials), f"backend.kind={backend}"])
     t0 = time.perf_counter()
-    run = RunDir.create(tmp / "kdsweep", cfg)
+    run = RunDir.create(tmp / f"kdsweep-{backend}", cfg)
     driver = Driver(cfg, run, make_backend(cfg))
     summary = driver.run_sweep()
     wall = time.perf_counter() - t0
+    if backend == "ray":
+        # kdsweep's Ray backend starts the local instance itself (inside the clock, as Ray
+        # Tune's ray.init is) and leaves it up for a driver that may resume; stop it here.
+        import ray
+
+        ray.shutdown()
     return _from_events(wall, Counter(summary.counts))
 
 
@@ -235,12 +245,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200, help="trials per sweep (default 200)")
     parser.add_argument("--skip-ray", action="store_true", help="measure kdsweep only")
     parser.add_argument("--repeat", type=int, default=1, help="run each side this many times; report medians")
+    parser.add_argument("--kdsweep-ray", action="store_true", help="also time kdsweep with --backend ray (its own Ray backend, no Ray Tune)")
     parser.add_argument("--ray-reuse-actors", action="store_true", help="Ray Tune keeps trial processes (reuse_actors=True)")
     args = parser.parse_args()
 
     driver_runs: list[Measurement] = []
     cli_runs: list[Measurement] = []
     ray_runs: list[Measurement] = []
+    kd_ray_runs: list[Measurement] = []
     for k in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="kdsweep-overhead-") as d:
             tmp = Path(d)
@@ -248,6 +260,9 @@ def main() -> None:
             print(_line(f"[{k + 1}] kdsweep (driver)", driver_runs[-1], "completed", "stopped"), flush=True)
             cli_runs.append(time_kdsweep_cli(args.trials, tmp))
             print(_line(f"[{k + 1}] kdsweep (CLI)", cli_runs[-1], "completed", "stopped"), flush=True)
+            if args.kdsweep_ray:
+                kd_ray_runs.append(time_kdsweep_driver(args.trials, tmp, "ray"))
+                print(_line(f"[{k + 1}] kdsweep (driver, Ray)", kd_ray_runs[-1], "completed", "stopped"), flush=True)
             if not args.skip_ray:
                 ray_runs.append(time_ray(args.trials, tmp, args.ray_reuse_actors))
                 print(_line(f"[{k + 1}] Ray Tune", ray_runs[-1], "full", "early-stopped"), flush=True)
@@ -257,12 +272,16 @@ def main() -> None:
     driver, cli = _median(driver_runs), _median(cli_runs)
     print(_line("kdsweep (driver, in-process)", driver, "completed", "stopped"))
     print(_line("kdsweep (CLI end to end)", cli, "completed", "stopped"))
+    if kd_ray_runs:
+        print(_line("kdsweep (driver, --backend ray)", _median(kd_ray_runs), "completed", "stopped"))
     if ray_runs:
         ray_m = _median(ray_runs)
         label = "Ray Tune (reuse_actors)" if args.ray_reuse_actors else "Ray Tune"
         print(_line(label, ray_m, "full", "early-stopped"))
         print(f"{'ratio Ray/kdsweep (driver)':<31}{ray_m.wall_s / driver.wall_s:7.1f}x")
         print(f"{'ratio Ray/kdsweep (CLI)':<31}{ray_m.wall_s / cli.wall_s:7.1f}x")
+        if kd_ray_runs:
+            print(f"{'ratio Ray Tune/kdsweep on Ray':<31}{ray_m.wall_s / _median(kd_ray_runs).wall_s:7.1f}x")
 
 
 if __name__ == "__main__":
