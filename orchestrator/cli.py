@@ -28,7 +28,8 @@ console = Console()
 if not console.is_terminal:
     # Piped or captured output has no width to fit; 80 columns would fold the tables.
     console.width = 200
-err = Console(stderr=True)
+# Soft wrap: an error line that a terminal folds stays one line for a script or a log to match.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(exc: ConfigError) -> NoReturn:

@@ -117,6 +117,8 @@ def _start_node(root: Path, name: str, env: dict[str, str], head_address: str | 
     log = root / f"{name}.log"
     args = [
         str(RAY), "start", "--block", "--num-cpus=1", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        # Loopback only: the test cluster's traffic never leaves this machine.
+        "--node-ip-address=127.0.0.1",
         f"--dashboard-agent-listen-port={_free_port()}", f"--metrics-export-port={_free_port()}",
     ]  # fmt: skip
     if head_address is None:
