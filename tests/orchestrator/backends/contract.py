@@ -43,18 +43,23 @@ def wait_all(backend: Backend, n: int, timeout_s: float = 240.0) -> list[Finishe
     return done
 
 
+def run_one(backend: Backend, attempt: TrialSpec) -> Finished:
+    """Submit one attempt, wait for it to end, close the backend; return how it ended."""
+    try:
+        backend.submit(attempt)
+        (finished,) = wait_all(backend, 1)
+    finally:
+        backend.close()
+    return finished
+
+
 def store_rows(run: RunDir) -> list[dict]:
     return ds.dataset(run.results).to_table().to_pylist()
 
 
 def test_a_submitted_trial_runs_to_completion_and_lands_in_the_store(backend_factory: Factory, tmp_path: Path) -> None:
     cfg, run = make_run(tmp_path)
-    backend = backend_factory(cfg, 1)
-    try:
-        backend.submit(spec(run, "t0000"))
-        (finished,) = wait_all(backend, 1)
-    finally:
-        backend.close()
+    finished = run_one(backend_factory(cfg, 1), spec(run, "t0000"))
     assert finished.error is None and finished.outcome is not None
     assert (finished.outcome.trial_id, finished.outcome.event, finished.outcome.epoch) == ("t0000", "completed", 9)
     rows = store_rows(run)
@@ -91,12 +96,7 @@ def test_slots_run_at_the_same_time(backend_factory: Factory, tmp_path: Path, ov
 
 def test_an_exception_comes_back_as_an_error_with_its_traceback(backend_factory: Factory, tmp_path: Path) -> None:
     cfg, run = make_run(tmp_path, "settings.crash_at_epoch=2")
-    backend = backend_factory(cfg, 1)
-    try:
-        backend.submit(spec(run, "t0000"))
-        (finished,) = wait_all(backend, 1)
-    finally:
-        backend.close()
+    finished = run_one(backend_factory(cfg, 1), spec(run, "t0000"))
     assert finished.outcome is None and finished.spec.trial_id == "t0000"
     assert "InjectedCrash: injected crash at epoch 2 (attempt 0)" in (finished.error or "")
 

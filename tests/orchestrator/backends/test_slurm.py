@@ -21,7 +21,7 @@ from kdsweep.orchestrator.backends.slurm import SlurmBackend, TrialJob, job_reco
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.rundir import RunDir
 from tests.orchestrator.backends.contract import *  # noqa: F403 - the shared contract tests
-from tests.orchestrator.backends.contract import make_run, spec, store_rows, wait_all
+from tests.orchestrator.backends.contract import make_run, run_one, spec, store_rows, wait_all
 
 START = Path(__file__).resolve().parents[3] / "slurm" / "testcluster" / "start.sh"
 
@@ -143,12 +143,7 @@ def test_a_job_signalled_with_usr2_checkpoints_requeues_and_resumes(slurm_cluste
 
 def test_a_job_failure_names_its_log(slurm_cluster: None, tmp_path: Path) -> None:
     cfg, run = make_run(tmp_path, "settings.crash_at_epoch=1")
-    backend = fast(SlurmBackend(cfg, 1))
-    try:
-        backend.submit(spec(run, "t0000"))
-        (finished,) = wait_all(backend, 1)
-    finally:
-        backend.close()
+    finished = run_one(fast(SlurmBackend(cfg, 1)), spec(run, "t0000"))
     error = finished.error or ""
     assert "InjectedCrash: injected crash at epoch 1" in error
     log = Path(error.rsplit("log: ", 1)[1].strip())
@@ -158,12 +153,7 @@ def test_a_job_failure_names_its_log(slurm_cluster: None, tmp_path: Path) -> Non
 def test_a_requeued_job_whose_trial_already_ended_does_not_train_again(slurm_cluster: None, tmp_path: Path) -> None:
     # The signal (or kill) may land after the trial's last row and before the job exits.
     cfg, run = make_run(tmp_path, "asha.max_epochs=3")
-    backend = fast(SlurmBackend(cfg, 1))
-    try:
-        backend.submit(spec(run, "t0000"))
-        (finished,) = wait_all(backend, 1)
-    finally:
-        backend.close()
+    finished = run_one(fast(SlurmBackend(cfg, 1)), spec(run, "t0000"))
     before = store_rows(run)
     again = TrialJob()(spec(run, "t0000"))  # what the requeued job would run
     assert finished.outcome is not None
