@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import IO, Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
 
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig, load_sweep, to_toml
-from kdsweep.orchestrator.rundir import RunDir, write_atomic
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order, write_atomic
 
 app = typer.Typer(
     help="Sweeps over knowledge-distillation experiments: hyperopt proposals, ASHA early "
@@ -61,9 +61,6 @@ def launch(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print what would run (SLURM: the sbatch script of a trial job, checked with 'sbatch --test-only'; else the normalised sweep) and exit; creates and submits nothing.")] = False,
 ) -> None:
     """Run a sweep (or resume one), then print its report."""
-    from kdsweep.orchestrator.backends import make_backend
-    from kdsweep.orchestrator.driver import Driver
-    from kdsweep.orchestrator.live import LiveView
     from kdsweep.orchestrator.report import render_table, summarize
 
     overrides = list(set_ or [])
@@ -92,23 +89,77 @@ def launch(
     except ConfigError as exc:
         _fail(exc)
     console.print(f"run directory: {run.path}  ({cfg.num_trials} trials of {cfg.trainer}, {cfg.searcher}, ASHA {cfg.asha.variant}, backend {cfg.backend.kind})", highlight=False)
+    _drive(cfg, run, lock, live, None, f"kdsweep launch --resume {run.path}")
+    render_table(summarize(str(run.path)), console, top=top)
+    console.print(f"results: {run.results} (Parquet; read with pyarrow, pandas, DuckDB or Polars)", highlight=False)
+
+
+def _drive(cfg: SweepConfig, run: RunDir, lock: IO[str], live: bool, plan: list[TrialRecord] | None, again: str) -> None:
+    """Run the driver (the sweep, or with ``plan`` the final stage) on the configured backend,
+    with the live view on a terminal; release the driver lock however it ends. ``again`` is
+    the command that continues an interrupted run."""
+    from kdsweep.orchestrator.backends import make_backend
+    from kdsweep.orchestrator.driver import Driver, RejectedSpaceError
+    from kdsweep.orchestrator.live import LiveView
+
     try:
         driver_backend = make_backend(cfg)
         if live and console.is_terminal:
             with LiveView() as view:
-                Driver(cfg, run, driver_backend, on_update=view.update).run_sweep()
+                Driver(cfg, run, driver_backend, plan=plan, on_update=view.update).run_sweep()
         else:
-            Driver(cfg, run, driver_backend).run_sweep()
+            Driver(cfg, run, driver_backend, plan=plan).run_sweep()
     except KeyboardInterrupt:
-        err.print(f"interrupted; continue with: kdsweep launch --resume {run.path}", highlight=False)
+        err.print(f"interrupted; continue with: {again}", highlight=False)
         raise typer.Exit(130) from None
-    except ConnectionError as exc:  # the backend's cluster went away; the run stays resumable
+    except (ConnectionError, RejectedSpaceError) as exc:  # the cluster went away / an untrainable space; resumable
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         lock.close()
-    render_table(summarize(str(run.path)), console, top=top)
-    console.print(f"results: {run.results} (Parquet; read with pyarrow, pandas, DuckDB or Polars)", highlight=False)
+
+
+@app.command()
+def retrain(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'kdsweep launch'.")],
+    top: Annotated[int, typer.Option("--top", help="Retrain the best K configurations of the search (the leaderboard's order).")] = 1,
+    trial: Annotated[Optional[list[str]], typer.Option("--trial", help="Also retrain this search trial (e.g. a baseline such as the all-through graph). Repeatable.")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Runs per configuration, each with its own seed.")] = 3,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of each run (default: the sweep's asha.max_epochs).")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="Where runs go: local, ray or slurm (default: the run's backend).")] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option("--max-concurrent", help="Runs in flight at once.")] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Show the live progress view.")] = True,
+) -> None:
+    """Retrain the best configurations for the full budget, R times each, and evaluate them
+    on the held-out test split; report mean ± std. Rows go into the run's store marked
+    stage = "final". Running it again resumes unfinished runs and skips finished ones."""
+    from kdsweep.orchestrator.report import render_final, summarize, trainer_section
+    from kdsweep.orchestrator.retrain import plan_final
+
+    overrides = []
+    if backend is not None:
+        overrides.append(f"backend.kind={backend}")
+    if max_concurrent is not None:
+        overrides.append(f"backend.max_concurrent={max_concurrent}")
+    run = _run_dir(run_dir)
+    try:
+        cfg = run.load_config(overrides)
+        plan = plan_final(run, summarize(str(run.path)), top=top, trials=list(trial or []), repeats=repeats, epochs=epochs)
+        _check_backend(cfg, run.path, dry_run=False)
+        if overrides:
+            write_atomic(run.frozen, to_toml(cfg.document).encode())
+        lock = run.acquire_driver_lock()
+    except ConfigError as exc:
+        _fail(exc)
+    sources = sorted({source_of(r.trial_id) for r in plan}, key=trial_order)
+    console.print(f"retraining {', '.join(sources)}: {repeats} runs each, {plan[0].until_epoch} epochs, test split at the end (backend {cfg.backend.kind})", highlight=False)
+    again = f"kdsweep retrain {run.path} --top {top} --repeats {repeats} --epochs {plan[0].until_epoch}" + "".join(f" --trial {t}" for t in trial or [])
+    _drive(cfg, run, lock, live, plan, again)
+    summary = summarize(str(run.path))
+    render_final(summary, console)
+    section = trainer_section(summary)
+    if section is not None:
+        section.render(summary, console)
 
 
 def _check_backend(cfg: SweepConfig, run_dir: Path, dry_run: bool) -> None:
@@ -135,9 +186,11 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'kdsweep launch'.")],
     top: Annotated[int, typer.Option("--top", help="Leaderboard rows (table) or records (json/csv).")] = 10,
     format: Annotated[str, typer.Option("--format", help="table (terminal), json or csv (for scripts).")] = "table",
+    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the trainer's figure (e.g. the student-topology Pareto front and limit curve) into this PNG file.")] = None,
 ) -> None:
-    """Leaderboard and rung survival of a run (works while it runs)."""
-    from kdsweep.orchestrator.report import render_table, summarize, to_csv, to_json
+    """Leaderboard, rung survival, final evaluation and the trainer's own section (Pareto
+    front, best graphs) of a run; works while it runs."""
+    from kdsweep.orchestrator.report import plot, plot_unavailable, render_table, summarize, to_csv, to_json
 
     if format not in ("table", "json", "csv"):
         err.print(f"[bold red]error:[/bold red] --format = {format!r}: one of table, json, csv", highlight=False)
@@ -145,6 +198,12 @@ def report(
     run = _run_dir(run_dir)
     try:
         summary = summarize(str(run.path))
+        if plot_path is not None:
+            why = plot_unavailable(summary)
+            if why is None and plot_path.suffix.lower() != ".png":
+                why = "a file name ending in .png"
+            if why is not None:
+                raise ConfigError([ConfigIssue("command line", "--plot", str(plot_path), why)])
     except ConfigError as exc:
         _fail(exc)
     if format == "json":
@@ -153,6 +212,9 @@ def report(
         sys.stdout.write(to_csv(summary, top))
     else:
         render_table(summary, console, top=top)
+    if plot_path is not None:
+        plot(summary, plot_path)
+        err.print(f"plot: {plot_path}", highlight=False)
 
 
 @app.command()

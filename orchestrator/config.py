@@ -3,11 +3,13 @@
 A sweep file has these top-level keys (DESIGN.md; examples in ``search_spaces/``)::
 
     name, trainer, searcher, num_trials, seed, n_startup_trials, points_to_evaluate,
-    [space]     one entry per searched parameter, e.g. lr = {type = "loguniform", low = 1e-4, high = 1}
+    [space]     one entry per searched parameter, e.g. lr = {type = "loguniform", low = 1e-4, high = 1};
+                for trainers that generate their space, scalar options too (e.g. nodes = 3)
     [asha]      metric, mode, min_epochs, max_epochs, reduction_factor, variant, eval_every_epochs
     [backend]   kind, max_concurrent, max_retries, per-trial resources
     [settings]  the trainer's own settings (its ``Settings`` dataclass)
     [data]      the dataset, for trainers that read one (their ``Data`` dataclass)
+    [objective] what the sweep maximises, for trainers that define one (their ``Objective``)
 
 Validation collects *every* problem before reporting: each :class:`ConfigIssue` names the
 source (file or ``--set``), the dotted field, the value found and what is allowed. Loading has
@@ -145,6 +147,8 @@ class SweepConfig:
     backend: BackendConfig
     settings: Any
     data: Any
+    #: The trainer's ``[objective]`` table (its ``Objective`` dataclass), or None.
+    objective: Any
     #: The normalised document (defaults filled in) that ``to_toml`` writes and the hash covers.
     document: Mapping[str, Any]
     source: str
@@ -166,7 +170,7 @@ class SweepConfig:
 
 _TOP_LEVEL = (
     "name", "trainer", "searcher", "num_trials", "seed", "n_startup_trials",
-    "points_to_evaluate", "space", "asha", "backend", "settings", "data",
+    "points_to_evaluate", "space", "asha", "backend", "settings", "data", "objective",
 )  # fmt: skip
 
 _PARAM_KEYS: dict[str, tuple[str, ...]] = {
@@ -262,9 +266,6 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
     seed = _scalar(c, doc, "seed", int, 0)
     n_startup = _positive_int(c, doc, "n_startup_trials", 10)
 
-    space = _space(c, doc.get("space", _MISSING))
-    points = _points(c, doc.get("points_to_evaluate", []), space)
-
     asha = _dataclass(c, AshaConfig, doc.get("asha", _MISSING), "asha")
     if isinstance(asha, AshaConfig):
         _check_asha(c, asha)
@@ -274,19 +275,32 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
 
     settings: Any = None
     data: Any = None
+    objective: Any = None
     if trainer_cls is not None:
         settings = _dataclass(c, trainer_cls.Settings, doc.get("settings", {}), "settings")
-        data_cls = getattr(trainer_cls, "Data", None)
-        if data_cls is None:
-            if "data" in doc:
-                c.add("data", doc["data"], f"trainer {trainer!r} reads no dataset; remove the [data] table")
-        else:
-            data = _dataclass(c, data_cls, doc.get("data", {}), "data")
+        data = _trainer_table(c, doc, trainer, getattr(trainer_cls, "Data", None), "data", "reads no dataset")
+        objective = _trainer_table(c, doc, trainer, getattr(trainer_cls, "Objective", None), "objective", "has no objective")
+
+    space_table, space_doc, generated = _space_table(c, doc.get("space", _MISSING), trainer_cls, settings)
+    space = _space(c, space_table)
+    baselines = _points(c, list(generated), space, "space (generated baseline)")
+    explicit = _points(c, doc.get("points_to_evaluate", []), space, "points_to_evaluate")
+    points = baselines + explicit
+
+    if trainer_cls is not None and settings is not None and not c.issues:
         check = getattr(trainer_cls, "validate", None)
-        if check is not None and settings is not None and not c.issues:
+        if check is not None:
             # Trainer-specific cross-field rules (e.g. a frozen target node), reported the same way.
-            for field, value, allowed in check(settings, data, space):
+            for field, value, allowed in check(settings, data, space, objective):
                 c.add(field, value, allowed)
+        check_params = getattr(trainer_cls, "check_params", None)
+        if check_params is not None:
+            labelled = [("space (generated baseline)", i, p) for i, p in enumerate(baselines)]
+            labelled += [("points_to_evaluate", i, p) for i, p in enumerate(explicit)]
+            for label, i, point in labelled:
+                reason = check_params(point, settings)
+                if reason is not None:
+                    c.add(f"{label}[{i}]", dict(point), f"a configuration the trainer can train: {reason}")
     if isinstance(asha, AshaConfig) and trainer_cls is not None and settings is not None and not c.issues:
         names = list(trainer_cls.metric_names(settings))
         if asha.metric not in names:
@@ -301,19 +315,64 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
         "num_trials": num_trials,
         "seed": seed,
         "n_startup_trials": n_startup,
-        "points_to_evaluate": [dict(p) for p in points],
-        "space": {p.name: _param_doc(p) for p in space},
+        "points_to_evaluate": [dict(p) for p in explicit],
+        "space": space_doc if space_doc is not None else {p.name: _param_doc(p) for p in space},
         "asha": dataclasses.asdict(asha),
         "backend": dataclasses.asdict(backend),
         "settings": dataclasses.asdict(settings),
     }
     if data is not None:
         document["data"] = dataclasses.asdict(data)
+    if objective is not None:
+        document["objective"] = dataclasses.asdict(objective)
     return SweepConfig(
         name=name, trainer=trainer, searcher=searcher, num_trials=num_trials, seed=seed,
         n_startup_trials=n_startup, space=space, points_to_evaluate=points, asha=asha,
-        backend=backend, settings=settings, data=data, document=document, source=c.source,
+        backend=backend, settings=settings, data=data, objective=objective, document=document,
+        source=c.source,
     )  # fmt: skip
+
+
+def _trainer_table(c: _Collector, doc: Mapping[str, Any], trainer: str, cls: Any, key: str, absent: str) -> Any:
+    """The trainer's optional table ``[key]`` built as dataclass ``cls`` (defaults when the
+    file omits it); a table given to a trainer that has no such dataclass is an error."""
+    if cls is None:
+        if key in doc:
+            c.add(key, doc[key], f"trainer {trainer!r} {absent}; remove the [{key}] table")
+        return None
+    return _dataclass(c, cls, doc.get(key, {}), key)
+
+
+def _space_table(
+    c: _Collector, table: Any, trainer_cls: Any, settings: Any
+) -> tuple[Any, dict[str, Any] | None, Sequence[Mapping[str, Any]]]:
+    """The ``[space]`` parameter tables to parse, the normalised ``[space]`` for the frozen
+    document (None: write the parsed parameters), and the trainer's generated baselines.
+
+    For a trainer with ``SpaceOptions``, the scalar keys of ``[space]`` are its options and
+    ``generate_space`` turns them into parameters; the document keeps the options (not the
+    expansion), so the frozen copy regenerates the same space. Table entries stay explicit
+    parameters and may not redefine a generated one.
+    """
+    options_cls = getattr(trainer_cls, "SpaceOptions", None)
+    if options_cls is None or not isinstance(table, Mapping):
+        return table, None, ()
+    option_keys = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+    explicit = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+    options = _dataclass(c, options_cls, option_keys, "space")
+    if options is None or settings is None:
+        return explicit or _MISSING, None, ()
+    try:
+        generated = trainer_cls.generate_space(options, settings)
+    except ValueError as exc:
+        # generate_space raises ValueError(field, value, allowed) for an option it rejects.
+        field, value, allowed = exc.args if len(exc.args) == 3 else ("space", option_keys, str(exc))
+        c.add(field, value, allowed)
+        return explicit or _MISSING, None, ()
+    for name in sorted(set(explicit) & set(generated.params)):
+        c.add(f"space.{name}", explicit[name], f"generated from the [space] options ({', '.join(option_keys) or 'defaults'}); remove it or choose another name")
+    space_doc = {**dataclasses.asdict(options), **explicit}
+    return {**generated.params, **explicit}, space_doc, generated.points
 
 
 def _scalar(c: _Collector, doc: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
@@ -421,17 +480,17 @@ def _param_doc(p: ParamSpec) -> dict[str, Any]:
     return out
 
 
-def _points(c: _Collector, points: Any, space: Sequence[ParamSpec]) -> tuple[Mapping[str, Any], ...]:
+def _points(c: _Collector, points: Any, space: Sequence[ParamSpec], label: str) -> tuple[Mapping[str, Any], ...]:
     """Fixed trials evaluated first (research baselines). They may lie outside a continuous
     range (a baseline often does: the seed's b = 0.05 under a 0.1–1.0 search range) but must be
     of the parameter's type, and a choice parameter's value must be one of its values."""
     if not isinstance(points, list) or not all(isinstance(p, Mapping) for p in points):
-        c.add("points_to_evaluate", points, "a list of tables, one value per searched parameter")
+        c.add(label, points, "a list of tables, one value per searched parameter")
         return ()
     by_name = {p.name: p for p in space}
     out: list[Mapping[str, Any]] = []
     for i, point in enumerate(points):
-        field = f"points_to_evaluate[{i}]"
+        field = f"{label}[{i}]"
         ok = True
         for key in point:
             if key not in by_name:

@@ -9,6 +9,9 @@ records and results, so it is never asked twice for the same slot of the budget.
 Decisions are not made here in the ``stop`` variant — workers apply ASHA themselves. In the
 ``promote`` variant the driver runs ASHA's ``get_job``: a free slot goes to the best paused
 trial that earned a promotion, else to a new trial.
+
+The same loop runs ``kdsweep retrain``'s final stage: given a ``plan`` of final-stage
+records, it runs exactly those (no searcher, no ASHA), with the same retries and resume.
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ import dataclasses
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.backends import Backend, Finished
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, trial_id_of, trial_index
-from kdsweep.orchestrator.schema import TERMINAL_EVENTS, Event
+from kdsweep.orchestrator.schema import TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.search import Searcher
-from kdsweep.orchestrator.worker import TrialSpec, failure_row, results_store
+from kdsweep.orchestrator.worker import TrialSpec, driver_row, results_store
+from kdsweep.trainers.base import trainer_class
 
 
 @dataclasses.dataclass
@@ -56,6 +60,14 @@ class Snapshot:
 #: Attempts that end between two compactions of the results during a sweep.
 COMPACT_EVERY = 250
 
+#: Consecutive proposals the trainer may reject before the driver gives up: a space whose
+#: proposals are almost all untrainable is a mistake in the sweep file, not bad luck.
+MAX_CONSECUTIVE_REJECTIONS = 200
+
+
+class RejectedSpaceError(RuntimeError):
+    """The searcher kept proposing configurations the trainer cannot train."""
+
 
 def _in_space(cfg: SweepConfig, point: Mapping[str, Any]) -> bool:
     return all(spec.contains(point[spec.name]) for spec in cfg.space)
@@ -66,6 +78,8 @@ class Driver:
 
     ``clock`` is injectable (the simulator and tests use a virtual one); ``on_update`` is
     called with a :class:`Snapshot` after every change, at most every ``update_s`` seconds.
+    With ``plan`` (final-stage records, from ``kdsweep retrain``) it runs those instead of
+    searching; records of the plan already in the run directory resume where they stopped.
     """
 
     def __init__(
@@ -74,11 +88,15 @@ class Driver:
         run: RunDir,
         backend: Backend,
         *,
+        plan: Sequence[TrialRecord] | None = None,
         on_update: Callable[[Snapshot], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         poll_s: float = 0.5,
     ) -> None:
         self.cfg, self.run, self.backend = cfg, run, backend
+        self.stage = Stage.SEARCH.value if plan is None else Stage.FINAL.value
+        self.plan = deque(plan or ())
+        self.check_params: Callable[[Mapping[str, Any], Any], str | None] | None = getattr(trainer_class(cfg.trainer), "check_params", None)
         self.on_update = on_update
         self.clock = clock
         self.poll_s = poll_s
@@ -113,7 +131,7 @@ class Driver:
         for row in self.store.rows():
             last[row["trial_id"]] = row
         metric = self.cfg.asha.metric
-        for tid, record in self.run.read_trials().items():
+        for tid, record in self.run.read_trials(self.stage).items():
             state = TrialState(record)
             latest = last.get(tid)
             if latest is not None:
@@ -122,11 +140,13 @@ class Driver:
                 state.value = None if v is None else float(v)
             self.trials[tid] = state
             ended = state.event in TERMINAL_EVENTS or state.event == Event.PAUSED.value
-            if record.origin == "fixed" and not _in_space(self.cfg, record.params):
+            if self.stage == Stage.FINAL.value:
+                pass  # nothing to replay: final runs are not proposals
+            elif record.origin == "fixed" and not _in_space(self.cfg, record.params):
                 self.unsearched.add(tid)
                 if dict(record.params) in self.references:
                     self.references.remove(dict(record.params))
-            elif state.event == Event.FAILED.value:
+            elif state.event in (Event.FAILED.value, Event.REJECTED.value):
                 self.searcher.replay(tid, record.params, None, "fail")
             else:
                 self.searcher.replay(tid, record.params, state.value if ended else None, "ok")
@@ -134,8 +154,11 @@ class Driver:
                 self.queue.append(self._spec(record))
                 self.resumed.add(tid)
 
+        planned = set(self.trials)
+        self.plan = deque(r for r in self.plan if r.trial_id not in planned)
+
     def _spec(self, record: TrialRecord) -> TrialSpec:
-        return TrialSpec(str(self.run.path), record.trial_id, dict(record.params), record.origin, record.attempt, record.until_epoch)
+        return TrialSpec(str(self.run.path), record.trial_id, dict(record.params), record.origin, record.attempt, record.until_epoch, record.stage)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -189,6 +212,8 @@ class Driver:
     def _next_job(self) -> TrialSpec | None:
         if self.queue:
             return self.queue.popleft()
+        if self.stage == Stage.FINAL.value:
+            return self._planned()
         if self.cfg.asha.variant == "promote":
             spec = self._promotion()
             if spec is not None:
@@ -203,25 +228,50 @@ class Driver:
         just become idle: a TPE proposal costs milliseconds, a whole trial of a cheap
         trainer not much more, so asking on the critical path would idle workers. The
         proposal misses at most the results that arrive during the wait."""
-        if self.prepared is None and not self.queue:
+        if self.prepared is None and not self.queue and self.stage == Stage.SEARCH.value:
             self.prepared = self._new_trial()
 
-    def _new_trial(self) -> TrialSpec | None:
-        if len(self.trials) >= self.cfg.num_trials:
+    def _planned(self) -> TrialSpec | None:
+        if not self.plan:
             return None
-        index = 1 + max((trial_index(t) for t in self.trials), default=-1)
-        tid = trial_id_of(index)
-        if self.references:
-            params, origin = self.references.pop(0), "fixed"
-            self.unsearched.add(tid)
-        else:
-            params = self.searcher.ask(tid)
-            origin = "fixed" if any(dict(p) == params for p in self.cfg.points_to_evaluate) else self.cfg.searcher
-        until = self.ladder[0] if self.cfg.asha.variant == "promote" else None
-        record = TrialRecord(tid, params, origin, 0, until)
+        record = self.plan.popleft()
         self.run.write_trial(record)
-        self.trials[tid] = TrialState(record)
+        self.trials[record.trial_id] = TrialState(record)
         return self._spec(record)
+
+    def _new_trial(self) -> TrialSpec | None:
+        """The next proposal the trainer can train, or None when the budget is spent.
+
+        A proposal the trainer rejects (``check_params``) is recorded as a ``rejected`` trial
+        with its reason, told to the searcher as a failure so it learns to avoid the region,
+        and does not count against ``num_trials``.
+        """
+        for _ in range(MAX_CONSECUTIVE_REJECTIONS):
+            if sum(1 for t in self.trials.values() if t.event != Event.REJECTED.value) >= self.cfg.num_trials:
+                return None
+            index = 1 + max((trial_index(t) for t in self.trials), default=-1)
+            tid = trial_id_of(index)
+            if self.references:
+                params, origin = self.references.pop(0), "fixed"
+                self.unsearched.add(tid)
+            else:
+                params = self.searcher.ask(tid)
+                origin = "fixed" if any(dict(p) == params for p in self.cfg.points_to_evaluate) else self.cfg.searcher
+            until = self.ladder[0] if self.cfg.asha.variant == "promote" else None
+            record = TrialRecord(tid, params, origin, 0, until)
+            self.run.write_trial(record)
+            state = self.trials[tid] = TrialState(record)
+            reason = self.check_params(params, self.cfg.settings) if self.check_params else None
+            if reason is None:
+                return self._spec(record)
+            self.store.append([driver_row(self.cfg, self._spec(record), Event.REJECTED, 0, reason)])
+            state.event = Event.REJECTED.value
+            if tid not in self.unsearched:
+                self.searcher.tell(tid, None, "fail")
+        raise RejectedSpaceError(
+            f"the trainer rejected the last {MAX_CONSECUTIVE_REJECTIONS} proposals (latest: {reason}); "
+            "narrow the search space in the sweep file so that most configurations are trainable"
+        )
 
     def _promotion(self) -> TrialSpec | None:
         """ASHA's get_job over the store: the best paused trial in the top 1/η of its rung."""
@@ -248,7 +298,7 @@ class Driver:
         if finished.outcome is not None:
             out = finished.outcome
             state.event, state.epoch, state.value = out.event, out.epoch, out.value
-            if tid not in self.unsearched:
+            if tid not in self.unsearched and self.stage == Stage.SEARCH.value:
                 self.searcher.tell(tid, out.value)
             return
         record = dataclasses.replace(state.record, attempt=state.record.attempt + 1)
@@ -259,9 +309,9 @@ class Driver:
             return
         epoch = max((int(r["epoch"]) for r in self.store.trial_rows(tid)), default=0)
         error = (finished.error or "unknown error").strip()
-        self.store.append([failure_row(self.cfg, finished.spec, epoch, error)])
+        self.store.append([driver_row(self.cfg, finished.spec, Event.FAILED, epoch, error)])
         state.event, state.epoch = Event.FAILED.value, epoch
-        if tid not in self.unsearched:
+        if tid not in self.unsearched and self.stage == Stage.SEARCH.value:
             self.searcher.tell(tid, None, "fail")
 
     # -- progress --------------------------------------------------------------------------------
@@ -281,7 +331,7 @@ class Driver:
                     best = t
         return Snapshot(
             counts=dict(counts),
-            num_trials=self.cfg.num_trials,
+            num_trials=self.cfg.num_trials if self.stage == Stage.SEARCH.value else len(self.trials) + len(self.plan),
             elapsed_s=self.clock() - self.started,
             best_trial=best.record.trial_id if best else None,
             best_value=best.value if best else None,

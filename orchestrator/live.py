@@ -9,7 +9,7 @@ from rich.text import Text
 
 from kdsweep.orchestrator.driver import Snapshot
 
-_ORDER = ("running", "queued", "paused", "completed", "stopped", "failed")
+_ORDER = ("running", "queued", "paused", "completed", "stopped", "failed", "rejected")
 
 
 def render(s: Snapshot) -> Group:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib
 import io
 import json
 import math
+import statistics
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
@@ -19,9 +23,10 @@ from rich.table import Table
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.config import SweepConfig
-from kdsweep.orchestrator.rundir import RunDir
-from kdsweep.orchestrator.schema import PARAM_PREFIX, TERMINAL_EVENTS, Event
+from kdsweep.orchestrator.rundir import RunDir, source_of, trial_order
+from kdsweep.orchestrator.schema import PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.store import Store
+from kdsweep.trainers.base import REPORT_SECTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,14 +57,37 @@ class RungStat:
 
 
 @dataclasses.dataclass(frozen=True)
+class FinalResult:
+    """``kdsweep retrain``'s runs of one configuration: statistics over its completed runs.
+
+    ``stats`` maps the sweep metric and every ``test_*`` metric to (mean, sample std, n);
+    std is NaN for a single run.
+    """
+
+    source: str
+    origin: str
+    params: dict[str, Any]
+    epochs: int
+    completed: int
+    runs: int
+    stats: dict[str, tuple[float, float, int]]
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSummary:
     cfg: SweepConfig
-    trials: list[TrialSummary]  # ranked: best first
+    trials: list[TrialSummary]  # ranked: best first; rejected proposals are not trials
     rungs: list[RungStat]
     driver: str | None
     skipped: list[str]
     #: Validation accuracy of the distillation teacher, for trainers that have one.
     teacher_val_acc: float | None = None
+    #: Every row of the search stage, in store order (trainer report sections read these).
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: Proposals the trainer rejected as untrainable: (trial id, reason).
+    rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    #: ``kdsweep retrain`` results, best validation mean first.
+    final: list[FinalResult] = dataclasses.field(default_factory=list)
 
     @property
     def metric(self) -> str:
@@ -77,13 +105,18 @@ def summarize(run_dir: str) -> RunSummary:
     cfg = run.load_config()
     store = Store(run.path)
     metric, sign = cfg.asha.metric, (1.0 if cfg.asha.mode == "max" else -1.0)
-    rows = store.rows()
+    all_rows = store.rows()
+    rows = [r for r in all_rows if r.get("stage") in (None, Stage.SEARCH.value)]
     by_trial: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_trial.setdefault(row["trial_id"], []).append(row)
     driver = run.driver_holder()
     trials = []
+    rejected = []
     for tid, trows in by_trial.items():
+        if trows[-1]["event"] == Event.REJECTED.value:
+            rejected.append((tid, str(trows[-1].get("error") or "")))
+            continue
         reports = [r for r in trows if r["event"] == Event.REPORT.value]
         last_report = reports[-1] if reports else None
         last = trows[-1]
@@ -129,7 +162,102 @@ def summarize(run_dir: str) -> RunSummary:
         )
     skipped = [f"{path.name}: {reason}" for path, reason in store.skipped]
     teacher = next((float(r["teacher_val_acc"]) for r in rows if r.get("teacher_val_acc") is not None), None)
-    return RunSummary(cfg, trials, rungs, driver, skipped, teacher)
+    final_rows = [r for r in all_rows if r.get("stage") == Stage.FINAL.value]
+    final = _final_results(cfg, run, final_rows, sign)
+    return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final)
+
+
+def _final_results(cfg: SweepConfig, run: RunDir, rows: list[dict[str, Any]], sign: float) -> list[FinalResult]:
+    """Group final-stage runs by the search trial they retrain; statistics over the runs that
+    completed (a run still training or failed is counted in ``runs`` but not averaged)."""
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_run.setdefault(row["trial_id"], []).append(row)
+    records = run.read_trials("final")
+    groups: dict[str, list[str]] = {}
+    for tid in sorted(set(by_run) | set(records), key=trial_order):
+        groups.setdefault(source_of(tid), []).append(tid)
+    out = []
+    for source, tids in groups.items():
+        done = [by_run[t] for t in tids if t in by_run and by_run[t][-1]["event"] == Event.COMPLETED.value]
+        last = [next(r for r in reversed(trows) if r["event"] == Event.REPORT.value) for trows in done]
+        metrics = [cfg.asha.metric] + sorted({k for r in last for k, v in r.items() if k.startswith("test_") and v is not None})
+        stats = {}
+        for m in metrics:
+            values = [float(r[m]) for r in last if r.get(m) is not None]
+            if values:
+                std = statistics.stdev(values) if len(values) > 1 else math.nan
+                stats[m] = (statistics.fmean(values), std, len(values))
+        first = records.get(tids[0])
+        params = dict(first.params) if first is not None else {k[len(PARAM_PREFIX):]: v for k, v in by_run[tids[0]][-1].items() if k.startswith(PARAM_PREFIX)}
+        epochs = first.until_epoch if first is not None and first.until_epoch else max((int(r["epoch"]) for r in by_run.get(tids[0], [])), default=0)
+        origin = first.origin if first is not None else str(by_run[tids[0]][-1].get("origin") or "")
+        out.append(FinalResult(source, origin, params, epochs, len(done), len(tids), stats))
+
+    def key(f: FinalResult) -> tuple[int, float, str]:
+        mean = f.stats.get(cfg.asha.metric, (math.nan, math.nan, 0))[0]
+        return (int(math.isnan(mean)), 0.0 if math.isnan(mean) else -sign * mean, f.source)
+
+    return sorted(out, key=key)
+
+
+def last_reports(summary: RunSummary) -> dict[str, dict[str, Any]]:
+    """Each search trial's last ``report`` row (its furthest evaluation), by trial id."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in summary.rows:
+        if row["event"] == Event.REPORT.value:
+            out[row["trial_id"]] = row
+    return out
+
+
+def trainer_section(summary: RunSummary) -> ModuleType | None:
+    """The trainer's own report module (``REPORT_SECTIONS``), or None if it has none."""
+    name = REPORT_SECTIONS.get(summary.cfg.trainer)
+    return importlib.import_module(name) if name else None
+
+
+def plot_unavailable(summary: RunSummary) -> str | None:
+    """Why ``--plot`` cannot draw this run, or None when its trainer draws one."""
+    section = trainer_section(summary)
+    if section is not None and hasattr(section, "plot"):
+        return None
+    drawing = sorted(t for t, m in REPORT_SECTIONS.items() if hasattr(importlib.import_module(m), "plot"))
+    return f"trainer {summary.cfg.trainer!r} draws no plot; trainers with one: {', '.join(drawing)}"
+
+
+def plot(summary: RunSummary, path: Path) -> None:
+    """Draw the trainer's figure of the run into ``path`` (see :func:`plot_unavailable`)."""
+    section = trainer_section(summary)
+    if section is None or not hasattr(section, "plot"):
+        raise ValueError(plot_unavailable(summary))
+    section.plot(summary, path)
+
+
+def _mean_std(stat: tuple[float, float, int] | None) -> str:
+    if stat is None:
+        return "-"
+    mean, std, n = stat
+    return f"{mean:.4f} ± {std:.4f} (n={n})" if not math.isnan(std) else f"{mean:.4f} (n=1)"
+
+
+def render_final(summary: RunSummary, console: Console) -> None:
+    """The final-stage table: per retrained configuration, mean ± std over its runs."""
+    if not summary.final:
+        return
+    metric = summary.metric
+    tests = sorted({m for f in summary.final for m in f.stats if m != metric})
+    table = Table(title="final evaluation (kdsweep retrain): mean ± sample std over completed runs", title_justify="left")
+    for col in ("config", "origin", "runs", "epochs", f"{metric} (val)", *tests):
+        table.add_column(col, no_wrap=True)
+    names = [p.name for p in summary.cfg.space]
+    for name in names:
+        table.add_column(name, justify="right", overflow="fold")
+    for f in summary.final:
+        table.add_row(
+            f.source, f.origin, f"{f.completed}/{f.runs}", str(f.epochs), _mean_std(f.stats.get(metric)),
+            *(_mean_std(f.stats.get(m)) for m in tests), *(_fmt(f.params.get(n)) for n in names),
+        )  # fmt: skip
+    console.print(table)
 
 
 def _fmt(value: Any) -> str:
@@ -170,6 +298,13 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     for t in failed:
         last_line = (t.error or "").strip().splitlines()[-1:] or [""]
         console.print(f"[red]failed[/red] {t.trial_id} after {t.attempts} attempts: {last_line[0]}")
+    if summary.rejected:
+        reasons = sorted({reason for _, reason in summary.rejected})
+        console.print(f"rejected {len(summary.rejected)} untrainable proposals (not failures, not counted in num_trials): {'; '.join(reasons[:3])}", highlight=False)
+    render_final(summary, console)
+    section = trainer_section(summary)
+    if section is not None:
+        section.render(summary, console)
     for s in summary.skipped:
         console.print(f"[yellow]skipped unreadable fragment[/yellow] {s}")
 
@@ -195,7 +330,12 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
         "rungs": [dataclasses.asdict(r) for r in summary.rungs],
         "skipped": summary.skipped,
         "teacher_val_acc": summary.teacher_val_acc,
+        "rejected": [{"trial_id": t, "reason": r} for t, r in summary.rejected],
+        "final": [dataclasses.asdict(f) for f in summary.final],
     }
+    section = trainer_section(summary)
+    if section is not None:
+        doc[summary.cfg.trainer] = section.to_dict(summary)
     return json.dumps(doc, indent=2, default=_json_default)
 
 
@@ -221,6 +361,8 @@ def status_counts(summary: RunSummary) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in summary.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
+    if summary.rejected:
+        counts["rejected"] = len(summary.rejected)
     return counts
 
 

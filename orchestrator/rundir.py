@@ -7,6 +7,7 @@
       run.json          config hash, creation time, kdsweep version
       results/          the Parquet dataset (orchestrator/store.py): the source of truth
       trials/<id>.json  one record per trial: params, origin, attempt, target epoch
+      final/<id>.json   records of ``kdsweep retrain``'s runs (ids <source trial>.r<repeat>)
       checkpoints/      <trial_id>.pt at rung boundaries
       cache/            shared by trials of the sweep (teachers)
       .driver.lock      held (flock) by the one live driver
@@ -51,8 +52,11 @@ class TrialRecord:
     origin: str
     #: Crashed attempts so far; the next attempt has this index.
     attempt: int = 0
-    #: Train up to this epoch, then pause (promote variant); None: to ``max_epochs``.
+    #: Train up to this epoch, then pause (promote variant); None: to ``max_epochs``. In the
+    #: final stage: the epoch budget of the run.
     until_epoch: int | None = None
+    #: "search" (a trial of the sweep) or "final" (a ``kdsweep retrain`` run).
+    stage: str = "search"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -75,6 +79,7 @@ class RunDir:
         self.path = Path(path)
         self.results = self.path / "results"
         self.trials = self.path / "trials"
+        self.final = self.path / "final"
         self.checkpoints = self.path / "checkpoints"
         self.cache = self.path / "cache"
         self.frozen = self.path / FROZEN_NAME
@@ -125,17 +130,22 @@ class RunDir:
 
     # -- trial records ---------------------------------------------------------------
 
-    def write_trial(self, record: TrialRecord) -> None:
-        self.trials.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.trials / f"{record.trial_id}.json", json.dumps(dataclasses.asdict(record)).encode())
+    def _records(self, stage: str) -> Path:
+        return self.final if stage == "final" else self.trials
 
-    def read_trials(self) -> dict[str, TrialRecord]:
-        """All trial records, by id in creation order."""
+    def write_trial(self, record: TrialRecord) -> None:
+        folder = self._records(record.stage)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / f"{record.trial_id}.json", json.dumps(dataclasses.asdict(record)).encode())
+
+    def read_trials(self, stage: str = "search") -> dict[str, TrialRecord]:
+        """All trial records of ``stage``, by id in creation order."""
         records = []
-        if self.trials.is_dir():
-            for p in self.trials.glob("*.json"):
+        folder = self._records(stage)
+        if folder.is_dir():
+            for p in folder.glob("*.json"):
                 records.append(TrialRecord(**json.loads(p.read_text())))
-        records.sort(key=lambda r: trial_index(r.trial_id))
+        records.sort(key=lambda r: trial_order(r.trial_id))
         return {r.trial_id: r for r in records}
 
     # -- the driver lock -----------------------------------------------------------------
@@ -179,3 +189,19 @@ def trial_id_of(index: int) -> str:
 
 def trial_index(trial_id: str) -> int:
     return int(trial_id[1:])
+
+
+def final_id(source: str, repeat: int) -> str:
+    """Id of repeat ``repeat`` of ``kdsweep retrain`` for search trial ``source``."""
+    return f"{source}.r{repeat}"
+
+
+def source_of(trial_id: str) -> str:
+    """The search trial a final-stage id retrains (the id itself for a search trial)."""
+    return trial_id.split(".r")[0]
+
+
+def trial_order(trial_id: str) -> tuple[int, int]:
+    """Sort key: creation order of search trials; final runs by source, then repeat."""
+    source, _, repeat = trial_id.partition(".r")
+    return trial_index(source), int(repeat or -1)

@@ -29,10 +29,20 @@ class Event(str, enum.Enum):
     STOPPED = "stopped"
     PAUSED = "paused"
     FAILED = "failed"
+    #: A proposal the trainer cannot train (``check_params``: e.g. an all-zero filter list);
+    #: not a failure, and not counted in ``num_trials``. The reason is in ``error``.
+    REJECTED = "rejected"
 
 
 #: Events after which a trial never trains again.
-TERMINAL_EVENTS = frozenset({Event.COMPLETED.value, Event.STOPPED.value, Event.FAILED.value})
+TERMINAL_EVENTS = frozenset({Event.COMPLETED.value, Event.STOPPED.value, Event.FAILED.value, Event.REJECTED.value})
+
+
+class Stage(str, enum.Enum):
+    """Which part of a run a row belongs to: the sweep, or ``kdsweep retrain``'s final runs."""
+
+    SEARCH = "search"
+    FINAL = "final"
 
 #: Columns every fragment carries, in order, before metrics and parameters.
 LEADING_FIELDS: tuple[pa.Field, ...] = (
@@ -45,6 +55,9 @@ LEADING_FIELDS: tuple[pa.Field, ...] = (
     # Where the trial's parameters came from: "fixed" (points_to_evaluate, e.g. a research
     # baseline), "tpe" or "random"; lets any tool compare the search with its baselines.
     pa.field("origin", pa.string(), nullable=False),
+    # "search" (the sweep) or "final" (kdsweep retrain: full budget, test split evaluated).
+    # Null only in fragments written before the column existed, which were all "search".
+    pa.field("stage", pa.string()),
 )
 
 #: Columns after metrics and parameters.
@@ -62,9 +75,10 @@ TRAILING_FIELDS: tuple[pa.Field, ...] = (
     pa.field("config_hash", pa.string(), nullable=False),
 )
 
-#: Columns every fragment must carry; ``error`` and ``node`` are optional (null when absent).
+#: Columns every fragment must carry; ``error``, ``node`` and ``stage`` are optional (null
+#: when absent: ``stage`` came later, and a null one means "search").
 REQUIRED_COLUMNS: frozenset[str] = frozenset(
-    f.name for f in LEADING_FIELDS + TRAILING_FIELDS if f.name not in ("error", "node")
+    f.name for f in LEADING_FIELDS + TRAILING_FIELDS if f.name not in ("error", "node", "stage")
 )
 
 

@@ -33,6 +33,7 @@ from kdsweep.orchestrator.schema import (
     PARAM_PREFIX,
     SCHEMA_VERSION,
     Event,
+    Stage,
     kdsweep_version,
     results_schema,
 )
@@ -54,8 +55,12 @@ class TrialSpec:
     params: Mapping[str, Any]
     origin: str
     attempt: int = 0
-    #: Train to this epoch then pause (promote variant); None: to ``asha.max_epochs``.
+    #: Train to this epoch then pause (promote variant); None: to ``asha.max_epochs``. In the
+    #: final stage, the full budget the trial trains for.
     until_epoch: int | None = None
+    #: "search", or "final" for ``kdsweep retrain``: no ASHA, the budget is ``until_epoch``,
+    #: a checkpoint at every report, and the test split evaluated after the last epoch.
+    stage: str = Stage.SEARCH.value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +122,9 @@ class _Attempt:
     def __init__(self, cfg: SweepConfig, store: Store, ladder: tuple[int, ...], spec: TrialSpec) -> None:
         self.cfg, self.store, self.ladder, self.spec = cfg, store, ladder, spec
         self.device = trial_device(cfg)
+        self.final = spec.stage == Stage.FINAL.value
+        if self.final and spec.until_epoch is None:
+            raise ValueError(f"final-stage trial {spec.trial_id} has no epoch budget (until_epoch)")
         _limit_threads(cfg.backend.cpus_per_trial)
         run = RunDir(spec.run_dir)
         ctx = TrialContext(
@@ -127,7 +135,9 @@ class _Attempt:
             cache_dir=run.cache,
             device=self.device,
             data=cfg.data,
-            budget_epochs=cfg.asha.max_epochs,
+            budget_epochs=spec.until_epoch if self.final and spec.until_epoch else cfg.asha.max_epochs,
+            objective=cfg.objective,
+            stage=spec.stage,
         )
         self.trainer = trainer_class(cfg.trainer)(spec.params, cfg.settings, ctx)
         self.ckpt = checkpoint_path(spec.run_dir, spec.trial_id)
@@ -150,25 +160,38 @@ class _Attempt:
         if start > 0 and start not in reported:
             # The checkpoint is written before its report row; the previous attempt died
             # between the two. Evaluate again and report now, or the store would miss it.
-            self.metrics = dict(self.trainer.evaluate())
-            stopped = self._report(start, asha.rung_index(start, self.ladder))
+            self.metrics = {}
+            self._evaluate(start, until)
+            stopped = self._report(start, self._rung(start))
             if stopped is not None:
                 return stopped
         for epoch in range(start + 1, until + 1):
             self.metrics = dict(self.trainer.train_epoch(epoch))
-            rung = asha.rung_index(epoch, self.ladder)
+            rung = self._rung(epoch)
             if rung == NOT_AT_RUNG and epoch != until and epoch % a.eval_every_epochs:
                 continue
-            self.metrics.update(self.trainer.evaluate())
-            if rung != NOT_AT_RUNG or epoch == until:
+            self._evaluate(epoch, until)
+            # A final-stage run has no rungs; it checkpoints at every report instead, so a
+            # preempted full-budget run loses at most one evaluation interval.
+            if rung != NOT_AT_RUNG or epoch == until or self.final:
                 self._checkpoint(epoch)
             if epoch not in reported:
                 stopped = self._report(epoch, rung)
                 if stopped is not None:
                     return stopped
-        if until >= a.max_epochs:
-            return self._finish(Event.COMPLETED, until, asha.rung_index(until, self.ladder))
-        return self._finish(Event.PAUSED, until, asha.rung_index(until, self.ladder))
+        if self.final or until >= a.max_epochs:
+            return self._finish(Event.COMPLETED, until, self._rung(until))
+        return self._finish(Event.PAUSED, until, self._rung(until))
+
+    def _rung(self, epoch: int) -> int:
+        return NOT_AT_RUNG if self.final else asha.rung_index(epoch, self.ladder)
+
+    def _evaluate(self, epoch: int, until: int) -> None:
+        """Validation metrics into ``self.metrics``; after a final run's last epoch, the test
+        split's too (evaluated once, on the model that the run ends with)."""
+        self.metrics.update(self.trainer.evaluate())
+        if self.final and epoch == until:
+            self.metrics.update(self.trainer.test())
 
     def _restore(self) -> int:
         state = load_checkpoint(self.ckpt)
@@ -188,7 +211,7 @@ class _Attempt:
 
     def _should_stop(self, epoch: int, rung: int) -> bool:
         a = self.cfg.asha
-        if a.variant != "stop" or rung == NOT_AT_RUNG or epoch >= a.max_epochs:
+        if self.final or a.variant != "stop" or rung == NOT_AT_RUNG or epoch >= a.max_epochs:
             return False
         values = self.store.rung_values(rung, a.metric)
         decision = asha.decide(values, self.spec.trial_id, self._value(), a.reduction_factor, a.mode)
@@ -236,6 +259,7 @@ def base_row(cfg: SweepConfig, spec: TrialSpec, event: Event, epoch: int, rung: 
         "rung": rung,
         "attempt": spec.attempt,
         "origin": spec.origin,
+        "stage": spec.stage,
         **{PARAM_PREFIX + k: v for k, v in spec.params.items()},
         "reported_at": dt.datetime.now(dt.timezone.utc),
         "schema_version": SCHEMA_VERSION,
@@ -244,10 +268,10 @@ def base_row(cfg: SweepConfig, spec: TrialSpec, event: Event, epoch: int, rung: 
     }
 
 
-def failure_row(cfg: SweepConfig, spec: TrialSpec, epoch: int, error: str) -> dict[str, Any]:
-    """The row the driver appends when a trial has used up its retries."""
-    rung = NOT_AT_RUNG
-    return {**base_row(cfg, spec, Event.FAILED, epoch, rung), "error": error, "host": socket.gethostname()}
+def driver_row(cfg: SweepConfig, spec: TrialSpec, event: Event, epoch: int, error: str) -> dict[str, Any]:
+    """A row the driver itself appends: ``failed`` when a trial has used up its retries,
+    ``rejected`` when the trainer refused a proposal; ``error`` says why."""
+    return {**base_row(cfg, spec, event, epoch, NOT_AT_RUNG), "error": error, "host": socket.gethostname()}
 
 
 def results_store(run_dir: str | os.PathLike[str]) -> Store:

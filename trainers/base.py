@@ -33,14 +33,49 @@ class TrialContext:
     cache_dir: Path
     device: str
     data: Any
-    #: Epochs of the full schedule (the sweep's ``asha.max_epochs``): learning-rate schedules
-    #: span it, whether or not ASHA stops the trial earlier.
+    #: Epochs of the full schedule (the sweep's ``asha.max_epochs``, or ``--epochs`` of
+    #: ``kdsweep retrain``): learning-rate schedules span it, whether or not ASHA stops the
+    #: trial earlier.
     budget_epochs: int
+    #: The validated ``[objective]`` table (the trainer's ``Objective`` dataclass), or None.
+    objective: Any = None
+    #: "search" for trials of the sweep, "final" for ``kdsweep retrain``'s full-budget runs.
+    stage: str = "search"
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedSpace:
+    """What a trainer's ``generate_space`` derives from the scalar options of ``[space]``.
+
+    ``params`` maps each parameter name to its table exactly as a sweep file would write it
+    (``{"type": "choice", "values": [...]}``); ``points`` are fixed trials (baselines) run
+    before the searched ones, each a value for every parameter.
+    """
+
+    params: Mapping[str, Mapping[str, Any]]
+    points: Sequence[Mapping[str, Any]] = ()
 
 
 @runtime_checkable
 class Trainer(Protocol):
-    """One trial's training loop, driven from outside one epoch at a time."""
+    """One trial's training loop, driven from outside one epoch at a time.
+
+    Optional hooks, looked up with ``getattr`` on the class (a trainer defines only those
+    it needs):
+
+    - ``Objective: type`` — dataclass of a top-level ``[objective]`` table (``--set
+      objective.r_t=10``); the validated instance reaches the trainer as ``ctx.objective``.
+    - ``SpaceOptions: type`` and ``generate_space(options, settings) -> GeneratedSpace`` —
+      the scalar keys of ``[space]`` (e.g. ``nodes = 3``) parsed into that dataclass, from
+      which the trainer generates its parameters; table entries of ``[space]`` are still
+      explicit parameters.
+    - ``validate(settings, data, space, objective) -> list[(field, value, allowed)]`` —
+      cross-field checks run when the sweep file is loaded, before anything is written.
+    - ``check_params(params, settings) -> str | None`` — pure and cheap: why a proposed
+      configuration cannot be trained (e.g. an all-zero filter list), or None. The driver
+      records such a proposal as ``rejected`` (not a failure, not counted in ``num_trials``)
+      and a fixed point that fails it is a config error.
+    """
 
     #: Dataclass type of the sweep file's ``[settings]`` table for this trainer.
     Settings: ClassVar[type]
@@ -62,6 +97,11 @@ class Trainer(Protocol):
         """Evaluate on the validation split; the result includes the sweep metric."""
         ...
 
+    def test(self) -> dict[str, float]:
+        """Evaluate on the held-out test split (``kdsweep retrain`` calls it once, after the
+        last epoch). Every key starts with ``test_`` and is among ``metric_names``."""
+        ...
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly (loadable with ``torch.load(weights_only=True)``)."""
         ...
@@ -73,6 +113,17 @@ class Trainer(Protocol):
 TRAINERS: dict[str, str] = {
     "synthetic": "kdsweep.trainers.synthetic:SyntheticTrainer",
     "loss_weights": "kdsweep.trainers.loss_weights:LossWeightsTrainer",
+    "student_topology": "kdsweep.trainers.student_topology:StudentTopologyTrainer",
+    "graph_gates": "kdsweep.trainers.graph_gates:GraphGatesTrainer",
+}
+
+#: Trainer name -> module with the trainer's own report section (``kdsweep report``). The
+#: module must not import torch (reports run anywhere the results are) and defines
+#: ``render(summary, console)``, ``to_dict(summary) -> dict`` for ``--format json``, and
+#: optionally ``plot(summary, path)`` for ``--plot FILE.png``.
+REPORT_SECTIONS: dict[str, str] = {
+    "student_topology": "kdsweep.trainers.topology_report",
+    "graph_gates": "kdsweep.trainers.graph_report",
 }
 
 

@@ -101,10 +101,10 @@ class LossWeightsTrainer:
 
     @classmethod
     def metric_names(cls, settings: Any) -> Sequence[str]:
-        return ("train_loss", "train_ce", "train_kd", "train_rkd", "train_skd", "val_acc", "val_loss", "teacher_val_acc")
+        return ("train_loss", "train_ce", "train_kd", "train_rkd", "train_skd", "val_acc", "val_loss", "teacher_val_acc", "test_acc", "test_loss")
 
     @classmethod
-    def validate(cls, settings: LossWeightsSettings, data: DataSettings, space: Sequence[Any]) -> list[tuple[str, object, str]]:
+    def validate(cls, settings: LossWeightsSettings, data: DataSettings, space: Sequence[Any], objective: None) -> list[tuple[str, object, str]]:
         """Cross-field checks run by the config loader before anything is written."""
         issues = list(check_data(data))
         for p in space:
@@ -150,6 +150,10 @@ class LossWeightsTrainer:
     def evaluate(self) -> dict[str, float]:
         val = evaluate_classifier(self.student, self.data.val, self.device)
         return {"val_acc": val["acc"], "val_loss": val["loss"], "teacher_val_acc": float(self.teacher.info["val_acc"])}
+
+    def test(self) -> dict[str, float]:
+        test = evaluate_classifier(self.student, self.data.test, self.device)
+        return {"test_acc": test["acc"], "test_loss": test["loss"]}
 
     def state_dict(self) -> dict[str, Any]:
         return {

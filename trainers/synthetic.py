@@ -42,6 +42,9 @@ class SyntheticSettings:
     crash_attempts: int = 1
     #: "exception" raises; "exit" kills the worker process as a segfault or OOM-kill would.
     crash_mode: Literal["exception", "exit"] = "exception"
+    #: Proposals with ``width`` above this are untrainable (``check_params`` rejects them), as
+    #: an all-zero student or a frozen target node is for the real trainers; None: no limit.
+    max_width: float | None = None
 
 
 class SyntheticTrainer:
@@ -65,7 +68,14 @@ class SyntheticTrainer:
 
     @classmethod
     def metric_names(cls, settings: Any) -> Sequence[str]:
-        return ("train_loss", "val_acc", "val_loss")
+        return ("train_loss", "val_acc", "val_loss", "test_acc", "test_loss")
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], settings: SyntheticSettings) -> str | None:
+        width = float(params.get("width", 64))
+        if settings.max_width is not None and width > settings.max_width:
+            return f"width {width:g} exceeds settings.max_width {settings.max_width:g}"
+        return None
 
     def _accuracy(self, epoch: int, stream: int) -> float:
         rng = random.Random(f"{self.ctx.seed}:{epoch}:{stream}")
@@ -86,6 +96,10 @@ class SyntheticTrainer:
     def evaluate(self) -> dict[str, float]:
         acc = self._accuracy(self.epoch, 0)
         return {"val_acc": acc, "val_loss": -math.log(max(1e-6, acc))}
+
+    def test(self) -> dict[str, float]:
+        acc = self._accuracy(self.epoch, 2)  # the same curve, an independent noise draw
+        return {"test_acc": acc, "test_loss": -math.log(max(1e-6, acc))}
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch}

@@ -56,6 +56,8 @@ def test_hash_ignores_backend_and_budget_but_not_the_experiment() -> None:
         (replace("sleep_s = 0.0", "sleep = 0.0"), "settings.sleep = 0.0: unknown key; valid: sleep_s, noise_std, crash_at_epoch"),
         (replace("sleep_s = 0.0", 'sleep_s = "fast"'), "settings.sleep_s = 'fast': must be a number"),
         (SMALL_SWEEP + "\n[data]\ndataset = 'digits'\n", "data = {'dataset': 'digits'}: trainer 'synthetic' reads no dataset"),
+        (SMALL_SWEEP + "\n[objective]\nr_t = 10\n", "objective = {'r_t': 10}: trainer 'synthetic' has no objective; remove the [objective] table"),
+        (replace("[space]", "[space]\nnodes = 3"), "space.nodes = 3: a table with 'type' and its bounds or values"),
         (replace('type = "loguniform", low = 1e-4', 'type = "lognormal", low = 1e-4'), "space.lr.type = 'lognormal': one of uniform, loguniform, quniform, int, choice"),
         (replace("low = 0.0, high = 0.99", "low = 0.99, high = 0.5"), "space.momentum.high = 0.5: greater than low (0.99)"),
         (replace("low = 1e-4, high = 1.0", "low = 0.0, high = 1.0"), "space.lr.low = 0.0: > 0 for type 'loguniform'"),
