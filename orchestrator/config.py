@@ -282,7 +282,7 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
         objective = _trainer_table(c, doc, trainer, getattr(trainer_cls, "Objective", None), "objective", "has no objective")
 
     space_table, space_doc, generated = _space_table(c, doc.get("space", _MISSING), trainer_cls, settings)
-    space = _space(c, space_table)
+    space = _space(c, space_table) if space_table is not None else ()
     baselines = _points(c, list(generated), space, "space (generated baseline)")
     explicit = _points(c, doc.get("points_to_evaluate", []), space, "points_to_evaluate")
     points = baselines + explicit
@@ -346,33 +346,33 @@ def _trainer_table(c: _Collector, doc: Mapping[str, Any], trainer: str, cls: Any
 def _space_table(
     c: _Collector, table: Any, trainer_cls: Any, settings: Any
 ) -> tuple[Any, dict[str, Any] | None, Sequence[Mapping[str, Any]]]:
-    """The ``[space]`` parameter tables to parse, the normalised ``[space]`` for the frozen
-    document (None: write the parsed parameters), and the trainer's generated baselines.
+    """The ``[space]`` parameter tables to parse (None: nothing to parse, the problem is
+    already reported), the normalised ``[space]`` for the frozen document (None: write the
+    parsed parameters), and the trainer's generated baselines.
 
-    For a trainer with ``SpaceOptions``, the scalar keys of ``[space]`` are its options and
-    ``generate_space`` turns them into parameters; the document keeps the options (not the
-    expansion), so the frozen copy regenerates the same space. Table entries stay explicit
-    parameters and may not redefine a generated one.
+    For a trainer with ``SpaceOptions``, the keys of ``[space]`` are its options and
+    ``generate_space`` turns them into parameters and baselines: the trainer owns the whole
+    space, so a parameter table there is an error. The document keeps the options (not the
+    expansion), so the frozen copy regenerates the same space.
     """
     options_cls = getattr(trainer_cls, "SpaceOptions", None)
     if options_cls is None or not isinstance(table, Mapping):
         return table, None, ()
-    option_keys = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
-    explicit = {k: v for k, v in table.items() if isinstance(v, Mapping)}
-    options = _dataclass(c, options_cls, option_keys, "space")
+    option_names = [f.name for f in dataclasses.fields(options_cls)]
+    for name, entry in table.items():
+        if isinstance(entry, Mapping):
+            c.add(f"space.{name}", dict(entry), f"trainer generates its parameters from the options {', '.join(option_names)}; remove this table")
+    options = _dataclass(c, options_cls, {k: v for k, v in table.items() if not isinstance(v, Mapping)}, "space")
     if options is None or settings is None:
-        return explicit or _MISSING, None, ()
+        return None, None, ()
     try:
         generated = trainer_cls.generate_space(options, settings)
     except ValueError as exc:
         # generate_space raises ValueError(field, value, allowed) for an option it rejects.
-        field, value, allowed = exc.args if len(exc.args) == 3 else ("space", option_keys, str(exc))
+        field, value, allowed = exc.args if len(exc.args) == 3 else ("space", dataclasses.asdict(options), str(exc))
         c.add(field, value, allowed)
-        return explicit or _MISSING, None, ()
-    for name in sorted(set(explicit) & set(generated.params)):
-        c.add(f"space.{name}", explicit[name], f"generated from the [space] options ({', '.join(option_keys) or 'defaults'}); remove it or choose another name")
-    space_doc = {**dataclasses.asdict(options), **explicit}
-    return {**generated.params, **explicit}, space_doc, generated.points
+        return None, None, ()
+    return generated.params, dataclasses.asdict(options), generated.points
 
 
 def _scalar(c: _Collector, doc: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:

@@ -233,6 +233,10 @@ def plot(summary: RunSummary, path: Path) -> None:
     section.plot(summary, path)
 
 
+#: Parameter columns the final-evaluation table shows at most.
+MAX_FINAL_PARAMS = 9
+
+
 def _mean_std(stat: tuple[float, float, int] | None) -> str:
     if stat is None:
         return "-"
@@ -249,7 +253,9 @@ def render_final(summary: RunSummary, console: Console) -> None:
     table = Table(title="final evaluation (kdsweep retrain): mean ± sample std over completed runs", title_justify="left")
     for col in ("config", "origin", "runs", "epochs", f"{metric} (val)", *tests):
         table.add_column(col, no_wrap=True)
-    names = [p.name for p in summary.cfg.space]
+    # A few parameters fit beside the statistics; a large space (a graph's M² gates) would fold
+    # every column into slivers, and the config id leads to its row in the leaderboard.
+    names = [p.name for p in summary.cfg.space] if len(summary.cfg.space) <= MAX_FINAL_PARAMS else []
     for name in names:
         table.add_column(name, justify="right", overflow="fold")
     for f in summary.final:
@@ -287,7 +293,7 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     fixed = [(i, t) for i, t in enumerate(summary.trials, start=1) if t.origin == "fixed"]
     for i, t in fixed:
         if i > top:
-            console.print(f"baseline {t.trial_id} ranks {i} of {len(summary.trials)}: {summary.metric} {_fmt(t.value)} after {t.epochs} epochs ({t.status})")
+            console.print(f"baseline {t.trial_id} ranks {i} of {len(summary.trials)}: {summary.metric} {_fmt(t.value)} after {t.epochs} epoch{'s' if t.epochs != 1 else ''} ({t.status})")
     rungs = Table(title="rung survival", title_justify="left")
     for col in ("rung", "epoch", "reached", "continued", "stopped", "paused", f"best {summary.metric}"):
         rungs.add_column(col, justify="right")

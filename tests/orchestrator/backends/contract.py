@@ -67,6 +67,17 @@ def test_a_submitted_trial_runs_to_completion_and_lands_in_the_store(backend_fac
     assert rows[-1]["event"] == "completed"
 
 
+def test_a_final_stage_run_trains_its_budget_without_asha_and_evaluates_the_test_split(backend_factory: Factory, tmp_path: Path) -> None:
+    cfg, run = make_run(tmp_path)
+    finished = run_one(backend_factory(cfg, 1), spec(run, "t0003.r1", until_epoch=12, stage="final"))
+    assert finished.error is None and finished.outcome is not None
+    assert (finished.outcome.event, finished.outcome.epoch) == ("completed", 12)
+    rows = store_rows(run)
+    assert {r["stage"] for r in rows} == {"final"} and {r["rung"] for r in rows} == {-1}
+    assert [r["epoch"] for r in rows if r["event"] == "report"] == list(range(1, 13))
+    assert [r["epoch"] for r in rows if r["test_acc"] is not None] == [12, 12]
+
+
 @pytest.fixture
 def overlap_sleep_s() -> float:
     """Per-epoch sleep in the slots test: three epochs must outlast the spread of the two

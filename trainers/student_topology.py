@@ -1,0 +1,385 @@
+"""Student-topology trainer: the student's per-layer filter counts are searched, distilled from
+a VGG16 teacher, and scored by accuracy against latency.
+
+METHODS.md §2 (seed 002): a student is a list of filter counts in {0, 16, 32, 64, 128, 256,
+512}, one per conv of VGG16 (``form = "vgg"``, 13 numbers, parameters ``f01``..``f13``) or
+per stem + basic block of the ResNet34 layout (``form = "resnet"``, 17 numbers, ``f01`` the
+stem, ``f02``..``f17`` the blocks); 0 removes the layer, an all-zero list is rejected before
+training (``check_params``). It learns from the cached teacher with
+
+    L = α·CE(z_s, y) + (1 − α)·T²·KL(p_t^T || p_s^T)          (α = 0.9, T = 4)
+
+and each trial reports its validation accuracy a, its latency t (``measure_latency``: the
+first ``latency_images`` validation images in batches, eval mode, no_grad, warm-up passes,
+median of ``latency_repeats`` timed passes, CUDA synchronised), parameters, MACs, and the
+objective of ``trainers/objective.py``: j_t(t), j_a(a) and their harmonic mean J, the sweep
+metric. The references t_max and a_max are the teacher's latency (same procedure, same
+images) and validation accuracy, measured by the first trial that needs them and recorded in
+``RUN_DIR/cache/objective_reference.json`` (``teacher_reference``), so every trial of a sweep
+and ``kdsweep retrain`` score against the same numbers; ``[objective]`` may set them instead.
+
+Latency is measured once per trial, at its first evaluation, and kept in the checkpoint, so a
+resumed trial reports the latency it reported before (measurement noise would otherwise move
+J between rungs of one trial).
+
+Measured claim (2026-11-22, 2-core CPU shared with another agent's 2-worker sweep, one torch
+thread per trial): on digits at 16×16, a VGG16 teacher (width 1, 15 epochs) trains in 100 s to
+val_acc 0.993 and classifies the 144 validation images in 0.19–0.20 s (t_max); one student
+epoch with evaluation (batch 32, 40 steps, teacher forward included) takes 4–14 s for the
+students that completed, ~40 s for the slowest proposed (8× the teacher's latency). A 16-trial
+sweep (``student_topology_vgg.toml`` with the seed's filter choices; TPE after 8 random; ASHA
+rungs 1 and 3; one trial at a time; teacher cached) ran in 4 min 43 s at r_t = 1: winner
+[0, 32, 16, 128, 512, 128, 64, 512, 32, 0, 0, 16, 32], 0.060 s (3.3× faster than the
+teacher), val_acc 0.951, J 0.808. Resuming from a checkpoint reports the latency measured
+before (``tests/trainers/test_student_topology.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import fcntl
+import json
+import math
+import os
+import socket
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from kdsweep.orchestrator.rundir import write_atomic
+from kdsweep.orchestrator.space import ParamSpec
+from kdsweep.trainers.base import TrialContext
+from kdsweep.trainers.data import DataSettings, Split, check_data, load_data, uses_flip
+from kdsweep.trainers.losses import label_kd_loss
+from kdsweep.trainers.models import MODELS, ResNetStudent, StagedClassifier, VGGStudent, count_macs, count_parameters
+from kdsweep.trainers.models.backbone import layer_widths
+from kdsweep.trainers.models.resnet import STUDENT_LAYOUT
+from kdsweep.trainers.models.vgg import VGG16_FILTERS
+from kdsweep.trainers.objective import ObjectiveSettings, Scores, check_objective, scores
+from kdsweep.trainers.teachers import TeacherSpec, cache_root, get_teacher
+from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
+
+Form = Literal["vgg", "resnet"]
+
+#: Number of searched filter counts per form: VGG16's 13 convs; the ResNet34 layout's stem
+#: plus 16 basic blocks.
+LAYER_COUNTS: dict[str, int] = {"vgg": len(VGG16_FILTERS), "resnet": 1 + sum(STUDENT_LAYOUT)}
+
+#: The seed's filter choices (0 removes the layer); the sweep files search exactly these.
+FILTER_CHOICES: tuple[int, ...] = (0, 16, 32, 64, 128, 256, 512)
+
+#: Where the once-per-sweep teacher reference is recorded, inside the sweep's cache directory.
+REFERENCE_FILE = "objective_reference.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentTopologySettings(SGDSettings):
+    """Student form, teacher, distillation and latency-measurement settings."""
+
+    form: Form = "vgg"
+    teacher: str = "vgg16"
+    teacher_width: float = 1.0
+    teacher_epochs: int = 30
+    teacher_seed: int = 0
+    #: Teacher cache directory (default: $KDSWEEP_CACHE/teachers or ~/.cache/kdsweep/teachers).
+    teacher_cache: str | None = None
+    #: Weight of the label cross-entropy; the KD term gets 1 − alpha (the seed's α = 0.9).
+    alpha: float = 0.9
+    temperature: float = 4.0
+    #: Latency is the time to classify the first ``latency_images`` validation images (all
+    #: of them when the split is smaller) in batches of ``latency_batch_size``.
+    latency_images: int = 1024
+    latency_batch_size: int = 128
+    #: Untimed passes first (lazy initialisation, allocator and cache warm-up).
+    latency_warmup: int = 2
+    #: Timed passes; the latency is their median, robust to a pass slowed by other work.
+    latency_repeats: int = 5
+
+
+def layer_names(form: str) -> tuple[str, ...]:
+    """The trial parameters of ``form``: ``f01``..``f13`` (vgg) or ``f01``..``f17`` (resnet)."""
+    return tuple(f"f{i:02d}" for i in range(1, LAYER_COUNTS[form] + 1))
+
+
+def filters_of(params: Mapping[str, Any], form: str) -> tuple[int, ...]:
+    """The filter list of a trial, in layer order. Raises ValueError naming the problem: the
+    parameter names are not exactly the form's layers, a count is not a non-negative integer,
+    or every count is 0 (no layer left)."""
+    names = layer_names(form)
+    missing = [n for n in names if n not in params]
+    unknown = sorted(set(params) - set(names))
+    if missing or unknown:
+        raise ValueError(
+            f"a {form} student takes exactly the parameters {names[0]}..{names[-1]} "
+            f"(missing {missing}, unknown {unknown})"
+        )
+    return layer_widths(f"{form} student", [params[n] for n in names], len(names))
+
+
+def build_student(form: str, filters: Sequence[int], num_classes: int, in_channels: int = 3) -> StagedClassifier:
+    """The student of ``form`` with per-layer ``filters`` (``VGGStudent`` or ``ResNetStudent``)."""
+    if form == "vgg":
+        return VGGStudent(filters, num_classes, in_channels)
+    return ResNetStudent(filters, num_classes, in_channels)
+
+
+def latency_batches(split: Split, settings: StudentTopologySettings, device: Device) -> list[Tensor]:
+    """The fixed inputs every latency measurement of a sweep times: the first
+    ``latency_images`` images of ``split`` (all if fewer) in batches, in the device's layout."""
+    n = min(settings.latency_images, len(split))
+    size = settings.latency_batch_size
+    return [device.batch(split.x[start : start + size]) for start in range(0, n, size)]
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, batches: Sequence[Tensor], device: Device, *, warmup: int, repeats: int) -> float:
+    """Median seconds, over ``repeats`` timed passes, for ``model`` to classify all of
+    ``batches`` in eval mode under no_grad (and the device's autocast), after ``warmup``
+    untimed passes. On CUDA the clock reads after a synchronize, so queued kernels count.
+    The model's train/eval flag is restored."""
+    was_training = model.training
+    model.eval()
+
+    def one_pass() -> None:
+        with device.autocast():
+            for x in batches:
+                model(x)
+
+    def sync() -> None:
+        if device.cuda:
+            torch.cuda.synchronize(device.torch)
+
+    try:
+        for _ in range(warmup):
+            one_pass()
+        times = []
+        for _ in range(repeats):
+            sync()
+            started = time.perf_counter()
+            one_pass()
+            sync()
+            times.append(time.perf_counter() - started)
+    finally:
+        model.train(was_training)
+    return statistics.median(times)
+
+
+def teacher_reference(cache_dir: Path, conditions: Mapping[str, Any], measure: Callable[[], float], teacher_val_acc: float) -> dict[str, Any]:
+    """The sweep's teacher reference measured under ``conditions``, measuring it if no trial has.
+
+    ``RUN_DIR/cache/objective_reference.json`` holds ``{"references": [record, ...]}``, one
+    record per measurement conditions (teacher, device, threads, images, batch size, layout):
+    ``conditions``, ``t_max`` (the teacher's latency, ``measure()``), ``a_max`` (its
+    validation accuracy), who measured and when. The first caller takes an exclusive ``flock``
+    on ``objective_reference.json.lock``, measures and writes the file atomically; callers at
+    the same time wait on the lock and read the record, so it is measured once. A retrain on
+    another device (other conditions) adds its own record rather than compare its students'
+    latencies with a reference timed elsewhere. ``conditions`` must hold JSON scalars only.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / REFERENCE_FILE
+    wanted = json.loads(json.dumps(dict(conditions)))  # compare as the file will hold it
+    with open(cache_dir / f"{REFERENCE_FILE}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records: list[dict[str, Any]] = json.loads(path.read_text())["references"] if path.exists() else []
+        for record in records:
+            if record["conditions"] == wanted:
+                return record
+        record = {
+            "conditions": wanted,
+            "t_max": measure(),
+            "a_max": teacher_val_acc,
+            "measured_by": f"{socket.gethostname()}:{os.getpid()}",
+            "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        }
+        write_atomic(path, json.dumps({"references": [*records, record]}, indent=2).encode())
+        return record
+
+
+class StudentTopologyTrainer:
+    """One student of a searched topology, distilled from the teacher and scored by J."""
+
+    Settings: ClassVar[type] = StudentTopologySettings
+    Data: ClassVar[type | None] = DataSettings
+    Objective: ClassVar[type] = ObjectiveSettings
+
+    def __init__(self, params: Mapping[str, Any], settings: StudentTopologySettings, ctx: TrialContext) -> None:
+        self.filters = filters_of(params, settings.form)
+        self.s = settings
+        # A context built without an [objective] (by hand, or by a caller that predates it)
+        # scores against the defaults, which every sweep file may also leave implicit.
+        self.objective: ObjectiveSettings = ctx.objective if ctx.objective is not None else ObjectiveSettings()
+        problems = check_objective(self.objective)
+        if problems:
+            raise ValueError("; ".join(f"{field} = {value!r}: must be {allowed}" for field, value, allowed in problems))
+        self.device = Device(ctx.device, settings)
+        data_settings: DataSettings = ctx.data
+        self.data = load_data(data_settings, self.device.torch)
+        spec = TeacherSpec(data=data_settings, arch=settings.teacher, width=settings.teacher_width, epochs=settings.teacher_epochs, seed=settings.teacher_seed)
+        self.teacher = get_teacher(spec, self.device, cache_root(settings.teacher_cache), self.data)
+        num_classes = self.data.num_classes
+        student = seeded(ctx.seed, lambda: build_student(settings.form, self.filters, num_classes))
+        image_shape = list(self.data.val.x.shape[1:])
+        self.num_params = count_parameters(student)
+        self.macs = count_macs(student, image_shape)
+        self.student = self.device.model(student)
+        self.timed = latency_batches(self.data.val, settings, self.device)
+        self.t_max, self.a_max = self._references(ctx.cache_dir, spec)
+        #: Seconds, measured at the first evaluation and then kept (also across resumes).
+        self.latency: float | None = None
+        self.generator = torch.Generator(device=self.data.train.x.device).manual_seed(ctx.seed)
+        self.batches = train_batches(self.data.train, settings, self.generator, augment=data_settings.augment, flip=uses_flip(data_settings))
+        self.optimizer = make_optimizer(self.student.parameters(), settings)
+        self.schedule = StepSchedule(self.optimizer, settings, ctx.budget_epochs * len(self.batches))
+
+    def _references(self, cache_dir: Path, spec: TeacherSpec) -> tuple[float, float]:
+        """(t_max, a_max): the ``[objective]`` values where set, else the sweep's recorded
+        teacher reference (the teacher is timed only when t_max is not given)."""
+        o, teacher = self.objective, self.teacher
+        teacher_acc = float(teacher.info["val_acc"])
+        if o.t_max is not None:
+            return o.t_max, o.a_max if o.a_max is not None else teacher_acc
+        dev = self.device
+        conditions = {
+            "teacher": spec.name,
+            "device": f"cuda:{torch.cuda.get_device_name(dev.torch)}" if dev.cuda else "cpu",
+            # CPU latency scales with the intra-op threads (the worker sets backend.cpus_per_trial).
+            "threads": None if dev.cuda else torch.get_num_threads(),
+            "images": sum(len(x) for x in self.timed),
+            "batch_size": self.s.latency_batch_size,
+            "bf16": dev.bf16,
+            "channels_last": dev.channels_last,
+        }
+        record = teacher_reference(cache_dir, conditions, lambda: self._time(teacher.model), teacher_acc)
+        return float(record["t_max"]), o.a_max if o.a_max is not None else float(record["a_max"])
+
+    def _time(self, model: nn.Module) -> float:
+        return measure_latency(model, self.timed, self.device, warmup=self.s.latency_warmup, repeats=self.s.latency_repeats)
+
+    @classmethod
+    def metric_names(cls, settings: Any) -> Sequence[str]:
+        return (
+            "train_loss", "val_acc", "val_loss", "latency_s", "num_params", "macs", "t_max", "a_max",
+            "j_t", "j_a", "J", "teacher_val_acc", "test_acc", "test_loss", "test_J",
+        )  # fmt: skip
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], settings: StudentTopologySettings) -> str | None:
+        """Why ``params`` is no trainable student of ``settings.form`` (e.g. all filter counts
+        0), or None."""
+        try:
+            filters_of(params, settings.form)
+        except ValueError as e:
+            return str(e)
+        return None
+
+    @classmethod
+    def validate(cls, settings: StudentTopologySettings, data: DataSettings, space: Sequence[ParamSpec], objective: ObjectiveSettings) -> list[tuple[str, object, str]]:
+        """Cross-field checks run by the config loader before anything is written: the data,
+        the objective, the settings, and a space of exactly the form's layers, each taking
+        non-negative integer filter counts."""
+        issues = list(check_data(data)) + check_objective(objective)
+        s = settings
+        if s.teacher not in MODELS:
+            issues.append(("settings.teacher", s.teacher, f"one of {', '.join(sorted(MODELS))} (METHODS: vgg16)"))
+        if not 0.0 <= s.alpha <= 1.0:
+            issues.append(("settings.alpha", s.alpha, "a weight in [0, 1] (the KD term gets 1 - alpha)"))
+        if not (math.isfinite(s.temperature) and s.temperature > 0):
+            issues.append(("settings.temperature", s.temperature, "a finite temperature > 0"))
+        for name, low in (("latency_images", 1), ("latency_batch_size", 1), ("latency_warmup", 0), ("latency_repeats", 1)):
+            if getattr(s, name) < low:
+                issues.append((f"settings.{name}", getattr(s, name), f"an integer >= {low}"))
+        names = layer_names(s.form)
+        by_name = {p.name: p for p in space}
+        missing = [name for name in names if name not in by_name]
+        if missing:
+            issues.append(("space", missing, f"one filter count per layer of a {s.form} student, {names[0]}..{names[-1]}; these are missing"))
+        for p in space:
+            if p.name not in names:
+                issues.append((f"space.{p.name}", p.name, f"a {s.form} student searches {names[0]}..{names[-1]}"))
+            elif not _counts_only(p):
+                issues.append((f"space.{p.name}", p.kind, f"filter counts: a choice of integers >= 0 (the seed's {list(FILTER_CHOICES)}) or an int range with low >= 0"))
+        return issues
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        s, dev = self.s, self.device
+        self.student.train()
+        # Summed on the device and read once: a float() per step would synchronise CUDA.
+        total = torch.zeros((), device=dev.torch)
+        n = 0
+        for x, y in self.batches:
+            x = dev.batch(x)
+            with dev.autocast():
+                logits = self.student(x)
+                with torch.no_grad():
+                    teacher_logits = self.teacher.model(x)
+            # float32 losses: softmax at T = 4 loses too much in bf16, and it is cheap.
+            loss = label_kd_loss(logits.float(), teacher_logits.float(), y, alpha=s.alpha, temperature=s.temperature)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+            total += loss.detach()
+            n += 1
+        return {"train_loss": float(total) / max(1, n)}
+
+    def _latency(self) -> float:
+        if self.latency is None:
+            self.latency = self._time(self.student)
+        return self.latency
+
+    def _scores(self, accuracy: float) -> Scores:
+        o = self.objective
+        return scores(self._latency(), accuracy, r_t=o.r_t, t_min=o.t_min, t_max=self.t_max, a_min=o.a_min, a_max=self.a_max)
+
+    def evaluate(self) -> dict[str, float]:
+        val = evaluate_classifier(self.student, self.data.val, self.device)
+        sc = self._scores(val["acc"])
+        return {
+            "val_acc": val["acc"],
+            "val_loss": val["loss"],
+            "latency_s": self._latency(),
+            "num_params": float(self.num_params),
+            "macs": float(self.macs),
+            "t_max": self.t_max,
+            "a_max": self.a_max,
+            "j_t": sc.j_t,
+            "j_a": sc.j_a,
+            "J": sc.J,
+            "teacher_val_acc": float(self.teacher.info["val_acc"]),
+        }
+
+    def test(self) -> dict[str, float]:
+        """Test-split accuracy and loss, and J with the test accuracy in place of the
+        validation one (same latency, same t_max and a_max)."""
+        test = evaluate_classifier(self.student, self.data.test, self.device)
+        return {"test_acc": test["acc"], "test_loss": test["loss"], "test_J": self._scores(test["acc"]).J}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "student": self.student.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "generator": self.generator.get_state(),
+            "latency": self.latency,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.student.load_state_dict(state["student"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"])
+        self.latency = state["latency"]
+
+
+def _counts_only(p: ParamSpec) -> bool:
+    """Whether search parameter ``p`` proposes only integers >= 0."""
+    if p.kind == "choice":
+        return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p.values)
+    return p.kind == "int" and p.low is not None and p.low >= 0
