@@ -34,7 +34,7 @@ from kdsweep.trainers.base import TrialContext
 from kdsweep.trainers.data import DataSettings, check_data, load_data, uses_flip
 from kdsweep.trainers.losses import kd_loss, rkd_loss, self_distillation_loss
 from kdsweep.trainers.models import SelfDistillationHeads, build_model
-from kdsweep.trainers.teachers import TeacherSpec, cache_root, get_teacher
+from kdsweep.trainers.teachers import TeacherSettings
 from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
 
 #: The searched loss weights, in METHODS.md's order.
@@ -42,18 +42,12 @@ WEIGHTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
 
 
 @dataclasses.dataclass(frozen=True)
-class LossWeightsSettings(SGDSettings):
+class LossWeightsSettings(SGDSettings, TeacherSettings):
     """Student, teacher and fixed loss settings; a..i default to the seed's research baseline
     and are overridden by the trial's parameters of the same name."""
 
     student: str = "resnet18"
     student_width: float = 1.0
-    teacher: str = "resnet18"
-    teacher_width: float = 1.0
-    teacher_epochs: int = 30
-    teacher_seed: int = 0
-    #: Teacher cache directory (default: $KDSWEEP_CACHE/teachers or ~/.cache/kdsweep/teachers).
-    teacher_cache: str | None = None
     f_ce: float = 1.0
     kd_temperature: float = 4.0
     skd_temperature: float = 3.0
@@ -84,7 +78,7 @@ class LossWeightsTrainer:
         self.device = Device(ctx.device, settings)
         data_settings: DataSettings = ctx.data
         self.data = load_data(data_settings, self.device.torch)
-        self.teacher = get_teacher(self._teacher_spec(data_settings), self.device, cache_root(settings.teacher_cache), self.data)
+        self.teacher = settings.load_teacher(data_settings, self.device, self.data)
         num_classes = self.data.num_classes
         student = seeded(ctx.seed, lambda: build_model(settings.student, num_classes, settings.student_width))
         heads = seeded(ctx.seed + 1, lambda: SelfDistillationHeads.for_student(student, tuple(settings.head_kernels)))
@@ -94,10 +88,6 @@ class LossWeightsTrainer:
         self.batches = train_batches(self.data.train, settings, self.generator, augment=data_settings.augment, flip=uses_flip(data_settings))
         self.optimizer = make_optimizer(list(self.student.parameters()) + list(self.heads.parameters()), settings)
         self.schedule = StepSchedule(self.optimizer, settings, ctx.budget_epochs * len(self.batches))
-
-    def _teacher_spec(self, data: DataSettings) -> TeacherSpec:
-        s = self.s
-        return TeacherSpec(data=data, arch=s.teacher, width=s.teacher_width, epochs=s.teacher_epochs, seed=s.teacher_seed)
 
     @classmethod
     def metric_names(cls, settings: Any) -> Sequence[str]:

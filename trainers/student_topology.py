@@ -22,16 +22,18 @@ Latency is measured once per trial, at its first evaluation, and kept in the che
 resumed trial reports the latency it reported before (measurement noise would otherwise move
 J between rungs of one trial).
 
-Measured claim (2026-11-22, 2-core CPU shared with another agent's 2-worker sweep, one torch
-thread per trial): on digits at 16×16, a VGG16 teacher (width 1, 15 epochs) trains in 100 s to
-val_acc 0.993 and classifies the 144 validation images in 0.19–0.20 s (t_max); one student
-epoch with evaluation (batch 32, 40 steps, teacher forward included) takes 4–14 s for the
-students that completed, ~40 s for the slowest proposed (8× the teacher's latency). A 16-trial
-sweep (``student_topology_vgg.toml`` with the seed's filter choices; TPE after 8 random; ASHA
-rungs 1 and 3; one trial at a time; teacher cached) ran in 4 min 43 s at r_t = 1: winner
-[0, 32, 16, 128, 512, 128, 64, 512, 32, 0, 0, 16, 32], 0.060 s (3.3× faster than the
-teacher), val_acc 0.951, J 0.808. Resuming from a checkpoint reports the latency measured
-before (``tests/trainers/test_student_topology.py``).
+Measured claim (2026-11-22, 2-core CPU, one torch thread per trial, one trial at a time): on
+digits at 16×16, a VGG16 teacher (width 1, 15 epochs) trains in 100 s to val_acc 0.993 and
+classifies the 144 validation images in 0.19 s (t_max); a student epoch with evaluation (batch
+32, teacher forward included) takes 4–14 s, ~40 s for the slowest proposed (8× the teacher's
+latency). Two 16-trial sweeps (``student_topology_vgg.toml`` with the seed's filter choices;
+TPE after 8 random, seed 0; ASHA rungs 1 and 3; teacher cached), run back to back: r_t = 1 in
+4 min 32 s, winner [0, 32, 16, 128, 512, 128, 64, 512, 32, 0, 0, 16, 32] at 0.057 s (3.3×
+faster than the teacher), val_acc 0.951, J 0.807; r_t = 10 in 4 min 4 s, winner
+[32, 16, 32, 32, 128, 32, 32, 32, 16, 128, 256, 16, 128] at 0.018 s (10.5× faster), val_acc
+0.882, J 0.179 — the speed weight moves the winner 3.2× faster for 7 points of accuracy.
+Resuming from a checkpoint reports the latency measured before
+(``tests/trainers/test_student_topology.py``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from kdsweep.trainers.models.backbone import layer_widths
 from kdsweep.trainers.models.resnet import STUDENT_LAYOUT
 from kdsweep.trainers.models.vgg import VGG16_FILTERS
 from kdsweep.trainers.objective import ObjectiveSettings, Scores, check_objective, scores
-from kdsweep.trainers.teachers import TeacherSpec, cache_root, get_teacher
+from kdsweep.trainers.teachers import TeacherSettings
 from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
 
 Form = Literal["vgg", "resnet"]
@@ -79,16 +81,11 @@ REFERENCE_FILE = "objective_reference.json"
 
 
 @dataclasses.dataclass(frozen=True)
-class StudentTopologySettings(SGDSettings):
+class StudentTopologySettings(SGDSettings, TeacherSettings):
     """Student form, teacher, distillation and latency-measurement settings."""
 
     form: Form = "vgg"
     teacher: str = "vgg16"
-    teacher_width: float = 1.0
-    teacher_epochs: int = 30
-    teacher_seed: int = 0
-    #: Teacher cache directory (default: $KDSWEEP_CACHE/teachers or ~/.cache/kdsweep/teachers).
-    teacher_cache: str | None = None
     #: Weight of the label cross-entropy; the KD term gets 1 − alpha (the seed's α = 0.9).
     alpha: float = 0.9
     temperature: float = 4.0
@@ -221,8 +218,7 @@ class StudentTopologyTrainer:
         self.device = Device(ctx.device, settings)
         data_settings: DataSettings = ctx.data
         self.data = load_data(data_settings, self.device.torch)
-        spec = TeacherSpec(data=data_settings, arch=settings.teacher, width=settings.teacher_width, epochs=settings.teacher_epochs, seed=settings.teacher_seed)
-        self.teacher = get_teacher(spec, self.device, cache_root(settings.teacher_cache), self.data)
+        self.teacher = settings.load_teacher(data_settings, self.device, self.data)
         num_classes = self.data.num_classes
         student = seeded(ctx.seed, lambda: build_student(settings.form, self.filters, num_classes))
         image_shape = list(self.data.val.x.shape[1:])
@@ -230,7 +226,7 @@ class StudentTopologyTrainer:
         self.macs = count_macs(student, image_shape)
         self.student = self.device.model(student)
         self.timed = latency_batches(self.data.val, settings, self.device)
-        self.t_max, self.a_max = self._references(ctx.cache_dir, spec)
+        self.t_max, self.a_max = self._references(ctx.cache_dir)
         #: Seconds, measured at the first evaluation and then kept (also across resumes).
         self.latency: float | None = None
         self.generator = torch.Generator(device=self.data.train.x.device).manual_seed(ctx.seed)
@@ -238,7 +234,7 @@ class StudentTopologyTrainer:
         self.optimizer = make_optimizer(self.student.parameters(), settings)
         self.schedule = StepSchedule(self.optimizer, settings, ctx.budget_epochs * len(self.batches))
 
-    def _references(self, cache_dir: Path, spec: TeacherSpec) -> tuple[float, float]:
+    def _references(self, cache_dir: Path) -> tuple[float, float]:
         """(t_max, a_max): the ``[objective]`` values where set, else the sweep's recorded
         teacher reference (the teacher is timed only when t_max is not given)."""
         o, teacher = self.objective, self.teacher
@@ -247,7 +243,7 @@ class StudentTopologyTrainer:
             return o.t_max, o.a_max if o.a_max is not None else teacher_acc
         dev = self.device
         conditions = {
-            "teacher": spec.name,
+            "teacher": str(teacher.info["name"]),
             "device": f"cuda:{torch.cuda.get_device_name(dev.torch)}" if dev.cuda else "cpu",
             # CPU latency scales with the intra-op threads (the worker sets backend.cpus_per_trial).
             "threads": None if dev.cuda else torch.get_num_threads(),

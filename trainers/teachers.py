@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from kdsweep.orchestrator.checkpoint import load_checkpoint, save_checkpoint
 from kdsweep.trainers.data import DataSettings, ImageData, load_data, uses_flip
@@ -50,6 +49,24 @@ class TeacherSpec:
         fields["data"].pop("root")
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.data.dataset}-{self.arch}-w{self.width:g}-e{self.epochs}-s{self.seed}-{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSettings:
+    """The ``[settings]`` keys of a trainer that distils from one cached teacher; trainers'
+    settings dataclasses inherit them (overriding the default ``teacher`` where theirs differs)."""
+
+    teacher: str = "resnet18"
+    teacher_width: float = 1.0
+    teacher_epochs: int = 30
+    teacher_seed: int = 0
+    #: Teacher cache directory (default: $KDSWEEP_CACHE/teachers or ~/.cache/kdsweep/teachers).
+    teacher_cache: str | None = None
+
+    def load_teacher(self, data_settings: DataSettings, device: Device, data: ImageData) -> Teacher:
+        """The teacher these settings name, trained into the cache first if no one has."""
+        spec = TeacherSpec(data=data_settings, arch=self.teacher, width=self.teacher_width, epochs=self.teacher_epochs, seed=self.teacher_seed)
+        return get_teacher(spec, device, cache_root(self.teacher_cache), data)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ file's generated space, and a tiny digits run that reports its metrics and resum
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from kdsweep.trainers.data import DataSettings
 from kdsweep.trainers.graph import CUTOFF, Edge, Graph, baseline, edges, gate_param
 from kdsweep.trainers.graph_gates import GraphGatesSettings, GraphGatesTrainer, node_loss
 from kdsweep.trainers.models import build_model
+from tests.conftest import kdsweep
 
 DIGITS = DataSettings(dataset="digits", image_size=8)
 TINY = GraphGatesSettings(width=0.125, frozen_epochs=1, batch_size=64)
@@ -127,8 +129,8 @@ def test_sweep_file_generates_the_space_for_any_node_count() -> None:
         load_sweep("graph_gates", ["data.dataset=digits", "space.nodes=6"])
     assert "space.nodes = 6" in str(err.value) and "from 2 to 5" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        load_sweep("graph_gates", ["data.dataset=digits", "space.baselines=[]", "space.lr={type = \"uniform\", low = 0.01, high = 0.1}"])
-    assert "space.lr" in str(err.value) and "graph_gates searches only" in str(err.value)
+        load_sweep("graph_gates", ["data.dataset=digits", "space.lr={type = \"uniform\", low = 0.01, high = 0.1}"])
+    assert "space.lr = {'type': 'uniform'" in str(err.value) and "generates its parameters from the options nodes" in str(err.value)
 
 
 def test_tiny_digits_run_reports_its_metrics_and_resumes_exactly(tmp_path: Path) -> None:
@@ -193,3 +195,37 @@ def test_report_draws_the_best_graphs_and_compares_with_the_baselines() -> None:
     assert "best searched graph t0003 3 0.9600 ± 0.0100 0.9400 ± 0.0200 retrained x3, 8 epochs" in lines
     assert "all gates through t0000 3 0.9100 ± 0.0300 0.8900 ± 0.0100 retrained x3, 8 epochs" in lines
     assert "target alone (cross-entropy) t0002 3 0.9300 - search, 8 epochs" in lines
+
+
+@pytest.mark.slow
+def test_a_digits_sweep_through_asha_then_retrain_and_report_the_drawn_graphs(tmp_path: Path) -> None:
+    """The whole path a researcher takes: the sweep file with a generated 2-node space and its
+    baselines, ASHA (η = 2), the final stage of the winner and the all-through graph, and the
+    report that draws the graphs and compares them using the retrained means."""
+    out = tmp_path / "run"
+    sets = [
+        "data.dataset=digits", "data.image_size=8", "space.nodes=2", "num_trials=6", "asha.max_epochs=2",
+        "backend.max_concurrent=2", "backend.gpus_per_trial=0", "settings.width=0.125", "settings.frozen_epochs=1",
+        f"settings.teacher_cache={tmp_path / 'teachers'}", 'settings.models=["resnet32", "wrn28_2"]',
+        'space.baseline_models=["wrn28_2"]',
+    ]  # fmt: skip
+    args = ["launch", "graph_gates", "--out", str(out), "--no-live"]
+    for s in sets:
+        args += ["--set", s]
+    launched = kdsweep(*args, timeout=600)
+    assert launched.returncode == 0, launched.stderr
+    doc = json.loads(kdsweep("report", str(out), "--format", "json").stdout)
+    origins = [r["origin"] for r in sorted(doc["leaderboard"], key=lambda r: r["trial_id"])]
+    assert origins[:3] == ["fixed", "fixed", "fixed"] and set(origins[3:]) == {"random"}
+    assert len(doc["leaderboard"]) + len(doc["rejected"]) >= 6 and len(doc["leaderboard"]) == 6
+    winner = doc["leaderboard"][0]["trial_id"]
+
+    retrained = kdsweep("retrain", str(out), "--top", "1", "--trial", "t0000", "--repeats", "2", "--epochs", "2", "--no-live", timeout=600)
+    assert retrained.returncode == 0, retrained.stderr
+    report = kdsweep("report", str(out))
+    assert report.returncode == 0, report.stderr
+    text = report.stdout
+    assert "knowledge-transfer graph, 2 nodes" in text and "all gates through" in text
+    assert "retrained x2, 2 epochs" in text
+    final = {f["source"]: f for f in json.loads(kdsweep("report", str(out), "--format", "json").stdout)["final"]}
+    assert set(final) == {winner, "t0000"} and all(f["completed"] == 2 and f["stats"]["test_acc"][2] == 2 for f in final.values())

@@ -112,6 +112,12 @@ def test_digits_sweep_reports_the_baseline_beside_the_searched_trials(tmp_path: 
     assert len(baseline) == 1 and baseline[0]["param.b"] == 0.05 and baseline[0]["param.i"] == 1e-6
     assert len(board) == 5 and all(r["val_acc"] is not None for r in board)
     assert {r["teacher_val_acc"] for r in _rows(out)} and len({r["teacher_val_acc"] for r in _rows(out)}) == 1
+    # The final stage of this trainer: the winner retrained twice, measured on the test split.
+    retrained = kdsweep("retrain", str(out), "--top", "1", "--repeats", "2", "--epochs", "2", "--no-live", timeout=600)
+    assert retrained.returncode == 0, retrained.stderr
+    (final,) = json.loads(kdsweep("report", str(out), "--format", "json").stdout)["final"]
+    assert final["source"] == board[0]["trial_id"] and final["completed"] == 2
+    assert final["stats"]["test_acc"][2] == 2 and 0.0 <= final["stats"]["test_acc"][0] <= 1.0
 
 
 def _rows(run: Path) -> list[dict]:

@@ -194,7 +194,7 @@ def test_objective_values_override_the_measured_reference(tmp_path: Path) -> Non
     metrics = trainer.evaluate()
     assert (metrics["t_max"], metrics["a_max"]) == (5.0, 0.99)
     assert not (tmp_path / "run-cache" / REFERENCE_FILE).exists()  # nothing to measure
-    assert metrics["j_t"] == pytest.approx(10.0 * (5.0 - metrics["latency_s"]) / 5.0)
+    assert metrics["j_t"] == pytest.approx((5.0 - metrics["latency_s"]) / 5.0 / 10.0)  # j_t in [0, 1/r_t]
 
 
 # --------------------------------------------------------------------------- report
