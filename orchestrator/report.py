@@ -398,3 +398,8 @@ def render_status(summary: RunSummary, console: Console) -> None:
     if summary.trials:
         best = summary.trials[0]
         console.print(f"  leader {best.trial_id}: {summary.metric} {_fmt(best.value)} after {best.epochs} epochs")
+    if summary.final:
+        done = sum(f.completed for f in summary.final)
+        runs = sum(f.runs for f in summary.final)
+        each = ", ".join(f"{f.source} {f.completed}/{f.runs}" for f in summary.final)
+        console.print(f"  final stage (kdsweep retrain): {done} of {runs} runs completed ({each})")

@@ -148,10 +148,11 @@ def render(summary: RunSummary, console: Console) -> None:
             shown, test, where = _result(record, metric)
             console.print(Text(f"{where}: {metric} {shown}, test_acc {test}"))
     table = Table(title=f"\ntarget node 1 ({summary.cfg.settings.target}): best searched graph vs reference graphs", title_justify="left")
-    for col in ("graph", "trial", "nodes", metric, "test_acc", "from"):
-        table.add_column(col, justify="right" if col in (metric, "test_acc", "nodes") else "left", no_wrap=True)
+    # The models column shows whether a reference graph has the same nodes as the searched one.
+    for col in ("graph", "trial", "models (node 1..M)", metric, "test_acc", "from"):
+        table.add_column(col, justify="right" if col in (metric, "test_acc") else "left", no_wrap=True)
     for record, graph in rows:
         shown, test, where = _result(record, metric)
-        table.add_row(_ROLES[record["role"]], record["trial_id"], str(graph.nodes), shown, test, where)
+        table.add_row(_ROLES[record["role"]], record["trial_id"], ", ".join(graph.models), shown, test, where)
     console.print(table)
 

@@ -35,15 +35,16 @@ def test_retrain_runs_the_best_configurations_for_the_full_budget_and_reports_me
     run = tmp_path / "run"
     launch(sweep_file, run)
     board_before = json.loads(kdsweep("report", str(run), "--format", "json").stdout)["leaderboard"]
-    best = board_before[0]["trial_id"]
+    best, second = board_before[0]["trial_id"], board_before[1]["trial_id"]
 
-    result = kdsweep("retrain", str(run), "--top", "1", "--trial", "t0000", "--repeats", "3", "--epochs", "12", "--no-live")
+    result = kdsweep("retrain", str(run), "--top", "2", "--trial", "t0000", "--repeats", "3", "--epochs", "12", "--no-live")
     assert result.returncode == 0, result.stderr
     assert "final evaluation" in result.stdout and "± " in result.stdout
 
     final = final_rows(run)
     ids = sorted({r["trial_id"] for r in final})
-    sources = sorted({best, "t0000"})
+    sources = sorted({best, second, "t0000"})
+    assert len(sources) >= 2
     assert ids == sorted(f"{s}.r{k}" for s in sources for k in range(3))
     by_run: dict[str, list[dict]] = {}
     for r in final:
@@ -71,9 +72,13 @@ def test_retrain_runs_the_best_configurations_for_the_full_budget_and_reports_me
     assert n == 3 and 0 < mean <= 1 and std > 0
     assert finals[best]["completed"] == finals[best]["runs"] == 3 and finals[best]["epochs"] == 12
 
+    status = kdsweep("status", str(run)).stdout
+    n = 3 * len(sources)
+    assert f"final stage (kdsweep retrain): {n} of {n} runs completed" in status
+
     # Asking again resumes nothing and adds nothing; a different budget is refused.
     before = len(rows(run))
-    again = kdsweep("retrain", str(run), "--top", "1", "--trial", "t0000", "--repeats", "3", "--epochs", "12", "--no-live")
+    again = kdsweep("retrain", str(run), "--top", "2", "--trial", "t0000", "--repeats", "3", "--epochs", "12", "--no-live")
     assert again.returncode == 0, again.stderr
     assert len(rows(run)) == before
     refused = kdsweep("retrain", str(run), "--top", "1", "--repeats", "3", "--epochs", "5", "--no-live")

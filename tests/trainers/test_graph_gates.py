@@ -192,9 +192,9 @@ def test_report_draws_the_best_graphs_and_compares_with_the_baselines() -> None:
     assert "0 label -> 1 resnet32 linear" in lines  # the drawing of the winner
     assert "per node val_acc: 1 resnet32 0.9500, 2 resnet110 0.5000" in lines
     assert "retrained x3, 8 epochs: val_acc 0.9600 ± 0.0100, test_acc 0.9400 ± 0.0200" in lines
-    assert "best searched graph t0003 3 0.9600 ± 0.0100 0.9400 ± 0.0200 retrained x3, 8 epochs" in lines
-    assert "all gates through t0000 3 0.9100 ± 0.0300 0.8900 ± 0.0100 retrained x3, 8 epochs" in lines
-    assert "target alone (cross-entropy) t0002 3 0.9300 - search, 8 epochs" in lines
+    assert "best searched graph t0003 resnet32, resnet110, wrn28_2 0.9600 ± 0.0100 0.9400 ± 0.0200 retrained x3, 8 epochs" in lines
+    assert "all gates through t0000 resnet32, resnet110, wrn28_2 0.9100 ± 0.0300 0.8900 ± 0.0100 retrained x3, 8 epochs" in lines
+    assert "target alone (cross-entropy) t0002 resnet32, resnet110, wrn28_2 0.9300 - search, 8 epochs" in lines
 
 
 @pytest.mark.slow
