@@ -204,7 +204,8 @@ class _Collector:
         self.overridden = overridden
 
     def add(self, field: str, value: Any, allowed: str) -> None:
-        src = "--set" if any(field == o or field.startswith(o + ".") for o in self.overridden) else self.source
+        # A field came from --set when it or a table around it, or a key inside it, was set.
+        src = "--set" if any(field == o or field.startswith(o + ".") or o.startswith(field + ".") for o in self.overridden) else self.source
         self.issues.append(ConfigIssue(src, field, value, allowed))
 
 
