@@ -140,22 +140,27 @@ class Driver:
                 state.value = None if v is None else float(v)
             self.trials[tid] = state
             ended = state.event in TERMINAL_EVENTS or state.event == Event.PAUSED.value
-            if self.stage == Stage.FINAL.value:
-                pass  # nothing to replay: final runs are not proposals
-            elif record.origin == "fixed" and not _in_space(self.cfg, record.params):
-                self.unsearched.add(tid)
-                if dict(record.params) in self.references:
-                    self.references.remove(dict(record.params))
-            elif state.event in (Event.FAILED.value, Event.REJECTED.value):
-                self.searcher.replay(tid, record.params, None, "fail")
-            else:
-                self.searcher.replay(tid, record.params, state.value if ended else None, "ok")
+            if self.stage == Stage.SEARCH.value:  # final runs are not proposals: nothing to replay
+                self._replay(state, ended)
             if not ended:
                 self.queue.append(self._spec(record))
                 self.resumed.add(tid)
 
         planned = set(self.trials)
         self.plan = deque(r for r in self.plan if r.trial_id not in planned)
+
+    def _replay(self, state: TrialState, ended: bool) -> None:
+        """Tell the searcher what a recorded trial proposed and how it ended, as when it ran."""
+        record = state.record
+        tid = record.trial_id
+        if record.origin == "fixed" and not _in_space(self.cfg, record.params):
+            self.unsearched.add(tid)
+            if dict(record.params) in self.references:
+                self.references.remove(dict(record.params))
+        elif state.event in (Event.FAILED.value, Event.REJECTED.value):
+            self.searcher.replay(tid, record.params, None, "fail")
+        else:
+            self.searcher.replay(tid, record.params, state.value if ended else None, "ok")
 
     def _spec(self, record: TrialRecord) -> TrialSpec:
         return TrialSpec(str(self.run.path), record.trial_id, dict(record.params), record.origin, record.attempt, record.until_epoch, record.stage)
