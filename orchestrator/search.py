@@ -39,7 +39,7 @@ from hyperopt.base import (
 )
 from hyperopt.pyll import scope
 
-from kdsweep.orchestrator.space import Codec, ParamSpec
+from kdsweep.orchestrator.space import Codec, ParamSpec, missing_and_unknown
 
 Algorithm = Literal["tpe", "random"]
 Mode = Literal["max", "min"]
@@ -219,8 +219,7 @@ class Searcher:
 
     def _normalise_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         names = [c.spec.name for c in self._codecs]
-        missing = [n for n in names if n not in params]
-        extra = sorted(set(params) - set(names))
+        missing, extra = missing_and_unknown(params, names)
         if missing or extra:
             raise ValueError(
                 f"params must set exactly the space's parameters {names};"

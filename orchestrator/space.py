@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, cast, get_args
@@ -23,6 +24,13 @@ ScalarType = type[bool] | type[int] | type[float] | type[str]
 # Relative tolerance for "is a multiple of q": bounds and fixed points come from decimal text
 # (TOML), and 0.3 / 0.1 is 2.9999999999999996 in binary floating point.
 _GRID_RTOL = 1e-9
+
+
+def missing_and_unknown(given: Iterable[str], expected: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The ``expected`` names absent from ``given`` (in expected order) and the names of
+    ``given`` not expected (sorted): what a message about a parameter set should list."""
+    have = set(given)
+    return [n for n in expected if n not in have], sorted(have - set(expected))
 
 
 def _scalar_type(value: Any) -> ScalarType | None:

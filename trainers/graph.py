@@ -20,6 +20,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kdsweep.orchestrator.space import missing_and_unknown
+
 #: Node 0: the ground-truth label, a source only.
 LABEL = 0
 #: Node 1: the model whose validation accuracy the sweep maximises.
@@ -156,8 +158,7 @@ class Graph:
         if not MIN_NODES <= nodes <= MAX_NODES:
             raise ValueError(f"parameters name {nodes} nodes (model_2..model_M); a graph has {MIN_NODES} to {MAX_NODES}")
         expected = param_names(nodes)
-        missing = [n for n in expected if n not in params]
-        unknown = sorted(set(params) - set(expected))
+        missing, unknown = missing_and_unknown(params, expected)
         if missing or unknown:
             raise ValueError(
                 f"parameters of a {nodes}-node graph are {', '.join(expected)}; missing {missing}, unknown {unknown}"

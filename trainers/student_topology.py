@@ -55,7 +55,7 @@ import torch
 from torch import Tensor, nn
 
 from kdsweep.orchestrator.rundir import write_atomic
-from kdsweep.orchestrator.space import ParamSpec
+from kdsweep.orchestrator.space import ParamSpec, missing_and_unknown
 from kdsweep.trainers.base import TrialContext
 from kdsweep.trainers.data import DataSettings, Split, check_data, load_data, uses_flip
 from kdsweep.trainers.losses import label_kd_loss
@@ -109,8 +109,7 @@ def filters_of(params: Mapping[str, Any], form: str) -> tuple[int, ...]:
     parameter names are not exactly the form's layers, a count is not a non-negative integer,
     or every count is 0 (no layer left)."""
     names = layer_names(form)
-    missing = [n for n in names if n not in params]
-    unknown = sorted(set(params) - set(names))
+    missing, unknown = missing_and_unknown(params, names)
     if missing or unknown:
         raise ValueError(
             f"a {form} student takes exactly the parameters {names[0]}..{names[-1]} "
