@@ -32,7 +32,21 @@ GATES: tuple[str, ...] = ("through", "cutoff", "linear", "correct")
 CUTOFF = "cutoff"
 THROUGH = "through"
 #: The fixed reference graphs a sweep can run before its searched ones (``baseline``).
-BASELINES: tuple[str, ...] = ("all_through", "kd", "plain")
+BASELINES: tuple[str, ...] = ("all_through", "kd", "plain", "kd_t2", "dml")
+#: The baselines a sweep runs unless its ``[space]`` says otherwise: the seed's own graphs.
+DEFAULT_BASELINES: tuple[str, ...] = ("all_through", "kd", "plain")
+#: The training recipe a baseline's name promises beyond its graph, as ``[settings]`` fields
+#: and their required values (``recipe_issues``): KD at T = 2 and DML (peers averaged) are
+#: seed 004's Table 2 rows; the graph-form KD and all-through graph are its eqs. 1-2 (T = 1,
+#: edges summed). Gates cannot express a temperature or a mean over peers, and every trial of
+#: a sweep shares its settings, so a sweep runs either kind of each pair, not both.
+RECIPES: dict[str, dict[str, object]] = {
+    "kd": {"kd_temperature": 1.0},
+    "kd_t2": {"kd_temperature": 2.0},
+    "all_through": {"peer_kl": "sum"},
+    "dml": {"peer_kl": "mean"},
+    "plain": {},
+}
 #: One character per gate for the adjacency matrix of ``draw``.
 _SYMBOL = {"through": "T", "linear": "L", "correct": "C", "cutoff": "."}
 
@@ -66,12 +80,13 @@ class SpaceOptions:
     ``nodes`` is M (2..5). ``baselines`` are run as fixed trials before the searched ones
     (any of ``BASELINES``, see ``baseline``). ``baseline_models[k - 2]`` is node k's model in
     those baselines; the default puts ResNet110 at node 2, the seed's KD teacher (Table 2:
-    ResNet110*), so that the ``kd`` baseline is the seed's KD and ``all_through`` pairs the
-    target with the same strong model first. Only the first M − 1 entries are used.
+    ResNet110*), so that the ``kd`` and ``kd_t2`` baselines distil from the seed's KD teacher
+    and ``all_through`` / ``dml`` pair the target with the same strong model first. Only the
+    first M − 1 entries are used.
     """
 
     nodes: int = 3
-    baselines: tuple[str, ...] = BASELINES
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
     baseline_models: tuple[str, ...] = ("resnet110", "wrn28_2", "resnet32", "resnet110")
 
 
@@ -167,20 +182,27 @@ class Graph:
         models = (target_model, *(str(params[model_param(k)]) for k in range(2, nodes + 1)))
         return cls(models, {(s, t): str(params[gate_param(s, t)]) for s, t in edges(nodes)})
 
-    def baseline_kind(self) -> str | None:
-        """Which of ``BASELINES`` this graph is, whatever its models, or None.
+    def baseline_kind(self, kd_temperature: float = 1.0, peer_kl: str = "sum") -> str | None:
+        """Which of ``BASELINES`` this graph is, whatever its models, trained with the sweep's
+        ``settings.kd_temperature`` and ``settings.peer_kl`` (``RECIPES``), or None.
 
-        - ``all_through``: every gate is through.
-        - ``kd``: the only non-cut edges are label → 1 and one other node → 1, both through
-          (that node is then frozen: a pretrained teacher).
+        - ``all_through`` (edges summed) / ``dml`` (peers averaged): every gate is through.
+        - ``kd`` (T = 1) / ``kd_t2`` (T = 2): the only non-cut edges are label → 1 and one other
+          node → 1, both through (that node is then frozen: a pretrained teacher).
         - ``plain``: the only non-cut edge is label → 1, through.
+
+        A graph of those shapes under other settings is no baseline (None).
         """
         live = {e: g for e, g in self.gates.items() if g != CUTOFF}
+        shape: tuple[str, ...]
         if all(g == THROUGH for g in self.gates.values()):
-            return "all_through"
-        if any(t != TARGET or g != THROUGH for (_, t), g in live.items()) or (LABEL, TARGET) not in live:
+            shape = ("all_through", "dml")
+        elif any(t != TARGET or g != THROUGH for (_, t), g in live.items()) or (LABEL, TARGET) not in live:
             return None
-        return {1: "plain", 2: "kd"}.get(len(live))
+        else:
+            shape = {1: ("plain",), 2: ("kd", "kd_t2")}.get(len(live), ())
+        settings = {"kd_temperature": kd_temperature, "peer_kl": peer_kl}
+        return next((kind for kind in shape if all(settings[k] == v for k, v in RECIPES[kind].items())), None)
 
 
 def baseline(kind: str, target_model: str, others: Sequence[str]) -> Graph:
@@ -188,21 +210,42 @@ def baseline(kind: str, target_model: str, others: Sequence[str]) -> Graph:
     nodes 2..M = ``others`` (M = 1 + len(others)):
 
     - ``all_through``: every edge through (all nodes train together, DML plus label edges).
+    - ``dml``: the same graph, for a sweep whose ``peer_kl = "mean"`` (``RECIPES``): every node
+      trained with its label and the mean KL from its M − 1 peers, as deep mutual learning.
     - ``kd``: label → 1 and 2 → 1 through, every other edge cut: node 2 is a frozen pretrained
       teacher (KL at T = 1), nodes 3..M are frozen and unused.
+    - ``kd_t2``: the same graph, for a sweep whose ``kd_temperature = 2``: Hinton KD at T = 2
+      from the pretrained node 2 (seed 004's Table 2 row, ResNet110*).
     - ``plain``: label → 1 through only: the target trained alone with cross-entropy.
     """
     nodes = 1 + len(others)
     live: dict[Edge, str]
-    if kind == "all_through":
+    if kind in ("all_through", "dml"):
         live = dict.fromkeys(edges(nodes), THROUGH)
-    elif kind == "kd":
+    elif kind in ("kd", "kd_t2"):
         live = {(LABEL, TARGET): THROUGH, (2, TARGET): THROUGH}
     elif kind == "plain":
         live = {(LABEL, TARGET): THROUGH}
     else:
         raise ValueError(f"unknown baseline {kind!r}; valid: {', '.join(BASELINES)}")
     return Graph((target_model, *others), {e: live.get(e, CUTOFF) for e in edges(nodes)})
+
+
+#: Why a recipe is a setting, for the error messages.
+RECIPE_NOTE = "a temperature or peer averaging is a setting of the whole sweep; run kd_t2 and dml in a sweep of their own, e.g. graph_gates_table2.toml"
+
+
+def recipe_issues(baselines: Sequence[str], settings: Mapping[str, object]) -> list[tuple[str, object, str]]:
+    """``(field, value, allowed)`` for every ``[settings]`` field whose value contradicts a
+    listed baseline's recipe (``RECIPES``): a ``kd_t2`` baseline needs ``kd_temperature = 2``,
+    so it cannot run beside ``kd`` in one sweep. ``settings`` maps the field names to values."""
+    issues: list[tuple[str, object, str]] = []
+    for kind in baselines:
+        for field, wanted in RECIPES.get(kind, {}).items():
+            if settings[field] != wanted:
+                issues.append((f"settings.{field}", settings[field], f"{wanted!r} for the {kind} baseline listed in space.baselines ({RECIPE_NOTE})"))
+    return issues
+
 
 
 def option_issues(options: SpaceOptions, models: Sequence[str]) -> list[tuple[str, object, str]]:
@@ -223,14 +266,19 @@ def option_issues(options: SpaceOptions, models: Sequence[str]) -> list[tuple[st
     return issues
 
 
-def generate(options: SpaceOptions, target_model: str, models: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
+def generate(
+    options: SpaceOptions, target_model: str, models: Sequence[str], recipe: Mapping[str, object] | None = None
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
     """The searched parameters for ``options.nodes`` (a model choice among ``models`` per
     auxiliary node, a choice of ``GATES`` per edge) and the baselines as fixed points.
 
-    Raises ``ValueError(field, value, allowed)`` for the first bad option (``option_issues``),
-    the form the config loader reports.
+    ``recipe`` holds the sweep's ``kd_temperature`` and ``peer_kl`` (default: the seed's 1.0
+    and "sum"), which the listed baselines must agree with (``recipe_issues``). Raises
+    ``ValueError(field, value, allowed)`` for the first bad option, the form the config
+    loader reports.
     """
-    issues = option_issues(options, models)
+    recipe = recipe if recipe is not None else {"kd_temperature": 1.0, "peer_kl": "sum"}
+    issues = option_issues(options, models) or recipe_issues(options.baselines, recipe)
     if issues:
         raise ValueError(*issues[0])
     params: dict[str, dict[str, Any]] = {model_param(k): {"type": "choice", "values": list(models)} for k in range(2, options.nodes + 1)}

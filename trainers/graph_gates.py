@@ -7,7 +7,11 @@ node t on a batch is
     L_t = Σ_{s ≠ t} G_{s,t}(ℓ_{s,t}),   ℓ_{s,t} = CE(z_t, y) for s = 0, else KL(p_s || p_t) at T = 1
 
 with the gate G (through, cutoff, linear, correct) applied per sample, then averaged over the
-batch (``losses.apply_gate``). All nodes see the same batch; each trainable node has its own
+batch (``losses.apply_gate``). Two settings reach beyond the seed's graphs, for its Table 2
+baselines (``graph.RECIPES``): ``kd_temperature`` softens the KL edges out of frozen,
+pretrained nodes to T²·KL(p_s^T || p_t^T) (``kd_t2``: T = 2), and ``peer_kl = "mean"``
+averages a node's KL edges over its sources instead of summing them (``dml``: deep mutual
+learning's 1/(M − 1)); their defaults (1, "sum") are the seed's eqs. 1-2. All nodes see the same batch; each trainable node has its own
 SGD optimiser and step schedule and steps on every batch; p_s is detached, so the gradient of
 L_t reaches node t only. The linear gate's c / c_end is the optimisation step so far over the
 steps of the whole schedule (``ctx.budget_epochs`` epochs). A node whose incoming edges are
@@ -70,25 +74,44 @@ class GraphGatesSettings(SGDSettings):
     width: float = 1.0
     frozen_epochs: int = 200
     frozen_seed: int = 0
+    #: T of the KL edges whose source is a frozen, pretrained node (T²·KL at T; the seed's
+    #: graphs: 1; its Table 2 KD: 2, the ``kd_t2`` baseline).
+    kd_temperature: float = 1.0
+    #: How a node's gated KL edges combine: "sum" (the seed's eq. 2) or "mean" over them
+    #: (deep mutual learning, the ``dml`` baseline). The label edge is always added in full.
+    peer_kl: Literal["sum", "mean"] = "sum"
     #: Teacher cache directory (default: $KDSWEEP_CACHE/teachers or ~/.cache/kdsweep/teachers).
     teacher_cache: str | None = None
 
 
-def node_loss(graph: Graph, node: int, logits: Mapping[int, Tensor], labels: Tensor, *, step: int, total_steps: int) -> Tensor:
-    """``L_t`` of trainable ``node``: the gated loss of every non-cut edge into it, summed.
+def node_loss(
+    graph: Graph, node: int, logits: Mapping[int, Tensor], labels: Tensor, *, step: int, total_steps: int,
+    kd_temperature: float = 1.0, peer_kl: str = "sum",
+) -> Tensor:  # fmt: skip
+    """``L_t`` of trainable ``node``: the gated label edge plus the gated KL edges into it,
+    the latter summed (``peer_kl = "sum"``, the seed's eq. 2) or averaged (``"mean"``, DML).
 
     ``logits[k]`` are node k's float32 ``(B, C)`` outputs for every node feeding ``node`` and
     for ``node`` itself; sources are detached inside ``edge_loss_per_sample``, so only
-    ``logits[node]`` receives gradient. ``step`` / ``total_steps`` is the linear gate's c / c_end.
+    ``logits[node]`` receives gradient. KL edges out of a frozen node are taken at
+    ``kd_temperature`` (T²·KL at T), the others at T = 1. ``step`` / ``total_steps`` is the
+    linear gate's c / c_end.
     """
-    terms = []
+    label_terms: list[Tensor] = []
+    kl_terms: list[Tensor] = []
     for source, gate in graph.incoming(node):
         source_logits = None if source == LABEL else logits[source]
-        per_sample = edge_loss_per_sample(logits[node], source_logits, labels)
-        terms.append(apply_gate(gate, per_sample, step=step, total_steps=total_steps, source_logits=source_logits, labels=labels))
-    if not terms:
+        temperature = kd_temperature if source in graph.frozen else 1.0
+        per_sample = edge_loss_per_sample(logits[node], source_logits, labels, temperature)
+        term = apply_gate(gate, per_sample, step=step, total_steps=total_steps, source_logits=source_logits, labels=labels)
+        (label_terms if source == LABEL else kl_terms).append(term)
+    parts = [torch.stack(label_terms).sum()] if label_terms else []
+    if kl_terms:
+        kl = torch.stack(kl_terms).sum()
+        parts.append(kl / len(kl_terms) if peer_kl == "mean" else kl)
+    if not parts:
         raise ValueError(f"node {node} has every incoming edge cut: it is frozen, it has no loss")
-    return torch.stack(terms).sum()
+    return torch.stack(parts).sum()
 
 
 class GraphGatesTrainer:
@@ -142,7 +165,7 @@ class GraphGatesTrainer:
         """A model choice per auxiliary node and a gate choice per edge for ``options.nodes``,
         with ``options.baselines`` as fixed points (``graph.generate``; ``ValueError(field,
         value, allowed)`` for a bad option)."""
-        params, points = generate(options, settings.target, settings.models)
+        params, points = generate(options, settings.target, settings.models, {"kd_temperature": settings.kd_temperature, "peer_kl": settings.peer_kl})
         return GeneratedSpace(params=params, points=points)
 
     @classmethod
@@ -172,6 +195,8 @@ class GraphGatesTrainer:
             issues.append(("settings.width", settings.width, "a finite channel multiplier > 0"))
         if settings.frozen_epochs < 1:
             issues.append(("settings.frozen_epochs", settings.frozen_epochs, "an integer >= 1 (epochs of a frozen node's pretraining)"))
+        if not (math.isfinite(settings.kd_temperature) and settings.kd_temperature > 0):
+            issues.append(("settings.kd_temperature", settings.kd_temperature, "a finite temperature > 0 (1: the seed's graphs; 2: its Table 2 KD)"))
         return issues
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -190,7 +215,10 @@ class GraphGatesTrainer:
                     out.update({k: self.nets[k](x) for k in sources})
             # Losses in float32: bf16 log-softmax differences are too coarse for KL terms.
             logits = {k: v.float() for k, v in out.items()}
-            losses = {t: node_loss(graph, t, logits, y, step=self.step, total_steps=self.total_steps) for t in trainable}
+            losses = {
+                t: node_loss(graph, t, logits, y, step=self.step, total_steps=self.total_steps, kd_temperature=self.s.kd_temperature, peer_kl=self.s.peer_kl)
+                for t in trainable
+            }  # fmt: skip
             for k in trainable:
                 self.optimizers[k].zero_grad(set_to_none=True)
             # One backward of the sum: every L_t depends on node t's parameters only.

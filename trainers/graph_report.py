@@ -29,6 +29,8 @@ _ROLES = {
     "all_through": "all gates through",
     "kd": "KD: label + frozen teacher",
     "plain": "target alone (cross-entropy)",
+    "kd_t2": "KD at T = 2: label + frozen teacher (Table 2)",
+    "dml": "DML: all trained, mean KL from peers (Table 2)",
 }
 
 Ranked = list[tuple[int, TrialSummary, Graph]]
@@ -47,7 +49,13 @@ def _ranked_graphs(summary: RunSummary) -> Ranked:
     return out
 
 
-def _comparison(ranked: Ranked) -> list[tuple[str, TrialSummary, Graph]]:
+def _kind(summary: RunSummary, graph: Graph) -> str | None:
+    """Which baseline ``graph`` is under the run's recipe settings (``Graph.baseline_kind``)."""
+    s = summary.cfg.settings
+    return graph.baseline_kind(s.kd_temperature, s.peer_kl)
+
+
+def _comparison(summary: RunSummary, ranked: Ranked) -> list[tuple[str, TrialSummary, Graph]]:
     """(role, trial, graph): the best searched (non-fixed) graph, then for each kind of
     ``BASELINES`` that was run its best trial, preferring the searched graph's node count and,
     for all-through, its models too ("the all-through graph of the same nodes")."""
@@ -55,7 +63,7 @@ def _comparison(ranked: Ranked) -> list[tuple[str, TrialSummary, Graph]]:
     out = [("best_searched", *searched[0])] if searched else []
     reference = searched[0][1] if searched else None
     for kind in BASELINES:
-        found = [(t, g) for _, t, g in ranked if g.baseline_kind() == kind]
+        found = [(t, g) for _, t, g in ranked if _kind(summary, g) == kind]
         if reference is not None:
             found = [(t, g) for t, g in found if g.nodes == reference.nodes] or found
             found = [(t, g) for t, g in found if g.models == reference.models] or found
@@ -79,7 +87,7 @@ def _record(summary: RunSummary, trial: TrialSummary, graph: Graph, reports: dic
         "status": trial.status,
         "epochs": trial.epochs,
         summary.metric: trial.value,
-        "kind": graph.baseline_kind(),
+        "kind": _kind(summary, graph),
         "models": {str(k): graph.model(k) for k in range(1, graph.nodes + 1)},
         "frozen": sorted(graph.frozen),
         "gates": {f"{s}->{t}": graph.gates[(s, t)] for s, t in edges(graph.nodes)},
@@ -93,7 +101,7 @@ def _sections(summary: RunSummary) -> tuple[list[tuple[dict[str, Any], Graph]], 
     ranked = _ranked_graphs(summary)
     reports, finals = last_reports(summary), {f.source: f for f in summary.final}
     best = [({"rank": rank, **_record(summary, t, g, reports, finals)}, g) for rank, t, g in ranked[:TOP_GRAPHS]]
-    rows = [({"role": role, **_record(summary, t, g, reports, finals)}, g) for role, t, g in _comparison(ranked)]
+    rows = [({"role": role, **_record(summary, t, g, reports, finals)}, g) for role, t, g in _comparison(summary, ranked)]
     return best, rows
 
 

@@ -5,7 +5,14 @@ METHODS.md §1 (seed 000): with a frozen, pretrained teacher,
     L = f_ce·CE(z_s, y) + a·L_KD + b·L_RKD + c·L_SKD
     L_KD  = T²·KL(p_t^T || p_s^T)                               (T = kd_temperature)
     L_RKD = d·Huber_f(ψ_D) + e·Huber_g(ψ_A)                     (penultimate embeddings)
-    L_SKD = Σ_heads CE + h·T_s²·KL(p_deep || p_k) + i·‖F_k − F_deep‖²   (BYOT heads, stages 1–3)
+    L_SKD = Σ_heads CE + h·T_s²·KL(p_deep || p_k) + i·Σ(F_k − F_deep)²  (BYOT heads, stages 1–3)
+
+The feature hint is summed over batch and features (``settings.hint_reduction = "sum"``), as
+the public BYOT re-implementation whose defaults are the seed's baseline computes it; "mean"
+makes the baseline's i = 1e-6 about 65 000× weaker at batch 128 (B·D = 128·512 elements),
+i.e. switches it off. The student is torchvision's ResNet18 form by default
+(``settings.stem = "imagenet"``: 7×7 stride-2 conv + max-pool, as the seed ran it); "cifar"
+is the 3×3 stride-1 stem of the CIFAR re-implementations.
 
 Each of a..i comes from the trial's parameters when searched, else from ``[settings]`` (whose
 defaults are the seed's research baseline), so the "parallel" experiment (a = b = c = 1 fixed,
@@ -25,15 +32,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from kdsweep.trainers.base import TrialContext
 from kdsweep.trainers.data import DataSettings, check_data, load_data, uses_flip
-from kdsweep.trainers.losses import kd_loss, rkd_loss, self_distillation_loss
-from kdsweep.trainers.models import SelfDistillationHeads, build_model
+from kdsweep.trainers.losses import HintReduction, kd_loss, rkd_loss, self_distillation_loss
+from kdsweep.trainers.models import STEM_MODELS, HeadOutput, ModelOutput, SelfDistillationHeads, Stem, build_model
 from kdsweep.trainers.teachers import TeacherSettings
 from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
 
@@ -48,6 +56,12 @@ class LossWeightsSettings(SGDSettings, TeacherSettings):
 
     student: str = "resnet18"
     student_width: float = 1.0
+    #: Stem of a ResNet18 student: "imagenet" (torchvision's, which seed 000 trained) or
+    #: "cifar" (3×3 stride 1, no max-pool: 15× the MACs at 32×32). Students of the registry
+    #: without a stem choice (``models.STEM_MODELS``) have their own and need none.
+    stem: Stem = "imagenet"
+    #: Reduction of the self-distillation feature hint: "sum" as the BYOT reference.
+    hint_reduction: HintReduction = "sum"
     f_ce: float = 1.0
     kd_temperature: float = 4.0
     skd_temperature: float = 3.0
@@ -61,6 +75,37 @@ class LossWeightsSettings(SGDSettings, TeacherSettings):
     g: float = 1.0
     h: float = 0.1
     i: float = 1e-6
+
+
+class LossTerms(NamedTuple):
+    """The loss of one batch and its parts (float32 scalars): ``total`` = f_ce·ce + a·kd +
+    b·rkd + c·skd, where ``rkd`` and ``skd`` already carry their inner weights d..i."""
+
+    total: Tensor
+    ce: Tensor
+    kd: Tensor
+    rkd: Tensor
+    skd: Tensor
+
+
+def combined_loss(w: Mapping[str, float], s: LossWeightsSettings, student: ModelOutput, teacher: ModelOutput, heads: Sequence[HeadOutput], labels: Tensor) -> LossTerms:
+    """METHODS.md §1's loss of a batch under weights ``w`` (a..i) and settings ``s``, from the
+    student's and teacher's ``forward_features`` and the self-distillation heads' outputs.
+
+    The losses run in float32: softmax at T = 4 and relational distances lose too much in
+    bf16, and they are cheap next to the convolutions. The teacher is detached inside the
+    loss functions.
+    """
+    logits, emb = student.logits.float(), student.embedding.float()
+    ce = F.cross_entropy(logits, labels)
+    kd = kd_loss(logits, teacher.logits.float(), s.kd_temperature)
+    rkd = rkd_loss(emb, teacher.embedding.float(), dist_weight=w["d"], angle_weight=w["e"], dist_beta=w["f"], angle_beta=w["g"])
+    skd = self_distillation_loss(
+        [h.logits.float() for h in heads], [h.feature.float() for h in heads], logits, emb, labels,
+        temperature=s.skd_temperature, kd_weight=w["h"], feature_weight=w["i"], feature_reduction=s.hint_reduction,
+    )  # fmt: skip
+    total = s.f_ce * ce + w["a"] * kd + w["b"] * rkd + w["c"] * skd
+    return LossTerms(total, ce, kd, rkd, skd)
 
 
 class LossWeightsTrainer:
@@ -80,7 +125,8 @@ class LossWeightsTrainer:
         self.data = load_data(data_settings, self.device.torch)
         self.teacher = settings.load_teacher(data_settings, self.device, self.data)
         num_classes = self.data.num_classes
-        student = seeded(ctx.seed, lambda: build_model(settings.student, num_classes, settings.student_width))
+        stem = {"stem": settings.stem} if settings.student in STEM_MODELS else {}
+        student = seeded(ctx.seed, lambda: build_model(settings.student, num_classes, settings.student_width, **stem))
         heads = seeded(ctx.seed + 1, lambda: SelfDistillationHeads.for_student(student, tuple(settings.head_kernels)))
         self.student = self.device.model(student)
         self.heads = self.device.model(heads)
@@ -117,22 +163,12 @@ class LossWeightsTrainer:
                 with torch.no_grad():
                     t = self.teacher.model.forward_features(x)
                 heads = self.heads(out.stages)
-            # The losses run in float32: softmax at T = 4 and relational distances lose too
-            # much in bf16, and they are cheap next to the convolutions.
-            logits, emb = out.logits.float(), out.embedding.float()
-            ce = F.cross_entropy(logits, y)
-            kd = kd_loss(logits, t.logits.float(), s.kd_temperature)
-            rkd = rkd_loss(emb, t.embedding.float(), dist_weight=w["d"], angle_weight=w["e"], dist_beta=w["f"], angle_beta=w["g"])
-            skd = self_distillation_loss(
-                [h.logits.float() for h in heads], [h.feature.float() for h in heads], logits, emb, y,
-                temperature=s.skd_temperature, kd_weight=w["h"], feature_weight=w["i"],
-            )  # fmt: skip
-            loss = s.f_ce * ce + w["a"] * kd + w["b"] * rkd + w["c"] * skd
+            terms = combined_loss(w, s, out, t, heads, y)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            terms.total.backward()
             self.optimizer.step()
             self.schedule.step()
-            for key, value in (("loss", loss), ("ce", ce), ("kd", kd), ("rkd", rkd), ("skd", skd)):
+            for key, value in zip(("loss", "ce", "kd", "rkd", "skd"), terms, strict=True):
                 sums[key] += float(value.detach())
             n += 1
         return {f"train_{k}": v / max(1, n) for k, v in sums.items()}

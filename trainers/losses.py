@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "HINT_REDUCTIONS",
+    "AlphaOn",
     "Gate",
+    "HintReduction",
     "apply_gate",
     "edge_loss_per_sample",
     "kd_loss",
@@ -30,6 +34,15 @@ __all__ = [
     "rkd_loss",
     "self_distillation_loss",
 ]
+
+
+#: How the self-distillation feature hint reduces its squared differences (see
+#: :func:`self_distillation_loss`).
+HintReduction = Literal["sum", "mean"]
+HINT_REDUCTIONS: tuple[str, ...] = get_args(HintReduction)
+
+#: Which term of :func:`label_kd_loss` the weight α multiplies.
+AlphaOn = Literal["ce", "kd"]
 
 
 def _check_logits_pair(student_logits: Tensor, teacher_logits: Tensor) -> None:
@@ -177,18 +190,25 @@ def self_distillation_loss(
     temperature: float,
     kd_weight: float,
     feature_weight: float,
+    feature_reduction: HintReduction = "sum",
 ) -> Tensor:
     """BYOT self-distillation loss, a scalar (METHODS.md, section 1):
 
-    ``Σ_k [CE(z_k, y) + h·T²·KL(p_deep^T || p_k^T) + i·mean((F_k − F_deep)²)]``.
+    ``Σ_k [CE(z_k, y) + h·T²·KL(p_deep^T || p_k^T) + i·Σ((F_k − F_deep)²)]``.
 
     ``head_logits[k]`` is ``(B, C)`` like ``deep_logits``; ``head_features[k]`` must have
     exactly the shape of ``deep_features`` (any shape). CE is averaged over the batch, the KL
-    is ``batchmean`` (as in :func:`kd_loss`), and the feature term is the mean over all
-    elements. ``h`` is ``kd_weight``, ``i`` is ``feature_weight``. The deepest classifier's
-    logits and features are the teacher and are detached; its own CE is not part of this term
-    (the trainer's ``f_ce · CE`` covers it). Returns a scalar summed (not averaged) over heads.
+    is ``batchmean`` (as in :func:`kd_loss`). The feature hint is reduced by
+    ``feature_reduction``: ``"sum"`` (default) sums the squares over the batch and every
+    feature, as the public "Be Your Own Teacher" re-implementation does, whose defaults
+    (h = 0.1, i = 1e-6, T = 3) are seed 000's baseline; ``"mean"`` averages them, which makes
+    the same ``i`` B·D times weaker (about 65 000× at B = 128, D = 512). ``h`` is
+    ``kd_weight``, ``i`` is ``feature_weight``. The deepest classifier's logits and features
+    are the teacher and are detached; its own CE is not part of this term (the trainer's
+    ``f_ce · CE`` covers it). Returns a scalar summed (not averaged) over heads.
     """
+    if feature_reduction not in HINT_REDUCTIONS:
+        raise ValueError(f"feature_reduction must be one of {', '.join(HINT_REDUCTIONS)}, got {feature_reduction!r}")
     if len(head_logits) != len(head_features):
         raise ValueError(
             f"{len(head_logits)} head logits but {len(head_features)} head features"
@@ -207,7 +227,7 @@ def self_distillation_loss(
         terms.append(
             F.cross_entropy(logits, labels)
             + kd_weight * kd_loss(logits, deep_logits, temperature)
-            + feature_weight * F.mse_loss(features, deep_features, reduction="mean")
+            + feature_weight * F.mse_loss(features, deep_features, reduction=feature_reduction)
         )
     return torch.stack(terms).sum()
 
@@ -219,37 +239,49 @@ def label_kd_loss(
     *,
     alpha: float,
     temperature: float,
+    alpha_on: AlphaOn = "ce",
 ) -> Tensor:
-    """Topology-trainer loss ``α·CE(z_s, y) + (1 − α)·T²·KL(p_t^T || p_s^T)``, a scalar.
+    """Topology-trainer loss, a scalar: with ``alpha_on = "ce"`` (seed 002's eq. 3 as printed)
+    ``α·CE(z_s, y) + (1 − α)·T²·KL(p_t^T || p_s^T)``; with ``alpha_on = "kd"`` (the widely
+    used Hinton-KD reference code, which puts α on the distillation term)
+    ``(1 − α)·CE(z_s, y) + α·T²·KL(p_t^T || p_s^T)``. At the seed's α = 0.9 the two differ
+    by which term dominates.
 
     CE is averaged over the batch; the KL term is :func:`kd_loss` (``batchmean``, teacher
     detached). ``alpha`` must lie in [0, 1].
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if alpha_on not in get_args(AlphaOn):
+        raise ValueError(f"alpha_on must be one of {', '.join(get_args(AlphaOn))}, got {alpha_on!r}")
     _check_labels(student_logits, labels)
-    return alpha * F.cross_entropy(student_logits, labels) + (1.0 - alpha) * kd_loss(
+    ce_weight = alpha if alpha_on == "ce" else 1.0 - alpha
+    return ce_weight * F.cross_entropy(student_logits, labels) + (1.0 - ce_weight) * kd_loss(
         student_logits, teacher_logits, temperature
     )
 
 
 def edge_loss_per_sample(
-    target_logits: Tensor, source_logits: Tensor | None, labels: Tensor
+    target_logits: Tensor, source_logits: Tensor | None, labels: Tensor, temperature: float = 1.0
 ) -> Tensor:
     """Per-sample loss ``ℓ`` of one graph edge s → t, shape ``(B,)`` (METHODS.md, section 3).
 
     With ``source_logits is None`` (s = 0, the label node) ``ℓ_n = CE(z_t(x_n), y_n)``;
-    otherwise ``ℓ_n = KL(p_s(x_n) || p_t(x_n))`` summed over classes at T = 1, with ``p_s``
-    detached so that gradients reach only the destination. Not reduced over the batch: the
-    gate acts per sample (:func:`apply_gate`).
+    otherwise ``ℓ_n = T²·KL(p_s^T(x_n) || p_t^T(x_n))`` summed over classes, with ``p_s``
+    detached so that gradients reach only the destination. The seed's edges use T = 1 (the
+    plain KL); a larger T is Hinton's softened KD, the T² keeping the gradient scale. The
+    label edge ignores ``temperature``. Not reduced over the batch: the gate acts per sample
+    (:func:`apply_gate`).
     """
     _check_labels(target_logits, labels)
     if source_logits is None:
         return F.cross_entropy(target_logits, labels, reduction="none")
     _check_logits_pair(target_logits, source_logits)
-    log_p_t = F.log_softmax(target_logits, dim=1)
-    log_p_s = F.log_softmax(source_logits.detach(), dim=1)
-    return F.kl_div(log_p_t, log_p_s, reduction="none", log_target=True).sum(dim=1)
+    _check_temperature(temperature)
+    log_p_t = F.log_softmax(target_logits / temperature, dim=1)
+    log_p_s = F.log_softmax(source_logits.detach() / temperature, dim=1)
+    kl = F.kl_div(log_p_t, log_p_s, reduction="none", log_target=True).sum(dim=1)
+    return kl * temperature**2
 
 
 class Gate(str, enum.Enum):

@@ -9,6 +9,13 @@ training (``check_params``). It learns from the cached teacher with
 
     L = α·CE(z_s, y) + (1 − α)·T²·KL(p_t^T || p_s^T)          (α = 0.9, T = 4)
 
+as the seed's eq. 3 prints it (``settings.kd_alpha_on = "ce"``); the widely used reference
+puts α on the KD term instead (``"kd"``: (1 − α)·CE + α·T²·KL), and the seed's citation for
+the loss does not resolve which was run. ResNet-form students use torchvision's ImageNet stem
+by default (``settings.stem``), as the seed's ResNet18 baseline is torchvision's: with the
+CIFAR stem a full ResNet18 costs 555 M MACs at 32×32 against the VGG16 teacher's 313 M, and
+most ResNet-form students would score J = 0 (slower than t_max).
+
 and each trial reports its validation accuracy a, its latency t (``measure_latency``: the
 first ``latency_images`` validation images in batches, eval mode, no_grad, warm-up passes,
 median of ``latency_repeats`` timed passes, CUDA synchronised), parameters, MACs, and the
@@ -54,12 +61,12 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from kdsweep.orchestrator.rundir import write_atomic
+from kdsweep.orchestrator.atomic import write_atomic
 from kdsweep.orchestrator.space import ParamSpec, missing_and_unknown
 from kdsweep.trainers.base import TrialContext
 from kdsweep.trainers.data import DataSettings, Split, check_data, load_data, uses_flip
-from kdsweep.trainers.losses import label_kd_loss
-from kdsweep.trainers.models import MODELS, ResNetStudent, StagedClassifier, VGGStudent, count_macs, count_parameters
+from kdsweep.trainers.losses import AlphaOn, label_kd_loss
+from kdsweep.trainers.models import MODELS, ResNetStudent, StagedClassifier, Stem, VGGStudent, count_macs, count_parameters
 from kdsweep.trainers.models.backbone import layer_widths
 from kdsweep.trainers.models.resnet import STUDENT_LAYOUT
 from kdsweep.trainers.models.vgg import VGG16_FILTERS
@@ -86,9 +93,15 @@ class StudentTopologySettings(SGDSettings, TeacherSettings):
 
     form: Form = "vgg"
     teacher: str = "vgg16"
-    #: Weight of the label cross-entropy; the KD term gets 1 − alpha (the seed's α = 0.9).
+    #: The seed's α = 0.9, weighting the term ``kd_alpha_on`` names; the other gets 1 − α.
     alpha: float = 0.9
+    #: "ce": α·CE + (1 − α)·T²·KL, seed 002's eq. 3 as printed; "kd": (1 − α)·CE + α·T²·KL,
+    #: the widely used reference code's reading.
+    kd_alpha_on: AlphaOn = "ce"
     temperature: float = 4.0
+    #: Stem of a ResNet-form student: "imagenet" (torchvision's, the seed's ResNet18) or
+    #: "cifar" (3×3 stride 1, no max-pool). No effect on the VGG form.
+    stem: Stem = "imagenet"
     #: Latency is the time to classify the first ``latency_images`` validation images (all
     #: of them when the split is smaller) in batches of ``latency_batch_size``.
     latency_images: int = 1024
@@ -118,11 +131,12 @@ def filters_of(params: Mapping[str, Any], form: str) -> tuple[int, ...]:
     return layer_widths(f"{form} student", [params[n] for n in names], len(names))
 
 
-def build_student(form: str, filters: Sequence[int], num_classes: int, in_channels: int = 3) -> StagedClassifier:
-    """The student of ``form`` with per-layer ``filters`` (``VGGStudent`` or ``ResNetStudent``)."""
+def build_student(form: str, filters: Sequence[int], num_classes: int, in_channels: int = 3, stem: Stem = "imagenet") -> StagedClassifier:
+    """The student of ``form`` with per-layer ``filters`` (``VGGStudent``, or ``ResNetStudent``
+    behind ``stem``)."""
     if form == "vgg":
         return VGGStudent(filters, num_classes, in_channels)
-    return ResNetStudent(filters, num_classes, in_channels)
+    return ResNetStudent(filters, num_classes, in_channels, stem)
 
 
 def latency_batches(split: Split, settings: StudentTopologySettings, device: Device) -> list[Tensor]:
@@ -219,7 +233,7 @@ class StudentTopologyTrainer:
         self.data = load_data(data_settings, self.device.torch)
         self.teacher = settings.load_teacher(data_settings, self.device, self.data)
         num_classes = self.data.num_classes
-        student = seeded(ctx.seed, lambda: build_student(settings.form, self.filters, num_classes))
+        student = seeded(ctx.seed, lambda: build_student(settings.form, self.filters, num_classes, stem=settings.stem))
         image_shape = list(self.data.val.x.shape[1:])
         self.num_params = count_parameters(student)
         self.macs = count_macs(student, image_shape)
@@ -284,7 +298,7 @@ class StudentTopologyTrainer:
         if s.teacher not in MODELS:
             issues.append(("settings.teacher", s.teacher, f"one of {', '.join(sorted(MODELS))} (METHODS: vgg16)"))
         if not 0.0 <= s.alpha <= 1.0:
-            issues.append(("settings.alpha", s.alpha, "a weight in [0, 1] (the KD term gets 1 - alpha)"))
+            issues.append(("settings.alpha", s.alpha, f"a weight in [0, 1] (on the {s.kd_alpha_on.upper()} term, settings.kd_alpha_on; the other gets 1 - alpha)"))
         if not (math.isfinite(s.temperature) and s.temperature > 0):
             issues.append(("settings.temperature", s.temperature, "a finite temperature > 0"))
         for name, low in (("latency_images", 1), ("latency_batch_size", 1), ("latency_warmup", 0), ("latency_repeats", 1)):
@@ -315,7 +329,7 @@ class StudentTopologyTrainer:
                 with torch.no_grad():
                     teacher_logits = self.teacher.model(x)
             # float32 losses: softmax at T = 4 loses too much in bf16, and it is cheap.
-            loss = label_kd_loss(logits.float(), teacher_logits.float(), y, alpha=s.alpha, temperature=s.temperature)
+            loss = label_kd_loss(logits.float(), teacher_logits.float(), y, alpha=s.alpha, temperature=s.temperature, alpha_on=s.kd_alpha_on)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

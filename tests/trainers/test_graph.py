@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from kdsweep.trainers.graph import (
-    BASELINES,
     CUTOFF,
+    DEFAULT_BASELINES,
     GATES,
+    RECIPE_NOTE,
     Graph,
     SpaceOptions,
     baseline,
@@ -20,6 +21,7 @@ from kdsweep.trainers.graph import (
     gate_param,
     generate,
     option_issues,
+    recipe_issues,
 )
 
 MODELS = ("resnet32", "resnet110", "wrn28_2")
@@ -42,8 +44,8 @@ def test_generated_space_has_m_squared_gates_and_m_minus_1_models(nodes: int) ->
     assert all(params[n] == {"type": "choice", "values": list(GATES)} for n in gates)
     assert all(params[n] == {"type": "choice", "values": list(MODELS)} for n in models)
     # Each baseline is a full point of the space, trainable, and recognised as what it is.
-    assert len(points) == len(BASELINES)
-    for kind, point in zip(BASELINES, points, strict=True):
+    assert len(points) == len(DEFAULT_BASELINES)
+    for kind, point in zip(DEFAULT_BASELINES, points, strict=True):
         assert set(point) == set(params)
         assert all(point[n] in params[n]["values"] for n in point)
         graph = Graph.from_params(point, "resnet32")
@@ -104,8 +106,8 @@ def test_baseline_predicate_ignores_models_but_not_gates() -> None:
 
 def test_options_are_checked_with_the_field_and_what_is_allowed() -> None:
     assert option_issues(SpaceOptions(), MODELS) == []
-    fields = {f: allowed for f, _, allowed in option_issues(SpaceOptions(nodes=6, baselines=("kd", "dml")), MODELS)}
-    assert "from 2 to 5" in fields["space.nodes"] and "all_through, kd, plain" in fields["space.baselines"]
+    fields = {f: allowed for f, _, allowed in option_issues(SpaceOptions(nodes=6, baselines=("kd", "mutual")), MODELS)}
+    assert "from 2 to 5" in fields["space.nodes"] and "all_through, kd, plain, kd_t2, dml" in fields["space.baselines"]
     issues = option_issues(SpaceOptions(nodes=3, baseline_models=("vgg16",)), MODELS)
     assert [f for f, _, _ in issues] == ["space.baseline_models"] and "nodes - 1 = 2" in issues[0][2]
     # Without baselines their models do not matter.
@@ -113,6 +115,26 @@ def test_options_are_checked_with_the_field_and_what_is_allowed() -> None:
     with pytest.raises(ValueError) as err:
         generate(SpaceOptions(nodes=1), "resnet32", MODELS)
     assert err.value.args[:2] == ("space.nodes", 1)
+
+
+def test_table_2_baselines_need_their_recipe_and_are_recognised_under_it() -> None:
+    """kd_t2 and dml are the graphs of kd and all_through trained with T = 2 / peers averaged
+    (seed 004's Table 2): a sweep must set those recipes, so a name never lies."""
+    t2 = {"kd_temperature": 2.0, "peer_kl": "mean"}
+    _, points = generate(SpaceOptions(baselines=("kd_t2", "dml", "plain")), "resnet32", MODELS, t2)
+    graphs = [Graph.from_params(p, "resnet32") for p in points]
+    assert [g.baseline_kind(2.0, "mean") for g in graphs] == ["kd_t2", "dml", "plain"]
+    assert [g.baseline_kind() for g in graphs] == ["kd", "all_through", "plain"]  # the seed's recipe
+    assert graphs[0].frozen == {2, 3} and graphs[0].incoming(1) == ((0, "through"), (2, "through"))
+    assert graphs[0].model(2) == "resnet110"  # Table 2's pretrained ResNet110*
+    assert graphs[1].trainable == (1, 2, 3) and all(len(graphs[1].incoming(k)) == 3 for k in (1, 2, 3))
+    with pytest.raises(ValueError) as err:
+        generate(SpaceOptions(baselines=("kd", "kd_t2")), "resnet32", MODELS, t2)
+    field, value, allowed = err.value.args
+    assert (field, value) == ("settings.kd_temperature", 2.0) and allowed.startswith("1.0 for the kd baseline") and "graph_gates_table2.toml" in allowed
+    assert recipe_issues(("dml",), {"kd_temperature": 1.0, "peer_kl": "sum"}) == [
+        ("settings.peer_kl", "sum", f"'mean' for the dml baseline listed in space.baselines ({RECIPE_NOTE})")
+    ]
 
 
 def test_draw_shows_models_roles_and_every_live_gate() -> None:

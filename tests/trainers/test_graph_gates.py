@@ -229,3 +229,38 @@ def test_a_digits_sweep_through_asha_then_retrain_and_report_the_drawn_graphs(tm
     assert "retrained x2, 2 epochs" in text
     final = {f["source"]: f for f in json.loads(kdsweep("report", str(out), "--format", "json").stdout)["final"]}
     assert set(final) == {winner, "t0000"} and all(f["completed"] == 2 and f["stats"]["test_acc"][2] == 2 for f in final.values())
+
+
+def test_kd_temperature_softens_only_edges_out_of_frozen_nodes_and_peer_mean_averages() -> None:
+    logits, y = logits_and_labels()
+    logits[3] = logits[2].flip(0)
+    ce = F.cross_entropy(logits[1], y)
+    # Node 2 frozen (nothing flows into it): its edge into node 1 is at T = 2, with T².
+    kd = Graph(("resnet32", "resnet110"), {e: CUTOFF for e in edges(2)} | {(0, 1): "through", (2, 1): "through"})
+    softened = 4.0 * kl_per_sample(logits[1] / 2.0, logits[2] / 2.0).mean()
+    assert float(node_loss(kd, 1, logits, y, step=0, total_steps=10, kd_temperature=2.0)) == pytest.approx(float(ce + softened), rel=1e-5)
+    # Trained sources stay at T = 1; "mean" averages the KL edges, the label edge stays whole.
+    dml = baseline("dml", "resnet32", ("resnet32", "resnet32"))
+    peers = kl_per_sample(logits[1], logits[2]).mean() + kl_per_sample(logits[1], logits[3]).mean()
+    kw = {"step": 0, "total_steps": 10, "kd_temperature": 2.0}
+    assert float(node_loss(dml, 1, logits, y, **kw, peer_kl="mean")) == pytest.approx(float(ce + peers / 2), rel=1e-5)
+    assert float(node_loss(dml, 1, logits, y, **kw)) == pytest.approx(float(ce + peers), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["kd_t2", "dml"])
+def test_table_2_baselines_build_and_train_one_epoch_on_digits(tmp_path: Path, kind: str) -> None:
+    cfg = load_sweep("graph_gates_table2", ["data.dataset=digits"])
+    assert (cfg.settings.kd_temperature, cfg.settings.peer_kl) == (2.0, "mean")
+    kinds = [Graph.from_params(p, cfg.settings.target).baseline_kind(cfg.settings.kd_temperature, cfg.settings.peer_kl) for p in cfg.points_to_evaluate]
+    assert kinds == ["kd_t2", "dml", "plain"] and cfg.num_trials == 3
+    assert (cfg.asha.min_epochs, cfg.asha.max_epochs) == (200, 200)  # one rung: no early stopping
+    params = dict(cfg.points_to_evaluate[kinds.index(kind)])
+    settings = dataclasses.replace(TINY, kd_temperature=2.0, peer_kl="mean")
+    trainer = make(tmp_path, params, budget=1, settings=settings)
+    assert set(trainer.optimizers) == ({1} if kind == "kd_t2" else {1, 2, 3})
+    metrics = trainer.train_epoch(1) | trainer.evaluate()
+    assert all(v == v for v in metrics.values()) and 0.0 <= metrics["val_acc"] <= 1.0
+    # The seed's sweep cannot list them: the recipe is a setting of the whole sweep.
+    with pytest.raises(ConfigError) as err:
+        load_sweep("graph_gates", ["data.dataset=digits", f'space.baselines=["kd", "{kind}"]'])
+    assert ("settings.kd_temperature = 1.0" if kind == "kd_t2" else "settings.peer_kl = 'sum'") in str(err.value)

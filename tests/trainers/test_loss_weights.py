@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kdsweep.orchestrator.checkpoint import load_checkpoint, save_checkpoint
 from kdsweep.trainers.base import TrialContext
 from kdsweep.trainers.data import DataSettings
-from kdsweep.trainers.loss_weights import LossWeightsSettings, LossWeightsTrainer
+from kdsweep.trainers.loss_weights import LossWeightsSettings, LossWeightsTrainer, combined_loss
+from kdsweep.trainers.losses import kd_loss, rkd_angle_loss, rkd_distance_loss, self_distillation_loss
+from kdsweep.trainers.models import HeadOutput, ModelOutput
 from kdsweep.trainers.teachers import TeacherSpec, get_teacher
 from kdsweep.trainers.training import Device, SGDSettings
 from tests.conftest import kdsweep
@@ -124,3 +127,76 @@ def _rows(run: Path) -> list[dict]:
     import pyarrow.dataset as ds
 
     return [r for r in ds.dataset(run / "results").to_table().to_pylist() if r["event"] == "report"]
+
+
+# ------------------------------------------------------------------- how a..i enter the loss
+
+#: One distinctive value per weight, none equal, so a swap of any two changes the loss.
+DISTINCT = {"a": 0.3, "b": 0.7, "c": 1.3, "d": 29.0, "e": 61.0, "f": 0.21, "g": 0.83, "h": 2.9, "i": 0.011}
+
+
+def _outputs(seed: int = 0) -> tuple[ModelOutput, ModelOutput, list[HeadOutput], torch.Tensor]:
+    """Random student / teacher / head outputs for B = 6, C = 4, D = 5, in float32 as the
+    trainer computes its losses, spread widely enough that the terms are far from 0."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    student = ModelOutput(r(6, 4, scale=2.0), r(6, 5, scale=3.0), [])
+    teacher = ModelOutput(r(6, 4, scale=2.0), r(6, 5), [])
+    heads = [HeadOutput(r(6, 4, scale=2.0), r(6, 5, scale=2.0)) for _ in range(3)]
+    return student, teacher, heads, torch.randint(0, 4, (6,), generator=g)
+
+
+def _by_hand(w: dict[str, float], s: LossWeightsSettings) -> dict[str, float]:
+    """Each term from the loss functions themselves, with the weights where METHODS §1 puts them."""
+    student, teacher, heads, y = _outputs()
+    ce = F.cross_entropy(student.logits, y)
+    kd = kd_loss(student.logits, teacher.logits, s.kd_temperature)
+    rkd = w["d"] * rkd_distance_loss(student.embedding, teacher.embedding, w["f"]) + w["e"] * rkd_angle_loss(student.embedding, teacher.embedding, w["g"])
+    skd = self_distillation_loss(
+        [h.logits for h in heads], [h.feature for h in heads], student.logits, student.embedding, y,
+        temperature=s.skd_temperature, kd_weight=w["h"], feature_weight=w["i"], feature_reduction=s.hint_reduction,
+    )  # fmt: skip
+    total = s.f_ce * ce + w["a"] * kd + w["b"] * rkd + w["c"] * skd
+    return {"total": total.item(), "ce": ce.item(), "kd": kd.item(), "rkd": rkd.item(), "skd": skd.item()}
+
+
+def _terms(w: dict[str, float], s: LossWeightsSettings = LossWeightsSettings()) -> dict[str, float]:
+    return {k: v.item() for k, v in combined_loss(w, s, *_outputs())._asdict().items()}
+
+
+def test_combined_loss_puts_each_weight_where_methods_says() -> None:
+    settings = LossWeightsSettings()
+    assert _terms(DISTINCT, settings) == pytest.approx(_by_hand(DISTINCT, settings), rel=1e-6)
+    # A swapped pair (f <-> g, h <-> i, ...) would give another value: the weights are distinct
+    # and the swapped loss differs from the wired one.
+    for x, y in (("f", "g"), ("h", "i"), ("d", "e"), ("a", "b"), ("b", "c")):
+        swapped = {**DISTINCT, x: DISTINCT[y], y: DISTINCT[x]}
+        assert _by_hand(swapped, settings)["total"] != pytest.approx(_terms(DISTINCT, settings)["total"], rel=1e-4), (x, y)
+
+
+#: Which logged terms each weight may move (the total always moves).
+MOVES = {"a": set(), "b": set(), "c": set(), "d": {"rkd"}, "e": {"rkd"}, "f": {"rkd"}, "g": {"rkd"}, "h": {"skd"}, "i": {"skd"}}
+
+
+@pytest.mark.parametrize("name", sorted(MOVES))
+def test_setting_one_weight_moves_only_its_term(name: str) -> None:
+    base = {k: getattr(LossWeightsSettings(), k) for k in MOVES}  # the research baseline
+    before = _terms(base)
+    after = _terms({**base, name: DISTINCT[name]})
+    moved = {k for k in ("ce", "kd", "rkd", "skd") if after[k] != before[k]}
+    assert moved == MOVES[name]
+    assert after["total"] != pytest.approx(before["total"], rel=1e-4)
+    assert after == pytest.approx(_by_hand({**base, name: DISTINCT[name]}, LossWeightsSettings()), rel=1e-6)
+
+
+def test_seed_sweep_file_is_random_search_without_early_stopping_baseline_first() -> None:
+    from kdsweep.orchestrator.config import load_sweep
+
+    cfg = load_sweep("loss_weights_seed", ["data.dataset=digits"])
+    assert (cfg.searcher, cfg.num_trials, cfg.asha.min_epochs, cfg.asha.max_epochs) == ("random", 100, 10, 10)
+    baseline = {k: getattr(LossWeightsSettings(), k) for k in MOVES}
+    assert [dict(p) for p in cfg.points_to_evaluate] == [baseline]
+    assert (cfg.settings.stem, cfg.settings.hint_reduction) == ("imagenet", "sum")

@@ -289,7 +289,8 @@ HEAD_LOGITS = [[[1.0, 1.0], [0.0, 2.0]], [[3.0, -1.0], [1.0, 0.0]]]
 HEAD_FEATURES = [[[0.5, 2.0], [1.0, -1.0]], [[1.0, 1.0], [0.0, 0.0]]]
 
 
-def test_self_distillation_sums_heads_with_weights() -> None:
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_self_distillation_sums_heads_with_weights(reduction: str) -> None:
     temperature, h, i = 3.0, 0.5, 0.25
     expected = 0.0
     for logits, features in zip(HEAD_LOGITS, HEAD_FEATURES, strict=True):
@@ -303,7 +304,8 @@ def test_self_distillation_sums_heads_with_weights() -> None:
             for f_row, g_row in zip(features, DEEP_FEATURES, strict=True)
             for f, g in zip(f_row, g_row, strict=True)
         ]
-        expected += ce_term + h * temperature**2 * kl_term + i * sum(squares) / 4
+        hint = sum(squares) if reduction == "sum" else sum(squares) / len(squares)
+        expected += ce_term + h * temperature**2 * kl_term + i * hint
     value = self_distillation_loss(
         [t64(z) for z in HEAD_LOGITS],
         [t64(f) for f in HEAD_FEATURES],
@@ -313,8 +315,28 @@ def test_self_distillation_sums_heads_with_weights() -> None:
         temperature=temperature,
         kd_weight=h,
         feature_weight=i,
+        feature_reduction=reduction,
     )
     assert value.item() == pytest.approx(expected, abs=TOL)
+
+
+def test_self_distillation_hint_is_the_reference_sum_over_batch_and_features() -> None:
+    """The feature hint alone (h = 0, CE and KL cancelled by comparing two values of i): the
+    BYOT reference sums (F_k − F_deep)² over batch and features, so i = 1e-6 on B × D
+    elements is not switched off by a mean."""
+    # Head 0: (0.5−1)² + (2−2)² + (1−0)² + (−1+1)² = 1.25; head 1: 0 + 1 + 0 + 1 = 2.
+    by_hand = 1.25 + 2.0
+    args = ([t64(z) for z in HEAD_LOGITS], [t64(f) for f in HEAD_FEATURES], t64(DEEP_LOGITS), t64(DEEP_FEATURES), torch.tensor(BYOT_LABELS))
+
+    def hint(**kw: object) -> float:
+        with_i = self_distillation_loss(*args, temperature=3.0, kd_weight=0.0, feature_weight=1.0, **kw)
+        without = self_distillation_loss(*args, temperature=3.0, kd_weight=0.0, feature_weight=0.0, **kw)
+        return (with_i - without).item()
+
+    assert hint() == pytest.approx(by_hand, abs=TOL)  # the default is the reference's sum
+    assert hint(feature_reduction="mean") == pytest.approx(by_hand / 4, abs=TOL)  # B·D = 2·2
+    with pytest.raises(ValueError, match="feature_reduction must be one of sum, mean, got 'max'"):
+        self_distillation_loss(*args, temperature=3.0, kd_weight=0.0, feature_weight=1.0, feature_reduction="max")
 
 
 def test_self_distillation_detaches_deepest_classifier() -> None:
@@ -374,6 +396,11 @@ def test_label_kd_loss_mixes_ce_and_kd() -> None:
     pure_kd = label_kd_loss(*args, alpha=0.0, temperature=4.0)
     assert pure_ce.item() == pytest.approx(ce_term, abs=TOL)
     assert pure_kd.item() == pytest.approx(16.0 * kl_term, abs=TOL)
+    # The reference code's reading puts α on the KD term: (1 − α)·CE + α·T²·KL.
+    on_kd = label_kd_loss(*args, alpha=alpha, temperature=temperature, alpha_on="kd")
+    assert on_kd.item() == pytest.approx((1 - alpha) * ce_term + alpha * 16.0 * kl_term, abs=TOL)
+    with pytest.raises(ValueError, match="alpha_on must be one of ce, kd, got 'both'"):
+        label_kd_loss(*args, alpha=alpha, temperature=temperature, alpha_on="both")
 
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.1, math.nan])
@@ -407,6 +434,17 @@ def test_edge_loss_from_model_is_per_sample_kl_source_first() -> None:
     value.sum().backward()
     assert source.grad is None  # p_s detached: gradients reach only the destination
     assert target.grad is not None
+
+
+def test_edge_loss_at_temperature_is_t_squared_softened_kl() -> None:
+    # seed 004's Table 2 KD (T = 2): T²·KL(p_s^T || p_t^T) per sample; the label edge ignores T.
+    value = edge_loss_per_sample(t64(STUDENT), t64(TEACHER), torch.tensor(LABELS), temperature=2.0)
+    expected = [4.0 * kl(softmax(TEACHER[n], 2.0), softmax(STUDENT[n], 2.0)) for n in range(2)]
+    assert value.tolist() == pytest.approx(expected, abs=TOL)
+    label = edge_loss_per_sample(t64(STUDENT), None, torch.tensor(LABELS), temperature=2.0)
+    assert label.tolist() == pytest.approx([ce(STUDENT[0], 1), ce(STUDENT[1], 2)], abs=TOL)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        edge_loss_per_sample(t64(STUDENT), t64(TEACHER), torch.tensor(LABELS), temperature=0.0)
 
 
 PER_SAMPLE = [0.5, 1.0, 2.0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from kdsweep.trainers.models import (
@@ -87,6 +88,36 @@ def test_forward_features_shapes(name: str) -> None:
 def test_parameter_counts_match_references(name: str) -> None:
     reference, delta = REFERENCE_PARAMS[name]
     assert count_parameters(build_model(name, NUM_CLASSES)) == reference + delta
+
+
+def _torchvision_resnet18(num_classes: int, stem: str) -> nn.Module:
+    """torchvision's own ResNet18; for the CIFAR stem, with conv1 a 3×3 stride-1 conv and no
+    max-pool, the usual CIFAR adaptation of it."""
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    if stem == "cifar":
+        model.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    return model
+
+
+@pytest.mark.parametrize("stem", ["imagenet", "cifar"])
+@pytest.mark.parametrize(("num_classes", "size"), [(10, 32), (1000, 224)])
+def test_resnet18_stems_match_torchvision_in_macs_and_parameters(stem: str, num_classes: int, size: int) -> None:
+    ours = resnet18(num_classes, stem=stem)
+    theirs = _torchvision_resnet18(num_classes, stem)
+    assert count_parameters(ours) == count_parameters(theirs)
+    assert count_macs(ours, [3, size, size]) == count_macs(theirs, [3, size, size])
+
+
+def test_resnet18_stem_costs_at_32x32() -> None:
+    # The figures of the fidelity issue: the CIFAR stem makes ResNet18 1.8× VGG16's MACs; the
+    # ImageNet stem (the seeds' torchvision ResNet18) 15× fewer.
+    assert count_macs(resnet18(10, stem="cifar"), [3, 32, 32]) == 555_422_720
+    assert count_macs(resnet18(10, stem="imagenet"), [3, 32, 32]) == 37_016_576
+    assert count_macs(build_model("vgg16", 10), [3, 32, 32]) == 313_201_664
+    assert count_parameters(resnet18(10, stem="imagenet")) == 11_181_642
+    with pytest.raises(ValueError, match="unknown stem 'tiny'; valid: imagenet, cifar"):
+        resnet18(10, stem="tiny")
 
 
 def test_build_model_rejects_unknown_name_and_bad_width() -> None:

@@ -75,7 +75,7 @@ def basic_block(cin: int, w: int, projection: bool) -> int:
 def test_resnet_student_with_zeros_at_stage_starts_and_channel_changes() -> None:
     # f01 stem | stage 1 f02-f04 (stride 1) | stage 2 f05-f08 | stage 3 f09-f14 | stage 4 f15-f17
     filters = [16, 16, 0, 32, 0, 32, 32, 0, 64, 0, 0, 0, 0, 0, 0, 0, 128]
-    model = build_student("resnet", filters, 10)
+    model = build_student("resnet", filters, 10, stem="cifar")
     expected = (
         conv_bn(3, 16)  # stem
         + basic_block(16, 16, projection=False)  # f02: same width, stride 1: identity shortcut
@@ -97,10 +97,24 @@ def test_resnet_student_with_zeros_at_stage_starts_and_channel_changes() -> None
 
 def test_resnet_student_without_stem_projects_the_image_channels() -> None:
     filters = [0, 16] + [0] * 15
-    model = build_student("resnet", filters, 10)
-    assert count_parameters(model) == basic_block(3, 16, projection=True) + linear(16)
-    assert convs(model) == 3
-    assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 10)
+    for stem in ("cifar", "imagenet"):
+        model = build_student("resnet", filters, 10, stem=stem)
+        assert count_parameters(model) == basic_block(3, 16, projection=True) + linear(16)
+        assert convs(model) == 3
+        assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 10)
+
+
+def test_resnet_student_imagenet_stem_is_a_7x7_stride_2_conv_and_a_max_pool() -> None:
+    filters = [64, 64, 64, 64] + [0] * 13
+    model = build_student("resnet", filters, 10)  # the default: the seed's torchvision stem
+    expected = conv_bn(3, 64, k=7) + 3 * basic_block(64, 64, projection=False) + linear(64)
+    assert count_parameters(model) == expected
+    out = model.forward_features(torch.zeros(2, 3, 32, 32))
+    # 32 → 16 (stride-2 conv) → 8 (max-pool); the dropped stage starts subsample 8 → 4 → 2 → 1.
+    assert [tuple(s.shape[1:]) for s in out.stages] == [(64, 8, 8), (64, 4, 4), (64, 2, 2), (64, 1, 1)]
+    # Without the stem conv the 4-fold downsampling stays, parameter-free.
+    no_conv = build_student("resnet", [0] + filters[1:], 10).forward_features(torch.zeros(2, 3, 32, 32))
+    assert [tuple(s.shape[1:]) for s in no_conv.stages] == [(64, 8, 8), (64, 4, 4), (64, 2, 2), (64, 1, 1)]
 
 
 # --------------------------------------------------------------------------- checks
@@ -336,3 +350,12 @@ def test_a_digits_sweep_records_one_reference_rejects_empty_students_and_reports
     plotted = kdsweep("report", str(out), "--plot", str(png))
     assert plotted.returncode == 0, plotted.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seed_sweep_file_trains_every_student_ten_epochs_150_random_then_guided() -> None:
+    cfg = load_sweep("student_topology_vgg_seed", ["data.dataset=digits"])
+    assert (cfg.num_trials, cfg.n_startup_trials, cfg.asha.min_epochs, cfg.asha.max_epochs) == (300, 150, 10, 10)
+    assert (cfg.settings.kd_alpha_on, cfg.settings.alpha, cfg.settings.form) == ("ce", 0.9, "vgg")
+    with pytest.raises(ConfigError) as err:
+        load_sweep("student_topology_vgg_seed", ["data.dataset=digits", 'settings.kd_alpha_on="both"'])
+    assert "settings.kd_alpha_on = 'both': must be one of 'ce', 'kd'" in str(err.value)

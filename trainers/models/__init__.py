@@ -20,8 +20,10 @@ from torch import Tensor, nn
 from .backbone import ModelOutput, StagedClassifier
 from .heads import HeadOutput, SelfDistillationHeads
 from .resnet import (
+    STEMS,
     ResNet,
     ResNetStudent,
+    Stem,
     cifar_resnet,
     resnet18,
     wide_resnet,
@@ -30,12 +32,15 @@ from .vgg import VGGStudent, vgg16
 
 __all__ = [
     "MODELS",
+    "STEMS",
+    "STEM_MODELS",
     "HeadOutput",
     "ModelOutput",
     "ResNet",
     "ResNetStudent",
     "SelfDistillationHeads",
     "StagedClassifier",
+    "Stem",
     "VGGStudent",
     "build_model",
     "cifar_resnet",
@@ -55,6 +60,9 @@ MODELS: dict[str, Callable[..., StagedClassifier]] = {
     "wrn28_2": functools.partial(wide_resnet, 28, 2),
     "vgg16": vgg16,
 }
+
+#: Registry names whose builder takes ``stem`` ("imagenet" | "cifar", ``resnet.make_stem``).
+STEM_MODELS: frozenset[str] = frozenset({"resnet18"})
 
 
 def build_model(name: str, num_classes: int, width: float = 1.0, **kw: Any) -> StagedClassifier:

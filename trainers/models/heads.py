@@ -2,7 +2,7 @@
 
 Each head turns one intermediate stage map of the student into logits and a feature vector of
 the student's embedding size, so that L_SKD can compare the head's feature F_k with the
-deepest feature F_deep through mean((F_k − F_deep)²). The heads are a separate, training-only
+deepest feature F_deep through the hint Σ((F_k − F_deep)²). The heads are a separate, training-only
 module: inference, parameter counts and latency use the plain student.
 """
 

@@ -1,5 +1,11 @@
-"""Residual networks for 32×32 inputs: ResNet18 (CIFAR stem), He et al.'s CIFAR ResNets,
-WRN-28-2, and the searched ResNet student of the topology trainer (METHODS §2).
+"""Residual networks for 32×32 inputs: ResNet18 (CIFAR or ImageNet stem), He et al.'s CIFAR
+ResNets, WRN-28-2, and the searched ResNet student of the topology trainer (METHODS §2).
+
+Stems (``Stem``): "cifar" is the 3×3 stride-1 conv without max-pool of the CIFAR
+re-implementations (kuangliu/pytorch-cifar); "imagenet" is torchvision's 7×7 stride-2 conv +
+3×3 stride-2 max-pool, which the seeds ran (their ResNet18 is torchvision's). At 32×32 the
+ImageNet stem leaves an 8×8 map, so a ResNet18 costs 37 M MACs instead of 555 M; the models
+match torchvision's ``resnet18`` in parameters and MACs (``tests/trainers/test_models.py``).
 
 All of them are ``StagedClassifier``s built by one stage builder, ``residual_stages``, from
 one of two blocks: the post-activation ``BasicBlock`` (ResNet18, ResNet20/32/110, the
@@ -14,6 +20,7 @@ more parameters than the published counts (two projections: 16→32 and 32→64,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal, get_args
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,6 +35,10 @@ from .backbone import (
 
 #: Builds a residual block from (in_channels, out_channels, stride).
 BlockFactory = Callable[[int, int, int], nn.Module]
+
+#: The stem before a post-activation ResNet's first stage (see the module docstring).
+Stem = Literal["imagenet", "cifar"]
+STEMS: tuple[str, ...] = get_args(Stem)
 
 
 class Subsample(nn.Module):
@@ -131,12 +142,33 @@ def residual_stages(
     return stages, stage_channels
 
 
-class ResNet(StagedClassifier):
-    """Post-activation ResNet of ``BasicBlock``s with a 3×3 stride-1 stem and no max-pool.
+def make_stem(kind: Stem, in_channels: int, width: int) -> nn.Module:
+    """The stem ``kind`` producing ``width`` channels: "cifar" = 3×3 stride-1 conv-BN-ReLU;
+    "imagenet" = 7×7 stride-2 conv-BN-ReLU then 3×3 stride-2 max-pool (torchvision's).
 
-    ``stem_width`` 0 removes the stem conv (the image goes straight into the first block);
-    block widths follow ``residual_stages`` (0 drops a block's residual branch). Input
-    [B, in_channels, H, W] with H, W >= 8; output logits [B, num_classes].
+    ``width`` 0 removes the conv: "cifar" becomes the identity; "imagenet" keeps its 4-fold
+    downsampling parameter-free (``Subsample(2)`` then the max-pool), as a dropped block keeps
+    its shortcut, so the stages see the same map sizes whether or not the conv is there.
+    Raises ValueError for an unknown ``kind``.
+    """
+    if kind not in STEMS:
+        raise ValueError(f"unknown stem {kind!r}; valid: {', '.join(STEMS)}")
+    if kind == "cifar":
+        return conv_bn_relu(in_channels, width) if width > 0 else nn.Identity()
+    pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+    if width == 0:
+        return nn.Sequential(Subsample(2), pool)
+    return nn.Sequential(conv_bn_relu(in_channels, width, kernel_size=7, stride=2), pool)
+
+
+class ResNet(StagedClassifier):
+    """Post-activation ResNet of ``BasicBlock``s behind a ``make_stem`` stem (default the
+    CIFAR one: 3×3 stride 1, no max-pool).
+
+    ``stem_width`` 0 removes the stem conv (the image goes straight into the first block,
+    downsampled parameter-free by an ImageNet stem); block widths follow ``residual_stages``
+    (0 drops a block's residual branch). Input [B, in_channels, H, W] with H, W >= 8; output
+    logits [B, num_classes].
     """
 
     def __init__(
@@ -146,19 +178,19 @@ class ResNet(StagedClassifier):
         strides: Sequence[int],
         num_classes: int,
         in_channels: int = 3,
+        stem: Stem = "cifar",
     ) -> None:
-        stem: nn.Module = nn.Identity()
-        channels = in_channels
-        if stem_width > 0:
-            stem = conv_bn_relu(in_channels, stem_width)
-            channels = stem_width
+        channels = stem_width if stem_width > 0 else in_channels
         stages, stage_channels = residual_stages(channels, block_widths, strides, BasicBlock)
-        super().__init__(stem, stages, stage_channels, num_classes)
+        super().__init__(make_stem(stem, in_channels, stem_width), stages, stage_channels, num_classes)
 
 
-def resnet18(num_classes: int, width: float = 1.0, in_channels: int = 3) -> ResNet:
-    """CIFAR ResNet18: 3×3 stem, stages of [2, 2, 2, 2] blocks, widths 64/128/256/512 × width,
-    strides 1/2/2/2; 4 stage outputs (32, 16, 8, 4 pixels for a 32×32 input)."""
+def resnet18(num_classes: int, width: float = 1.0, in_channels: int = 3, stem: Stem = "cifar") -> ResNet:
+    """ResNet18: ``stem`` (default "cifar", the 3×3 one; "imagenet" is torchvision's
+    ``resnet18`` exactly), stages of [2, 2, 2, 2] blocks, widths 64/128/256/512 × width,
+    strides 1/2/2/2; 4 stage outputs (32, 16, 8, 4 pixels for a 32×32 input with the CIFAR
+    stem, 8, 4, 2, 1 with the ImageNet one). The default stays "cifar" because the teacher
+    cache holds models built with it; the trainers choose the stem per seed."""
     widths = [scale_channels(c, width) for c in (64, 128, 256, 512)]
     return ResNet(
         scale_channels(64, width),
@@ -166,6 +198,7 @@ def resnet18(num_classes: int, width: float = 1.0, in_channels: int = 3) -> ResN
         (1, 2, 2, 2),
         num_classes,
         in_channels,
+        stem,
     )
 
 
@@ -226,18 +259,19 @@ class ResNetStudent(ResNet):
 
     A 0 removes that layer. For a block, the residual branch goes and the parameter-free
     shortcut stays (see ``residual_stages``); for the stem, the image enters the first block
-    directly with its ``in_channels`` channels — allowed, because METHODS lets every entry be
-    0 and rules out only the all-zero list. Kept blocks get a 1×1 conv + BN projection
-    shortcut wherever width or stride changes. The search space draws each entry from
-    {0, 16, 32, 64, 128, 256, 512}; this class accepts any non-negative count.
+    directly with its ``in_channels`` channels (downsampled parameter-free by an ImageNet
+    ``stem``, see ``make_stem``) — allowed, because METHODS lets every entry be 0 and rules
+    out only the all-zero list. Kept blocks get a 1×1 conv + BN projection shortcut wherever
+    width or stride changes. The search space draws each entry from {0, 16, 32, 64, 128, 256,
+    512}; this class accepts any non-negative count.
     """
 
-    def __init__(self, widths: Sequence[int], num_classes: int, in_channels: int = 3) -> None:
+    def __init__(self, widths: Sequence[int], num_classes: int, in_channels: int = 3, stem: Stem = "cifar") -> None:
         counts = layer_widths("ResNetStudent", widths, 1 + sum(STUDENT_LAYOUT))
         block_widths: list[tuple[int, ...]] = []
         start = 1
         for count in STUDENT_LAYOUT:
             block_widths.append(counts[start : start + count])
             start += count
-        super().__init__(counts[0], block_widths, (1, 2, 2, 2), num_classes, in_channels)
+        super().__init__(counts[0], block_widths, (1, 2, 2, 2), num_classes, in_channels, stem)
         self.widths = counts
