@@ -11,9 +11,11 @@ one cannot execute code.
 from __future__ import annotations
 
 import os
-import uuid
+import pickle
 from pathlib import Path
 from typing import Any
+
+from kdsweep.orchestrator.atomic import write_atomic
 
 
 def checkpoint_path(run_dir: str | os.PathLike[str], trial_id: str) -> Path:
@@ -24,28 +26,27 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Atomically replace ``path`` with ``state``."""
     import torch  # deferred: the orchestrator itself must not pay torch's import time
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, lambda fh: torch.save(state, fh))
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint holds objects other than tensors and plain data; it was not loaded."""
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The state saved at ``path``, or None if there is none."""
+    """The state saved at ``path``, or None if there is none. Raises UnsafeCheckpointError
+    naming the file when it holds anything but tensors and plain data (nothing in it runs)."""
     import torch
 
     if not path.exists():
         return None
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, i.e. running the file's code: not
+        # advice to pass on about a file that kdsweep did not write.
+        raise UnsafeCheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data, so it was not "
+            "written by kdsweep and was not loaded; delete it to train this trial from scratch"
+        ) from None
     return state

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -33,6 +34,10 @@ from kdsweep.orchestrator.space import ParamSpec
 from kdsweep.trainers.base import trainer_class, TRAINERS
 
 FROZEN_NAME = "sweep.toml"
+
+#: The most trials one sweep may propose: trial ids, records and the store are sized for
+#: this (ids t0000..t9999999); a larger value is a typo, not a plan.
+MAX_TRIALS = 10_000_000
 
 #: Fields that may differ between a run and its resumption: where and how fast trials run,
 #: and how many are wanted. Everything else defines the experiment and enters the hash.
@@ -219,9 +224,11 @@ def load_sweep(path: str | Path | None, overrides: Sequence[str] = ()) -> SweepC
     file = resolve(path) if path is not None else resolve(DEMO)
     source = str(path) if path is not None else f"{DEMO} (embedded demo)"
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigIssue(source, "(file)", str(file), f"cannot be read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(source, "(encoding)", f"byte {exc.start} ({exc.object[exc.start]:#04x})", "a UTF-8 text file (TOML)")]) from None
     return load_sweep_text(text, source, overrides)
 
 
@@ -242,7 +249,28 @@ def load_sweep_text(text: str, source: str, overrides: Sequence[str] = ()) -> Sw
             table = nxt
         table[keys[-1]] = value
         overridden.add(".".join(keys))
-    return _validate(doc, _Collector(source, overridden))
+    c = _Collector(source, overridden)
+    for field, text in _strings(doc, ""):
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+            c.add(field, text, "text that is valid Unicode (this holds bytes that are not UTF-8)")
+    if c.issues:
+        raise ConfigError(c.issues)
+    return _validate(doc, c)
+
+
+def _strings(value: Any, path: str) -> Sequence[tuple[str, str]]:
+    """Every string in a TOML document (keys too), with its dotted path."""
+    if isinstance(value, str):
+        return [(path, value)]
+    found: list[tuple[str, str]] = []
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            found += [(sub, str(k))] + list(_strings(v, sub))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _strings(v, f"{path}[{i}]")
+    return found
 
 
 def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
@@ -264,6 +292,8 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
     if searcher not in ("tpe", "random"):
         c.add("searcher", searcher, "'tpe' or 'random'")
     num_trials = _positive_int(c, doc, "num_trials", _MISSING)
+    if _is_type(num_trials, int) and num_trials > MAX_TRIALS:
+        c.add("num_trials", num_trials, f"an integer from 1 to {MAX_TRIALS}")
     seed = _scalar(c, doc, "seed", int, 0)
     n_startup = _positive_int(c, doc, "n_startup_trials", 10)
 
@@ -656,14 +686,37 @@ def to_toml(doc: Mapping[str, Any]) -> str:
 
 
 def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: UTF-8 as is (a character outside the BMP too, which JSON's
+    escapes would split into surrogates that TOML rejects), control characters escaped."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise ValueError(f"cannot write a lone surrogate ({code:#x}) to TOML: {text!r}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, str)):
-        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _toml_string(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"

@@ -17,17 +17,18 @@ records, it runs exactly those (no searcher, no ASHA), with the same retries and
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.backends import Backend, Finished
+from kdsweep.orchestrator.clock import REAL_CLOCK, Clock
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, trial_id_of, trial_index
-from kdsweep.orchestrator.schema import TERMINAL_EVENTS, Event, Stage
+from kdsweep.orchestrator.schema import TERMINAL_EVENTS, Event, Stage, row_key
 from kdsweep.orchestrator.search import Searcher
 from kdsweep.orchestrator.worker import TrialSpec, driver_row, results_store
 from kdsweep.trainers.base import trainer_class
@@ -65,6 +66,10 @@ COMPACT_EVERY = 250
 MAX_CONSECUTIVE_REJECTIONS = 200
 
 
+#: How an attempt's error (a traceback as text, from any backend) says the disk is full.
+_DISK_FULL = f"[Errno {errno.ENOSPC}]"
+
+
 class RejectedSpaceError(RuntimeError):
     """The searcher kept proposing configurations the trainer cannot train."""
 
@@ -76,7 +81,7 @@ def _in_space(cfg: SweepConfig, point: Mapping[str, Any]) -> bool:
 class Driver:
     """Runs a sweep in ``run`` on ``backend`` until its budget is spent.
 
-    ``clock`` is injectable (the simulator and tests use a virtual one); ``on_update`` is
+    ``clock`` is injectable (the simulator uses a virtual one); ``on_update`` is
     called with a :class:`Snapshot` after every change, at most every ``update_s`` seconds.
     With ``plan`` (final-stage records, from ``kdsweep retrain``) it runs those instead of
     searching; records of the plan already in the run directory resume where they stopped.
@@ -90,7 +95,7 @@ class Driver:
         *,
         plan: Sequence[TrialRecord] | None = None,
         on_update: Callable[[Snapshot], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = REAL_CLOCK,
         poll_s: float = 0.5,
     ) -> None:
         self.cfg, self.run, self.backend = cfg, run, backend
@@ -128,6 +133,10 @@ class Driver:
         """Load trial records and their last store events; replay the searcher; queue every
         trial that had not ended (its attempt resumes from its checkpoint)."""
         last: dict[str, dict[str, Any]] = {}
+        # The driver owns the run: unusable files found under results/ go to quarantine/
+        # (each was warned about once), so plain readers of the run work again.
+        self.store.refresh()
+        self.store.quarantine()
         for row in self.store.rows():
             last[row["trial_id"]] = row
         metric = self.cfg.asha.metric
@@ -139,7 +148,10 @@ class Driver:
                 v = latest.get(metric)
                 state.value = None if v is None else float(v)
             self.trials[tid] = state
-            ended = state.event in TERMINAL_EVENTS or state.event == Event.PAUSED.value
+            # A paused trial whose record says "train further" was promoted by a driver that
+            # died before the promotion's attempt reported: it resumes like any other.
+            promoted = (record.until_epoch or self.cfg.asha.max_epochs) > state.epoch
+            ended = state.event in TERMINAL_EVENTS or (state.event == Event.PAUSED.value and not promoted)
             if self.stage == Stage.SEARCH.value:  # final runs are not proposals: nothing to replay
                 self._replay(state, ended)
             if not ended:
@@ -170,7 +182,7 @@ class Driver:
     def run_sweep(self) -> Snapshot:
         """Run until every trial has ended and no promotion is possible; return the summary.
         On KeyboardInterrupt every attempt is stopped and the run stays resumable."""
-        self.started = self.clock()
+        self.started = self.clock.seconds()
         self._last_update = -math.inf
         self._ended_since_compaction = 0
         try:
@@ -269,8 +281,7 @@ class Driver:
             reason = self.check_params(params, self.cfg.settings) if self.check_params else None
             if reason is None:
                 return self._spec(record)
-            self.store.append([driver_row(self.cfg, self._spec(record), Event.REJECTED, 0, reason)])
-            state.event = Event.REJECTED.value
+            self._record_end(state, self._spec(record), Event.REJECTED, 0, reason)
             if tid not in self.unsearched:
                 self.searcher.tell(tid, None, "fail")
         raise RejectedSpaceError(
@@ -306,6 +317,10 @@ class Driver:
             if tid not in self.unsearched and self.stage == Stage.SEARCH.value:
                 self.searcher.tell(tid, out.value)
             return
+        if _DISK_FULL in (finished.error or ""):
+            # Not the trial's fault: retrying would burn its retries and record it as failed.
+            # Stop the sweep; it is resumable once there is room (the attempt is not counted).
+            raise OSError(errno.ENOSPC, "No space left on device (in a trial attempt)", str(self.run.path))
         record = dataclasses.replace(state.record, attempt=state.record.attempt + 1)
         state.record = record
         self.run.write_trial(record)
@@ -313,11 +328,22 @@ class Driver:
             self.queue.appendleft(self._spec(record))
             return
         epoch = max((int(r["epoch"]) for r in self.store.trial_rows(tid)), default=0)
-        error = (finished.error or "unknown error").strip()
-        self.store.append([driver_row(self.cfg, finished.spec, Event.FAILED, epoch, error)])
-        state.event, state.epoch = Event.FAILED.value, epoch
+        self._record_end(state, finished.spec, Event.FAILED, epoch, (finished.error or "unknown error").strip())
         if tid not in self.unsearched and self.stage == Stage.SEARCH.value:
             self.searcher.tell(tid, None, "fail")
+
+    def _record_end(self, state: TrialState, spec: TrialSpec, event: Event, epoch: int, error: str) -> None:
+        """Append the driver's terminal row for a trial (``failed``, ``rejected``; ``spec`` is
+        its last attempt) unless a terminal row of it is recorded already (a killed driver's
+        orphaned attempt may have finished it): the store keeps one terminal event per trial,
+        and so does the state."""
+        row = driver_row(self.cfg, spec, event, epoch, error, self.clock.now())
+        if self.store.append([row], key=row_key(state.record.trial_id, event.value, epoch)) is None:
+            rows = self.store.trial_rows(state.record.trial_id)
+            last = next(r for r in reversed(rows) if r["event"] in TERMINAL_EVENTS)
+            state.event, state.epoch = last["event"], int(last["epoch"])
+            return
+        state.event, state.epoch = event.value, epoch
 
     # -- progress --------------------------------------------------------------------------------
 
@@ -337,7 +363,7 @@ class Driver:
         return Snapshot(
             counts=dict(counts),
             num_trials=self.cfg.num_trials if self.stage == Stage.SEARCH.value else len(self.trials) + len(self.plan),
-            elapsed_s=self.clock() - self.started,
+            elapsed_s=self.clock.seconds() - self.started,
             best_trial=best.record.trial_id if best else None,
             best_value=best.value if best else None,
             best_params=dict(best.record.params) if best else {},
@@ -347,7 +373,7 @@ class Driver:
     def _update(self, force: bool = False) -> None:
         if self.on_update is None:
             return
-        now = self.clock()
+        now = self.clock.seconds()
         if force or now - self._last_update >= 0.25:
             self._last_update = now
             self.on_update(self.snapshot())

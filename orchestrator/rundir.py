@@ -10,11 +10,13 @@
       final/<id>.json   records of ``kdsweep retrain``'s runs (ids <source trial>.r<repeat>)
       checkpoints/      <trial_id>.pt at rung boundaries
       cache/            shared by trials of the sweep (teachers)
+      quarantine/       files moved out of results/ because no reader can use them
       .driver.lock      held (flock) by the one live driver
 
 Trial records exist so that a trial proposed by a driver that was then killed is resumed
 with the same id and parameters instead of being proposed again: "no lost and no
-duplicated trial". Every file here is written to a temporary name and renamed.
+duplicated trial". Every file here is written with ``atomic.write_atomic``. Reading a run
+(``kdsweep report``, ``status``) needs no write access: no lock is taken for it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import errno
 import fcntl
 import json
 import os
-import uuid
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +42,7 @@ from kdsweep.orchestrator.config import (
     parse_override,
     to_toml,
 )
+from kdsweep.orchestrator.atomic import write_atomic
 from kdsweep.orchestrator.schema import kdsweep_version
 
 
@@ -59,19 +62,6 @@ class TrialRecord:
     stage: str = "search"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class RunDir:
     """Paths and records of one run directory."""
 
@@ -88,20 +78,41 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], cfg: SweepConfig) -> RunDir:
-        """Make a new run directory holding the frozen config. Refuses a non-empty directory."""
+        """Make a new run directory holding the frozen config. Refuses a non-empty directory
+        and a path that cannot be a directory or cannot be written (ConfigError naming
+        ``--out``); on any failure, nothing it created is left behind."""
         run = cls(path)
-        if run.path.exists() and any(run.path.iterdir()):
+        if run.path.exists() and not run.path.is_dir():
+            raise ConfigError([ConfigIssue("--out", "(run directory)", str(run.path), "a directory to create; this path is an existing file")])
+        if run.path.is_dir() and any(run.path.iterdir()):
             raise ConfigError([ConfigIssue("--out", "(run directory)", str(run.path), "an empty or new directory (use --resume to continue a run)")])
-        for d in (run.path, run.results, run.trials, run.checkpoints, run.cache):
-            d.mkdir(parents=True, exist_ok=True)
-        write_atomic(run.frozen, to_toml(cfg.document).encode())
-        meta = {
-            "config_hash": cfg.config_hash,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "kdsweep_version": kdsweep_version(),
-            "source": cfg.source,
-        }
-        write_atomic(run.meta, json.dumps(meta, indent=2).encode())
+        # The outermost directory this call creates: removed again if anything fails.
+        created = run.path
+        while not created.parent.exists() and created.parent != created:
+            created = created.parent
+        fresh = not created.exists()
+        try:
+            for d in (run.path, run.results, run.trials, run.checkpoints, run.cache):
+                d.mkdir(parents=True, exist_ok=True)
+            write_atomic(run.frozen, to_toml(cfg.document).encode())
+            meta = {
+                "config_hash": cfg.config_hash,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "kdsweep_version": kdsweep_version(),
+                "source": cfg.source,
+            }
+            write_atomic(run.meta, json.dumps(meta, indent=2).encode())
+        except OSError as exc:
+            if fresh:
+                shutil.rmtree(created, ignore_errors=True)
+            else:
+                for d in (run.results, run.trials, run.checkpoints, run.cache):
+                    shutil.rmtree(d, ignore_errors=True)
+                for f in (run.frozen, run.meta):
+                    f.unlink(missing_ok=True)
+            blocked = next((str(p) for p in [run.path, *run.path.parents] if p.exists() and not p.is_dir()), None)
+            why = f"a path under a directory; {blocked} is a file" if blocked else f"a directory this user can create and write ({exc.strerror})"
+            raise ConfigError([ConfigIssue("--out", "(run directory)", str(run.path), why)]) from None
         return run
 
     def is_run(self) -> bool:
@@ -122,8 +133,11 @@ class RunDir:
                 issues.append(ConfigIssue("--set", ".".join(keys), item, f"only {', '.join(RESUMABLE_FIELDS)} can change on resume; start a new run to change the experiment"))
         if issues:
             raise ConfigError(issues)
-        cfg = load_sweep_text(self.frozen.read_text(), str(self.frozen), overrides)
-        expected = json.loads(self.meta.read_text())["config_hash"]
+        cfg = load_sweep_text(_read_text(self.frozen), str(self.frozen), overrides)
+        try:
+            expected = json.loads(_read_text(self.meta))["config_hash"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError([ConfigIssue(str(self.meta), "config_hash", "(unreadable)", "a run.json written by 'kdsweep launch'; restore it from a copy of the run")]) from None
         if cfg.config_hash != expected:
             raise ConfigError([ConfigIssue(str(self.frozen), "(content)", cfg.config_hash, f"unchanged since the run began (hash {expected}); start a new run instead of editing it")])
         return cfg
@@ -144,7 +158,11 @@ class RunDir:
         folder = self._records(stage)
         if folder.is_dir():
             for p in folder.glob("*.json"):
-                records.append(TrialRecord(**json.loads(p.read_text())))
+                try:
+                    records.append(TrialRecord(**json.loads(_read_text(p))))
+                except (ValueError, TypeError) as exc:
+                    allowed = "a trial record written by kdsweep; restore it from a copy of the run, or move it away to drop that trial's record (its results stay)"
+                    raise ConfigError([ConfigIssue(str(p), "(content)", f"{type(exc).__name__}: {exc}", allowed)]) from None
         records.sort(key=lambda r: trial_order(r.trial_id))
         return {r.trial_id: r for r in records}
 
@@ -170,17 +188,30 @@ class RunDir:
         return fh
 
     def driver_holder(self) -> str | None:
-        """Who holds the driver lock, or None when no driver is running."""
-        if not self.lock.exists():
+        """Who holds the driver lock, or None when no driver is running. Needs only read
+        access: it tries a shared lock on a read-only handle, which a driver's exclusive
+        lock refuses; a lock file this user cannot read says nothing, and counts as none."""
+        try:
+            fh = open(self.lock)
+        except OSError:
             return None
-        with open(self.lock, "a+") as fh:
+        with fh:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                fh.seek(0)
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    return None
                 return fh.read().strip() or "unknown"
             fcntl.flock(fh, fcntl.LOCK_UN)
             return None
+
+
+def _read_text(path: Path) -> str:
+    """A run file's text; ConfigError naming it when it is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(str(path), "(encoding)", f"byte {exc.start}", "UTF-8 text")]) from None
 
 
 def trial_id_of(index: int) -> str:

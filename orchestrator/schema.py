@@ -38,6 +38,15 @@ class Event(str, enum.Enum):
 TERMINAL_EVENTS = frozenset({Event.COMPLETED.value, Event.STOPPED.value, Event.FAILED.value, Event.REJECTED.value})
 
 
+def row_key(trial_id: str, event: str, epoch: int) -> str:
+    """The identity of a row, recorded at most once per run (``Store.append(key=...)``): one
+    report and one pause per epoch of a trial, and one terminal event per trial, whichever
+    process writes it (a retried attempt, a killed driver's orphan, the driver itself)."""
+    if event in TERMINAL_EVENTS:
+        return f"{trial_id}/end"
+    return f"{trial_id}/{event}-e{epoch}"
+
+
 class Stage(str, enum.Enum):
     """Which part of a run a row belongs to: the sweep, or ``kdsweep retrain``'s final runs."""
 

@@ -4,13 +4,28 @@ The store is the single source of truth of a sweep. Workers on many hosts append
 concurrently, one small immutable fragment per :meth:`Store.append`; readers (ASHA decisions
 in workers, the driver, reports) read incrementally. No file is ever modified in place:
 
-* a fragment is written to a temporary name starting with ``"."`` (pyarrow datasets, pandas
+* a fragment is written to a hidden name (``"."`` + its final name; pyarrow datasets, pandas
   and this store ignore such names, so nobody sees a partial file), fsynced, renamed to
   ``part-<time_ns>-<host>-<pid>-<uuid>.parquet`` and the directory is fsynced;
+* an append with a ``key`` (every row the engine writes has one: ``<trial>/report-e<epoch>``,
+  ``<trial>/end`` for the one terminal event, ...) first *claims* the key: a symbolic link
+  ``results/.keys/<key>`` whose target is the fragment's final name, created between writing
+  and renaming. Creating a link is atomic and exclusive on every POSIX file system, NFS
+  included, so of two writers of the same key exactly one wins; the other learns that the
+  row is recorded (and publishes the winner's fragment itself if the winner died between
+  claiming and renaming), so a row can never appear twice, by construction and whatever the
+  timing — a killed driver's orphaned worker racing its replacement included;
 * :meth:`Store.compact` merges every readable fragment into one
-  ``compact-<time_ns>-<uuid>.parquet`` whose key-value metadata ``kdsweep.sources`` lists the
-  merged names, publishes it the same way, then deletes the merged fragments. A reader that
-  meets a compacted file drops the fragments it lists, so it never counts a row twice.
+  ``compact-<time_ns>-<uuid>.parquet`` whose key-value metadata ``kdsweep.sources`` maps each
+  merged name to its row count, publishes it the same way, then deletes the merged
+  fragments. A reader trusts a compacted file only when those counts add up to its rows and
+  every listed source still on disk has exactly its listed count; then it drops the listed
+  fragments, so it never counts a row twice. An untrusted compacted file hides nothing and
+  lets nothing be deleted.
+* a file that is not a fragment of this run (corrupt, foreign, an untrusted compacted file)
+  is skipped with one :class:`StoreWarning`; :meth:`Store.quarantine` (run by ``compact`` and
+  by the driver at start) moves such files to ``RUN_DIR/quarantine/`` with a ``.reason``
+  file, so plain readers work on ``results/`` again.
 
 Plain ``pyarrow.dataset.dataset(RUN_DIR / "results")`` reads the whole run as long as no
 foreign file was dropped there and no compaction is half-way (between publishing the
@@ -22,11 +37,9 @@ A :class:`Store` instance is not thread-safe; use one per thread (they share not
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import functools
 import json
-import logging
 import os
 import re
 import socket
@@ -40,6 +53,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kdsweep.orchestrator.atomic import fsync_dir, write_temp
 from kdsweep.orchestrator.schema import (
     LEADING_FIELDS,
     REQUIRED_COLUMNS,
@@ -49,10 +63,16 @@ from kdsweep.orchestrator.schema import (
 
 __all__ = ["SOURCES_KEY", "Store", "StoreWarning", "read_run"]
 
-logger = logging.getLogger("kdsweep.store")
-
-#: Parquet key-value metadata of a compacted file: JSON list of the fragment names it merged.
+#: Parquet key-value metadata of a compacted file: JSON object, merged fragment name -> its
+#: row count. (Files of kdsweep 0.1 hold a JSON list of names, without counts.)
 SOURCES_KEY = b"kdsweep.sources"
+
+#: Directory under ``results/`` holding one claim (a symbolic link) per keyed row.
+KEYS_DIR = ".keys"
+#: Where unusable files of ``results/`` are moved, under the run directory.
+QUARANTINE_DIR = "quarantine"
+# A key is one or two path components of safe characters ("t0001/report-e3"), never "..".
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 
 _RESULTS = "results"
 _SUFFIX = ".parquet"
@@ -68,7 +88,8 @@ class StoreWarning(UserWarning):
 
 
 class _Unusable(Exception):
-    """Why a file under ``results/`` cannot be read as a fragment of this store."""
+    """Why a file under ``results/`` cannot be read as a fragment of this store (it is
+    quarantined by :meth:`Store.quarantine`; a passing I/O error is not an _Unusable)."""
 
 
 class _RungView:
@@ -117,6 +138,8 @@ class Store:
         # Names a compacted file has merged: never read again, even if still on disk.
         self._superseded: set[str] = set()
         self._skipped: dict[str, str] = {}
+        # Skipped names that are unusable for good (quarantine moves them), not just unread.
+        self._unusable: set[str] = set()
         # Without a store schema, table() uses the union of the fragments' schemas.
         self._unified: pa.Schema | None = None
         # rung -> (order key, row) of every row at that rung, in arrival order.
@@ -138,27 +161,72 @@ class Store:
 
     # ------------------------------------------------------------------ writing
 
-    def append(self, rows: Sequence[Mapping[str, Any]]) -> Path:
+    def append(self, rows: Sequence[Mapping[str, Any]], key: str | None = None) -> Path | None:
         """Write ``rows`` as one new fragment and return its final path.
 
-        Every row gets exactly the store schema: absent columns are null. Raises
-        ValueError for an empty ``rows``, a key that is not a column (naming it and the valid
-        columns), a missing or null value of a non-nullable column, or a value that does not
-        convert to its column's type; RuntimeError when the store has no schema. Once this
-        returns, the fragment is durable (file and directory fsynced) and visible to readers
-        in full; before, it is invisible. The rows are in this instance's cache already.
+        With ``key``, the rows are recorded at most once per key in the run's lifetime (see
+        the module docstring): when the key was already claimed by another writer this
+        returns None and writes nothing (having published that writer's fragment if it had
+        died before doing so). Every row gets exactly the store schema: absent columns are
+        null. Raises ValueError for an empty ``rows``, a malformed ``key``, a key that is not
+        a column (naming it and the valid columns), a missing or null value of a
+        non-nullable column, or a value that does not convert to its column's type;
+        RuntimeError when the store has no schema; OSError from the file system (a full
+        disk: nothing is recorded and the key stays free). Once this returns a path, the
+        fragment is durable and visible to readers in full; before, it is invisible. The
+        rows are in this instance's cache already.
         """
         if self.schema is None:
             raise RuntimeError("this Store was opened without a schema and can only read")
+        if key is not None and not _KEY.fullmatch(key):
+            raise ValueError(f"malformed row key {key!r}: one or two '/'-separated parts of letters, digits, '.', '_', '-', each starting with a letter or digit")
         table = self._build_table(self.schema, rows)
         self.results_dir.mkdir(parents=True, exist_ok=True)
+        name = f"part-{time.time_ns():020d}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
         # For a fragment of a few rows, dictionaries (about half the write time) and column
         # statistics (no row group to skip) only cost time; compacted files keep both.
-        tmp = self._write_temp(table, use_dictionary=False, write_statistics=False)
-        # The name is taken after the (slow) write so that names sort by publication time.
-        stem = f"part-{time.time_ns():020d}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        path = self._publish(tmp, stem)
+        pending = self._pending(name)
+        write_temp(pending, _parquet_bytes(table, use_dictionary=False, write_statistics=False))
+        if key is not None and not self._claim(key, name):
+            pending.unlink(missing_ok=True)
+            return None
+        path = self._publish(name)
         self._add_fragment(path.name, table.to_pylist())
+        return path
+
+    def _pending(self, name: str) -> Path:
+        """Where fragment ``name`` is written before it is published (hidden from readers)."""
+        return self.results_dir / ("." + name)
+
+    def _claim(self, key: str, name: str) -> bool:
+        """Claim ``key`` for fragment ``name`` (whose pending file is complete); False when
+        another fragment holds it, after publishing that one if its writer died unpublished."""
+        claim = self.results_dir / KEYS_DIR / key
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Relative to the link, so the link points at the fragment while it exists.
+            os.symlink(os.path.relpath(self.results_dir / name, claim.parent), claim)
+        except FileExistsError:
+            holder = os.path.basename(os.readlink(claim))
+            if holder == name:  # an NFS retransmission of our own symlink call
+                return True
+            self._publish(holder)
+            return False
+        # Durable before the rows become visible: a claim lost to a power cut after its rows
+        # were published would let a second copy in.
+        fsync_dir(claim.parent)
+        return True
+
+    def _publish(self, name: str) -> Path:
+        """Rename fragment ``name``'s pending file to ``name`` and make the rename durable.
+        A pending file already gone was published by another process (a writer racing the
+        recovery of its claim): publishing is idempotent."""
+        path = self.results_dir / name
+        try:
+            os.rename(self._pending(name), path)
+        except FileNotFoundError:
+            pass
+        fsync_dir(self.results_dir)
         return path
 
     @staticmethod
@@ -186,33 +254,6 @@ class Store:
                 except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as column_exc:
                     raise ValueError(f"column {field.name!r} ({field.type}): {column_exc}") from exc
             raise ValueError(f"rows do not convert to the store schema: {exc}") from exc
-
-    def _write_temp(self, table: pa.Table, **options: Any) -> Path:
-        """Serialise ``table`` (``options`` go to ``pq.write_table``) to a fsynced temporary
-        file in ``results/`` and return it."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, **options)
-        tmp = self.results_dir / f".tmp-{_host()}-{os.getpid()}-{uuid.uuid4().hex}{_SUFFIX}"
-        try:
-            with open(tmp, "xb") as fh:
-                fh.write(sink.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return tmp
-
-    def _publish(self, tmp: Path, stem: str) -> Path:
-        """Rename the temporary file to ``stem + ".parquet"`` and make the rename durable."""
-        path = self.results_dir / (stem + _SUFFIX)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.results_dir)
-        return path
 
     # ------------------------------------------------------------------ reading
 
@@ -306,21 +347,24 @@ class Store:
                 continue  # temporary or hidden (never a fragment), or just superseded
             entry = listed[name]
             if not entry.is_file():
-                self._skip(name, "not a regular file")
+                self._skip(name, "not a regular file", quarantine=True)
                 continue
             try:
                 table = self._read_fragment(Path(entry.path))
             except FileNotFoundError:
                 vanished = True
                 continue
-            except (OSError, pa.ArrowException) as exc:
-                self._skip(name, f"not a readable Parquet file ({type(exc).__name__}: {exc})")
+            except OSError as exc:  # a passing I/O error: skipped now, never quarantined
+                self._skip(name, f"cannot be read ({exc})", quarantine=False)
+                continue
+            except pa.ArrowException as exc:
+                self._skip(name, f"not a readable Parquet file ({type(exc).__name__}: {exc})", quarantine=True)
                 continue
             try:
-                sources = _sources(table.schema)
+                sources = self._trusted_sources(table, listed)
                 table = self._conform(table)
             except _Unusable as exc:
-                self._skip(name, str(exc))
+                self._skip(name, str(exc), quarantine=True)
                 continue
             if sources is not None:
                 compacted = True
@@ -373,12 +417,69 @@ class Store:
                 raise _Unusable(f"schema conflicts with the fragments read before: {exc}") from exc
         return table
 
-    def _skip(self, name: str, reason: str) -> None:
+    def _skip(self, name: str, reason: str, *, quarantine: bool) -> None:
         self._skipped[name] = reason
+        if quarantine:
+            self._unusable.add(name)
         message = f"kdsweep store: skipping {self.results_dir / name}: {reason}"
-        # Logged first: under a warnings filter of "error" the warning raises.
-        logger.warning("%s", message)
-        warnings.warn(message, StoreWarning, stacklevel=2)
+        if quarantine:
+            message += " ('kdsweep compact RUN_DIR' or the next launch moves it to quarantine/)"
+        warnings.warn(message, StoreWarning, stacklevel=3)
+
+    def _trusted_sources(self, table: pa.Table, listed: Mapping[str, os.DirEntry[str]]) -> list[str] | None:
+        """The fragment names a compacted ``table`` supersedes (None for a plain fragment),
+        or _Unusable when its recorded row counts do not match its rows, or a listed source
+        still on disk: such a file must neither hide fragments nor let them be deleted."""
+        raw = (table.schema.metadata or {}).get(SOURCES_KEY)
+        if raw is None:
+            return None
+        try:
+            sources = json.loads(raw)
+        except ValueError as exc:
+            raise _Unusable(f"malformed {SOURCES_KEY.decode()} metadata: {exc}") from exc
+        if isinstance(sources, list) and all(isinstance(x, str) for x in sources):
+            # kdsweep 0.1's format has no counts: trusted only while it hides nothing on disk.
+            present = sorted(set(sources) & listed.keys())
+            if present:
+                raise _Unusable(f"compacted file without row counts lists fragments still present: {present[:3]}")
+            return sources
+        if not isinstance(sources, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in sources.items()):
+            raise _Unusable(f"malformed {SOURCES_KEY.decode()} metadata: not a map of names to row counts")
+        if sum(sources.values()) != table.num_rows:
+            raise _Unusable(f"its sources' row counts add up to {sum(sources.values())}, but it holds {table.num_rows} rows")
+        for source in sorted(set(sources) & listed.keys()):
+            try:
+                rows = pq.read_metadata(listed[source].path).num_rows
+            except FileNotFoundError:
+                continue  # deleted by the compaction that wrote this file: as recorded
+            except (OSError, pa.ArrowException) as exc:
+                raise _Unusable(f"lists {source}, which cannot be read to check its row count ({exc})") from exc
+            if rows != sources[source]:
+                raise _Unusable(f"lists {source} with {sources[source]} rows, but that file holds {rows}")
+        return list(sources)
+
+    def quarantine(self) -> list[tuple[Path, str]]:
+        """Move every unusable file found so far (corrupt, foreign, untrusted compacted) from
+        ``results/`` to ``RUN_DIR/quarantine/``, each beside a ``<name>.reason`` text; return
+        the new paths with their reasons. Files skipped for a passing I/O error stay. Needs
+        write access to the run; call it where one writer owns the run (the driver at start,
+        ``compact`` under its lock)."""
+        moved = []
+        target = self.run_dir / QUARANTINE_DIR
+        for name in sorted(self._unusable):
+            reason = self._skipped[name]
+            target.mkdir(exist_ok=True)
+            dest = target / name
+            (target / f"{name}.reason").write_text(reason + "\n")
+            try:
+                os.replace(self.results_dir / name, dest)
+            except FileNotFoundError:
+                continue
+            moved.append((dest, reason))
+        if moved:
+            fsync_dir(self.results_dir)
+        self._unusable.clear()
+        return moved
 
     def _add_fragment(self, name: str, rows: list[dict[str, Any]]) -> None:
         self._fragments[name] = rows
@@ -418,11 +519,14 @@ class Store:
         """Merge every readable fragment into one compacted file; return (fragments, rows).
 
         The compacted file has the same schema and the rows in the same order, so
-        :meth:`table` is unchanged; its metadata ``kdsweep.sources`` lists the merged names
-        (plus leftovers a crashed compaction had merged already). Published like a fragment,
-        then the merged fragments are deleted. Skipped (corrupt or foreign) files stay in
-        place, untouched. With fewer than two readable fragments there is nothing to merge
-        and it returns (0, 0). Compactions of one directory are serialised by a lock file.
+        :meth:`table` is unchanged; its metadata ``kdsweep.sources`` maps each merged name to
+        its row count. Leftover sources of an earlier compaction that crashed before deleting
+        them are deleted first (their rows are in a trusted compacted file already). The new
+        file is published like a fragment, then the merged fragments are deleted. Unusable
+        files are moved to ``quarantine/`` (:meth:`quarantine`). With fewer than two readable
+        fragments there is nothing to merge and it returns (0, 0). Compactions of one
+        directory are serialised by a lock file. Raises PermissionError or OSError (EROFS)
+        on a run this process cannot write.
         """
         if not self.results_dir.is_dir():
             return (0, 0)
@@ -431,23 +535,30 @@ class Store:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             # Under the lock no one else deletes, so this listing is what gets merged.
             self.refresh()
+            self.quarantine()
+            leftovers = [n for n in sorted(self._superseded) if (self.results_dir / n).exists()]
+            for name in leftovers:
+                (self.results_dir / name).unlink(missing_ok=True)
             names = sorted(self._fragments)
             if len(names) < 2:
+                if leftovers:
+                    fsync_dir(self.results_dir)
                 return (0, 0)
             rows = [row for name in names for row in self._fragments[name]]
-            sources = names + sorted(self._superseded)
+            sources = {name: len(self._fragments[name]) for name in names}
             schema = self._table_schema()
             metadata = {**(schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()}
             table = pa.Table.from_pylist(rows, schema=schema.with_metadata(metadata))
-            stem = f"compact-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
-            path = self._publish(self._write_temp(table), stem)
-            for source in sources:
+            name = f"compact-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+            write_temp(self._pending(name), _parquet_bytes(table))
+            path = self._publish(name)
+            for source in names:
                 (self.results_dir / source).unlink(missing_ok=True)
-            _fsync_dir(self.results_dir)
+            fsync_dir(self.results_dir)
             # The new file holds exactly the cached rows: adopt it without reading it back.
-            for name in names:
-                self._drop(name)
-            self._superseded.update(sources)
+            for source in names:
+                self._drop(source)
+            self._superseded.update(names)
             self._add_fragment(path.name, rows)
             return (len(names), len(rows))
         finally:
@@ -457,20 +568,6 @@ class Store:
 def read_run(run_dir: str | os.PathLike[str]) -> pa.Table:
     """Every row of a run, for reports: ``Store(run_dir).table()``."""
     return Store(run_dir).table()
-
-
-def _sources(schema: pa.Schema) -> list[str] | None:
-    """The names a compacted file merged (its ``kdsweep.sources``), or None for a fragment."""
-    raw = (schema.metadata or {}).get(SOURCES_KEY)
-    if raw is None:
-        return None
-    try:
-        sources = json.loads(raw)
-    except ValueError as exc:
-        raise _Unusable(f"malformed {SOURCES_KEY.decode()} metadata: {exc}") from exc
-    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-        raise _Unusable(f"malformed {SOURCES_KEY.decode()} metadata: not a list of names")
-    return sources
 
 
 def _cast_to_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -515,15 +612,8 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "unknown"
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make renames and deletions in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        # Some network file systems cannot fsync a directory; there the rename is as
-        # durable as the file system makes it.
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
+def _parquet_bytes(table: pa.Table, **options: Any) -> bytes:
+    """``table`` serialised as Parquet (``options`` go to ``pq.write_table``)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **options)
+    return sink.getvalue().to_pybytes()

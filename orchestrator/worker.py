@@ -19,23 +19,25 @@ import hashlib
 import math
 import os
 import socket
-import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from kdsweep.orchestrator.clock import REAL_CLOCK, Clock
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.rundir import RunDir
 from kdsweep.orchestrator.schema import (
     NOT_AT_RUNG,
     PARAM_PREFIX,
     SCHEMA_VERSION,
+    TERMINAL_EVENTS,
     Event,
     Stage,
     kdsweep_version,
     results_schema,
+    row_key,
 )
 from kdsweep.orchestrator.store import Store
 from kdsweep.trainers.base import TrialContext, trainer_class
@@ -114,13 +116,28 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     """Run one attempt of a trial to its end (completed / stopped / paused) and return how it
     ended. Exceptions from the trainer propagate: the backend reports them to the driver,
     which retries from the last checkpoint or records the failure."""
+    steps = attempt_steps(spec)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            outcome: TrialOutcome = end.value
+            return outcome
+
+
+def attempt_steps(spec: TrialSpec, clock: Clock = REAL_CLOCK) -> Generator[int, None, TrialOutcome]:
+    """One attempt as a generator: each ``next`` trains one epoch and yields its number
+    (after first recording what the previous epoch's end produced: evaluation, report, ASHA
+    decision); the generator returns the outcome. :func:`run_trial` runs it straight through;
+    the simulator interleaves many, advancing a virtual ``clock`` by each epoch's duration
+    between two steps."""
     cfg, store, ladder = _run_context(spec.run_dir)
-    return _Attempt(cfg, store, ladder, spec).run()
+    return _Attempt(cfg, store, ladder, spec, clock).steps()
 
 
 class _Attempt:
-    def __init__(self, cfg: SweepConfig, store: Store, ladder: tuple[int, ...], spec: TrialSpec) -> None:
-        self.cfg, self.store, self.ladder, self.spec = cfg, store, ladder, spec
+    def __init__(self, cfg: SweepConfig, store: Store, ladder: tuple[int, ...], spec: TrialSpec, clock: Clock) -> None:
+        self.cfg, self.store, self.ladder, self.spec, self.clock = cfg, store, ladder, spec, clock
         self.device = trial_device(cfg)
         self.final = spec.stage == Stage.FINAL.value
         if self.final and spec.until_epoch is None:
@@ -144,10 +161,10 @@ class _Attempt:
         self.host = socket.gethostname()
         self.node = os.environ.get(NODE_ENV)
         self.wall_before = 0.0  # training seconds of earlier attempts, from the checkpoint
-        self.started = time.perf_counter()
+        self.started = clock.seconds()
         self.metrics: dict[str, float] = {}
 
-    def run(self) -> TrialOutcome:
+    def steps(self) -> Generator[int, None, TrialOutcome]:
         a = self.cfg.asha
         until = self.spec.until_epoch or a.max_epochs
         start = self._restore()
@@ -167,6 +184,7 @@ class _Attempt:
                 return stopped
         for epoch in range(start + 1, until + 1):
             self.metrics = dict(self.trainer.train_epoch(epoch))
+            yield epoch
             rung = self._rung(epoch)
             if rung == NOT_AT_RUNG and epoch != until and epoch % a.eval_every_epochs:
                 continue
@@ -203,8 +221,12 @@ class _Attempt:
 
     def _report(self, epoch: int, rung: int) -> TrialOutcome | None:
         """Append the report row; in the stop variant, apply ASHA at a rung. Returns the
-        outcome when the trial is stopped."""
-        self._append(Event.REPORT, epoch, rung)
+        outcome when the trial is stopped, or has ended in another process's hands.
+
+        A report that another process recorded first (an attempt of a driver that was killed
+        without its workers) is not written again; that process took the rung decision."""
+        if not self._append(Event.REPORT, epoch, rung):
+            return self._recorded_end()
         if self._should_stop(epoch, rung):
             return self._finish(Event.STOPPED, epoch, rung)
         return None
@@ -226,14 +248,32 @@ class _Attempt:
         save_checkpoint(self.ckpt, state)
 
     def _wall(self) -> float:
-        return self.wall_before + (time.perf_counter() - self.started)
+        return self.wall_before + (self.clock.seconds() - self.started)
 
-    def _append(self, event: Event, epoch: int, rung: int) -> None:
-        self.store.append([self._row(event, epoch, rung)])
+    def _append(self, event: Event, epoch: int, rung: int) -> bool:
+        """Record one row; False when that row (same trial, event, epoch) was recorded by
+        another process already (see ``row_key``)."""
+        key = row_key(self.spec.trial_id, event.value, epoch)
+        return self.store.append([self._row(event, epoch, rung)], key=key) is not None
+
+    def _recorded_end(self) -> TrialOutcome | None:
+        """How the trial ended according to the store (a terminal or pause row at or after
+        this attempt's target), or None while it has not ended."""
+        until = self.spec.until_epoch or self.cfg.asha.max_epochs
+        for row in reversed(self.store.trial_rows(self.spec.trial_id)):
+            ended = row["event"] in TERMINAL_EVENTS or (row["event"] == Event.PAUSED.value and int(row["epoch"]) >= until)
+            if ended:
+                value = row.get(self.cfg.asha.metric)
+                wall = row.get("wall_s")
+                return TrialOutcome(
+                    self.spec.trial_id, row["event"], int(row["epoch"]),
+                    math.nan if value is None else float(value), self._wall() if wall is None else float(wall),
+                )  # fmt: skip
+        return None
 
     def _row(self, event: Event, epoch: int, rung: int) -> dict[str, Any]:
         return {
-            **base_row(self.cfg, self.spec, event, epoch, rung),
+            **base_row(self.cfg, self.spec, event, epoch, rung, self.clock.now()),
             **{k: float(v) for k, v in self.metrics.items()},
             "wall_s": self._wall(),
             "host": self.host,
@@ -242,15 +282,20 @@ class _Attempt:
         }
 
     def _finish(self, event: Event, epoch: int, rung: int) -> TrialOutcome:
-        self._append(event, epoch, rung)
+        if not self._append(event, epoch, rung):
+            # Another process ended this trial first: its row is the outcome.
+            recorded = self._recorded_end()
+            if recorded is not None:
+                return recorded
         if event is Event.STOPPED:
             # A stopped trial never trains again: its checkpoint is only disk space.
             self.ckpt.unlink(missing_ok=True)
         return TrialOutcome(self.spec.trial_id, event.value, epoch, self._value(), self._wall())
 
 
-def base_row(cfg: SweepConfig, spec: TrialSpec, event: Event, epoch: int, rung: int) -> dict[str, Any]:
-    """The columns every row of a trial carries (identity, parameters, provenance)."""
+def base_row(cfg: SweepConfig, spec: TrialSpec, event: Event, epoch: int, rung: int, at: dt.datetime) -> dict[str, Any]:
+    """The columns every row of a trial carries (identity, parameters, provenance); ``at``
+    is the row's ``reported_at``."""
     return {
         "sweep": cfg.name,
         "trial_id": spec.trial_id,
@@ -261,17 +306,17 @@ def base_row(cfg: SweepConfig, spec: TrialSpec, event: Event, epoch: int, rung: 
         "origin": spec.origin,
         "stage": spec.stage,
         **{PARAM_PREFIX + k: v for k, v in spec.params.items()},
-        "reported_at": dt.datetime.now(dt.timezone.utc),
+        "reported_at": at,
         "schema_version": SCHEMA_VERSION,
         "kdsweep_version": kdsweep_version(),
         "config_hash": cfg.config_hash,
     }
 
 
-def driver_row(cfg: SweepConfig, spec: TrialSpec, event: Event, epoch: int, error: str) -> dict[str, Any]:
+def driver_row(cfg: SweepConfig, spec: TrialSpec, event: Event, epoch: int, error: str, at: dt.datetime) -> dict[str, Any]:
     """A row the driver itself appends: ``failed`` when a trial has used up its retries,
     ``rejected`` when the trainer refused a proposal; ``error`` says why."""
-    return {**base_row(cfg, spec, event, epoch, NOT_AT_RUNG), "error": error, "host": socket.gethostname()}
+    return {**base_row(cfg, spec, event, epoch, NOT_AT_RUNG, at), "error": error, "host": socket.gethostname()}
 
 
 def results_store(run_dir: str | os.PathLike[str]) -> Store:

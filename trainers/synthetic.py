@@ -7,10 +7,12 @@ of workers — on a laptop. The curve of a configuration is
     acc(e) = a_inf − (a_inf − 0.1) · exp(−e / tau) + noise(seed, e)
 
 where ``a_inf`` peaks near lr = 0.05, momentum = 0.9 and grows with width, and ``tau``
-shrinks as lr grows: fast starters are not always the best finishers, which is what makes
-early stopping a real decision. ``noise`` is a Gaussian drawn from a generator seeded by
-(trial seed, epoch), so a curve is a pure function of (params, seed, epoch): resuming from a
-checkpoint reproduces exactly what an uninterrupted run reports.
+shrinks as lr grows (``decoy``, any value, changes nothing: the known null against which
+the report's parameter importances are tested). Fast starters are not always the best
+finishers, which is what makes early stopping a real decision. ``noise`` is a Gaussian
+drawn from a generator seeded by (trial seed, epoch), so a curve is a pure function of
+(params, seed, epoch): resuming from a checkpoint reproduces exactly what an uninterrupted
+run reports.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ class InjectedCrash(RuntimeError):
 class SyntheticSettings:
     #: Seconds slept per epoch, standing in for training time.
     sleep_s: float = 0.0
+    #: ``kdsweep simulate`` only: the median virtual seconds one epoch takes.
+    epoch_s: float = 60.0
+    #: ``kdsweep simulate`` only: the log-normal spread (σ) of a trial's epoch time around
+    #: ``epoch_s``, drawn once per trial from its seed, so that trials of different sizes
+    #: overlap as they do on a cluster. 0: every epoch takes ``epoch_s``.
+    epoch_s_spread: float = 0.5
     #: Standard deviation of the per-epoch Gaussian noise on accuracy.
     noise_std: float = 0.01
     #: Crash while training this epoch (0: never), to test retries and fault handling.
@@ -48,7 +56,8 @@ class SyntheticSettings:
 
 
 class SyntheticTrainer:
-    """Closed-form learning curves over ``lr``, ``momentum`` and ``width`` (all optional)."""
+    """Closed-form learning curves over ``lr``, ``momentum`` and ``width`` (all optional); any
+    other parameter, such as ``decoy`` in ``synthetic.toml``, is accepted and has no effect."""
 
     Settings: ClassVar[type] = SyntheticSettings
     Data: ClassVar[type | None] = None
@@ -69,6 +78,20 @@ class SyntheticTrainer:
     @classmethod
     def metric_names(cls, settings: Any) -> Sequence[str]:
         return ("train_loss", "val_acc", "val_loss", "test_acc", "test_loss")
+
+    @classmethod
+    def validate(cls, settings: SyntheticSettings, data: None, space: Sequence[Any], objective: None) -> list[tuple[str, object, str]]:
+        """Ranges of the settings (the config loader reports each with its field)."""
+        issues: list[tuple[str, object, str]] = []
+        for name in ("sleep_s", "noise_std", "epoch_s_spread"):
+            if getattr(settings, name) < 0:
+                issues.append((f"settings.{name}", getattr(settings, name), "a number >= 0"))
+        if settings.epoch_s <= 0:
+            issues.append(("settings.epoch_s", settings.epoch_s, "a number > 0 (virtual seconds)"))
+        for name in ("crash_at_epoch", "crash_attempts"):
+            if getattr(settings, name) < 0:
+                issues.append((f"settings.{name}", getattr(settings, name), "an integer >= 0"))
+        return issues
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any], settings: SyntheticSettings) -> str | None:

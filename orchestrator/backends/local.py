@@ -3,16 +3,22 @@
 One process per slot runs attempt after attempt (no process per trial, let alone per
 report): imports, the frozen config and the store's read cache are paid for once. A worker
 that dies (segfault, OOM kill, ``os._exit``) is noticed through its process sentinel, its
-attempt is reported as failed with the exit code, and the slot gets a fresh process. Workers
-die with the driver (``PR_SET_PDEATHSIG``), so a killed driver leaves no orphan writing to
-the store while a resumed driver re-runs the same trial.
+attempt is reported as failed with the exit code, and the slot gets a fresh process.
+
+Workers die with the driver, however it ends (SIGKILL included): each holds the read end of
+a pipe whose only write end lives in the driver, and a watchdog thread that sees it close
+kills its process at once. (A parent-death signal would not do: workers are children of the
+forkserver, not of the driver.) Should a worker outlive its driver all the same, the store
+records each of its rows at most once (``Store.append(key=...)``), so a resumed driver racing
+it repeats nothing.
 """
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing as mp
+import os
 import signal
+import threading
 import time
 import traceback
 from multiprocessing.connection import Connection, wait
@@ -22,20 +28,24 @@ from typing import Any
 from kdsweep.orchestrator.backends import Finished
 from kdsweep.orchestrator.worker import TrialSpec, run_trial
 
-_PR_SET_PDEATHSIG = 1
+def _die_with_driver(alive: Connection) -> None:
+    """Kill this process as soon as the driver's end of ``alive`` closes (the driver ended,
+    or closed this slot). SIGKILL, not an exception: the trial's main thread may be deep in
+    a C call and must not get to append another row."""
+
+    def watch() -> None:
+        try:
+            alive.recv()  # the driver never sends: this returns only by raising at EOF
+        except (EOFError, OSError):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="kdsweep-driver-watchdog", daemon=True).start()
 
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:  # not Linux: orphans are then only stopped by the lock-and-resume logic
-        pass
-
-
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, alive: Connection) -> None:
     """Worker process main loop: receive a spec, run it, send back the outcome or the error."""
-    _die_with_parent()
+    _die_with_driver(alive)
     # Ctrl-C goes to the whole process group; the driver decides how workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
@@ -54,9 +64,12 @@ def _serve(conn: Connection) -> None:
 class _Slot:
     def __init__(self, ctx: Any) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc: BaseProcess = ctx.Process(target=_serve, args=(child,), daemon=True)
+        # Only this process holds the write end (forkserver children do not inherit it).
+        alive_r, self.alive = ctx.Pipe(duplex=False)
+        self.proc: BaseProcess = ctx.Process(target=_serve, args=(child, alive_r), daemon=True)
         self.proc.start()
         child.close()
+        alive_r.close()
         self.spec: TrialSpec | None = None
         self.since = 0.0
 
@@ -65,6 +78,7 @@ class _Slot:
             self.proc.kill()
         self.proc.join(timeout=5)
         self.conn.close()
+        self.alive.close()
 
 
 class LocalBackend:

@@ -52,7 +52,8 @@ from submitit.helpers import Checkpointable, clean_env
 
 from kdsweep.orchestrator.backends import Finished
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
-from kdsweep.orchestrator.rundir import RunDir, write_atomic
+from kdsweep.orchestrator.atomic import write_atomic
+from kdsweep.orchestrator.rundir import RunDir
 from kdsweep.orchestrator.schema import Event
 from kdsweep.orchestrator.worker import TrialOutcome, TrialSpec, results_store, run_trial
 

@@ -37,23 +37,39 @@ def cluster_ready() -> bool:
     return out.returncode == 0 and any(s.rstrip("*") in ("idle", "mix", "alloc") for s in out.stdout.split())
 
 
+#: What the test cluster's slurm.conf (written by start.sh) sets and these tests rely on.
+TEST_CLUSTER = {"ClusterName": "kdsweep-test", "KillWait": "2 sec", "JobRequeue": "1"}
+
+
+def not_the_test_cluster() -> str | None:
+    """Why the answering cluster is not start.sh's test cluster (None when it is): tests
+    submit jobs and requeue them, which must never happen on anyone else's cluster."""
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30, check=False)
+    config = dict(line.split("=", 1) for line in out.stdout.splitlines() if " = " in line)
+    found = {k: next((v.strip() for key, v in config.items() if key.strip() == k), "(unset)") for k in TEST_CLUSTER}
+    wrong = {k: v for k, v in found.items() if v != TEST_CLUSTER[k]}
+    return None if not wrong else f"the SLURM cluster answering here is not kdsweep's test cluster ({wrong}; expected {TEST_CLUSTER})"
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
-    """A SLURM cluster to submit to: the running one, else the test cluster started here."""
+    """start.sh's test cluster: the running one, else started here. Another cluster that
+    answers (a real login node) is never submitted to: the tests skip, or fail under CI."""
+    why: str | None
     if cluster_ready():
+        why = not_the_test_cluster()
+    else:
+        try:
+            started = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900, check=False)
+            ok = started.returncode == 0 and cluster_ready()
+            why = not_the_test_cluster() if ok else f"no SLURM cluster and {START} could not start one:\n{started.stderr.strip()[-3000:]}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            why = f"no SLURM cluster and {START} could not start one: {exc!r}"
+    if why is None:
         return
-    try:
-        started = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900, check=False)
-        why = started.stderr.strip()[-3000:]
-        ok = started.returncode == 0 and cluster_ready()
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        why, ok = repr(exc), False
-    if ok:
-        return
-    message = f"no SLURM cluster and {START} could not start one:\n{why}"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)
-    pytest.skip(message)
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 def fast(backend: SlurmBackend) -> SlurmBackend:

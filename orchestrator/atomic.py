@@ -1,0 +1,83 @@
+"""Atomic file replacement with one durability policy, for every file kdsweep writes.
+
+A reader of a path written here sees the old content or the new one, never a mix: the data
+goes to a temporary name in the same directory (starting with ``"."``, so dataset readers
+skip it), is fsynced, renamed over the target, and the directory is fsynced so the rename
+survives a power loss. The store's fragments, checkpoints and records all go through
+:func:`write_atomic` or, for a name chosen by the caller, :func:`fsync_dir`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+# Whether writes are made durable (fsync). Only ``kdsweep simulate`` turns it off: a simulated
+# run can be recomputed, and fsyncs would be most of its cost per report.
+_durable = True
+
+
+def set_durable(durable: bool) -> None:
+    """Turn fsync on (the default) or off for this process's writes."""
+    global _durable
+    _durable = durable
+
+
+#: errno values with which some file systems (NFS, FUSE, SMB) refuse to fsync a directory.
+#: There a rename is as durable as the file system makes it; refusing to write would be worse.
+_DIR_FSYNC_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EPERM)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames, links and deletions in directory ``path`` durable where the file system
+    supports a directory fsync (see ``_DIR_FSYNC_UNSUPPORTED``)."""
+    if not _durable:
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
+            raise
+    finally:
+        os.close(fd)
+
+
+def temp_name(path: Path) -> Path:
+    """A fresh hidden temporary name beside ``path``."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def write_temp(tmp: Path, data: bytes | Callable[[IO[bytes]], None]) -> None:
+    """Create ``tmp`` (which must not exist) holding ``data`` (bytes, or a function that
+    writes into the open file), fsynced. On any failure (a full disk among them) ``tmp`` is
+    removed and the error propagates."""
+    try:
+        with open(tmp, "xb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
+            fh.flush()
+            if _durable:
+                os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes | Callable[[IO[bytes]], None]) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (module docstring); creates the
+    parent directory if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    write_temp(tmp, data)
+    try:
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)

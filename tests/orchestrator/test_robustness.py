@@ -1,0 +1,294 @@
+"""Nothing lost, nothing repeated — driven through the CLI as a user would: the driver killed
+alone (SIGKILL, SIGTERM, SIGHUP) and resumed at once, an orphaned attempt racing its
+replacement, runs read without write access, a full disk, and every bad input ending in one
+message with exit code 2 and nothing written."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from kdsweep.orchestrator.checkpoint import UnsafeCheckpointError, load_checkpoint
+from kdsweep.orchestrator.config import load_sweep_text
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord
+from kdsweep.orchestrator.schema import TERMINAL_EVENTS
+from kdsweep.orchestrator.worker import TrialSpec, run_trial
+from tests.conftest import SMALL_SWEEP, kdsweep
+
+pytestmark = pytest.mark.slow
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def all_rows(run: Path) -> list[dict]:
+    return ds.dataset(run / "results").to_table().to_pylist()
+
+
+def assert_nothing_repeated(run: Path, num_trials: int) -> tuple[int, int]:
+    """No (trial, epoch) report twice, exactly one terminal event per trial, every trial
+    ended; read with plain pyarrow, as any tool would. Returns (reports, trials)."""
+    rows = all_rows(run)
+    reports = Counter((r["trial_id"], r["epoch"]) for r in rows if r["event"] == "report")
+    assert [k for k, n in reports.items() if n > 1] == []
+    ends = Counter(r["trial_id"] for r in rows if r["event"] in TERMINAL_EVENTS)
+    assert set(ends.values()) == {1}
+    assert len(ends) == num_trials
+    return len(reports), len(ends)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc), excluding zombies."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kdsweep.orchestrator.cli", *args]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_the_driver_killed_alone_takes_its_workers_and_resume_repeats_nothing(sweep_file: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    run = tmp_path / "run"
+    # A new session: the signal reaches the driver alone, not a process group, as from a
+    # scheduler, `timeout` or a closed SSH session.
+    driver = subprocess.Popen(
+        cli("launch", str(sweep_file), "--out", str(run), "--no-live", "--set", "settings.sleep_s=0.15", "--set", "num_trials=16"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((run / "results").glob("part-*"))) < 8:
+        time.sleep(0.1)
+    workers = descendants(driver.pid)
+    assert workers, "the driver has no worker processes"
+    driver.send_signal(sig)
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode in (128 + sig, -sig)
+    if sig != signal.SIGKILL:
+        assert driver.returncode == 128 + sig
+        assert f"interrupted ({sig.name}); every attempt stopped; continue with: kdsweep launch --resume {run}" in stderr
+        assert "Traceback" not in stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.05)
+    assert [p for p in workers if alive(p)] == [], "worker processes outlived the driver"
+    # Resume at once: no orphan may append beside the new driver's attempts.
+    resumed = kdsweep("launch", "--resume", str(run), "--no-live")
+    assert resumed.returncode == 0, resumed.stderr
+    reports, trials = assert_nothing_repeated(run, 16)
+    assert reports >= 16 and trials == 16
+
+
+def _attempt(run_dir: str, barrier: object) -> None:
+    barrier.wait()  # type: ignore[attr-defined]
+    run_trial(TrialSpec(run_dir, "t0000", {"lr": 0.1, "momentum": 0.9, "width": 64}, "fixed"))
+
+
+def test_two_attempts_of_one_trial_at_once_record_every_row_once(tmp_path: Path) -> None:
+    """The guarantee that holds even if a process outlives its driver: an orphaned attempt
+    racing its replacement (same trial, same epochs) records each report and the terminal
+    event once, whatever the interleaving."""
+    cfg = load_sweep_text(SMALL_SWEEP, "small", ["settings.sleep_s=0.02", "asha.max_epochs=27"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    run.write_trial(TrialRecord("t0000", {"lr": 0.1, "momentum": 0.9, "width": 64}, "fixed"))
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_attempt, args=(str(run.path), barrier)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    rows = all_rows(run.path)
+    assert sorted(r["epoch"] for r in rows if r["event"] == "report") == list(range(1, 28))
+    assert [r["event"] for r in rows if r["event"] in TERMINAL_EVENTS] == ["completed"]
+
+
+@pytest.fixture
+def finished_run(sweep_file: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "done"
+    result = kdsweep("launch", str(sweep_file), "--out", str(run), "--no-live", "--set", "num_trials=6")
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+    """Makes a read-only bind mount of a directory (root only; skipped elsewhere, except CI)."""
+    mounts: list[Path] = []
+
+    def mount(source: Path) -> Path:
+        target = tmp_path / f"ro-{len(mounts)}"
+        target.mkdir()
+        done = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True, text=True)
+        if done.returncode == 0:
+            mounts.append(target)
+            done = subprocess.run(["mount", "-o", "remount,ro,bind", str(target)], capture_output=True, text=True)
+        if done.returncode != 0:
+            if CI:
+                pytest.fail(f"cannot make a read-only bind mount: {done.stderr}")
+            pytest.skip(f"cannot make a read-only bind mount here: {done.stderr.strip()}")
+        return target
+
+    yield mount
+    for target in reversed(mounts):
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_reading_commands_work_on_a_run_they_cannot_write(finished_run: Path, read_only: callable) -> None:  # type: ignore[valid-type]
+    before = {p: p.lstat().st_mtime_ns for p in finished_run.rglob("*")}
+    ro = read_only(finished_run)
+    for args in (["status", str(ro)], ["report", str(ro)], ["report", str(ro), "--format", "json"], ["report", str(ro), "--format", "csv"], ["launch", "--resume", str(ro), "--dry-run"]):
+        result = kdsweep(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert "t0000" in kdsweep("report", str(ro)).stdout
+    compact = kdsweep("compact", str(ro))
+    assert compact.returncode == 2 and "Read-only file system" in compact.stderr and "Traceback" not in compact.stderr
+    debug = kdsweep("--debug", "compact", str(ro))
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "OSError" in debug.stderr
+    assert {p: p.lstat().st_mtime_ns for p in finished_run.rglob("*")} == before
+
+
+def test_a_name_outside_the_basic_multilingual_plane_makes_a_working_run(sweep_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "emoji"
+    result = kdsweep("launch", str(sweep_file), "--out", str(run), "--no-live", "--set", 'name="run😀 \\u007f"', "--set", "num_trials=3")
+    assert result.returncode == 0, result.stderr
+    for args in (["status", str(run)], ["report", str(run)], ["launch", "--resume", str(run), "--no-live"]):
+        again = kdsweep(*args)
+        assert again.returncode == 0, again.stderr
+    assert "run😀" in kdsweep("status", str(run)).stdout
+
+
+def test_a_refused_second_driver_changes_nothing(finished_run: Path) -> None:
+    lock = RunDir(finished_run).acquire_driver_lock()
+    try:
+        before = {p: (p.lstat().st_mtime_ns, p.read_bytes() if p.is_file() and not p.is_symlink() else b"") for p in finished_run.rglob("*")}
+        result = kdsweep("launch", "--resume", str(finished_run), "--set", "num_trials=7", "--no-live")
+        assert result.returncode == 2 and "not already being driven" in result.stderr
+        assert {p: (p.lstat().st_mtime_ns, p.read_bytes() if p.is_file() and not p.is_symlink() else b"") for p in finished_run.rglob("*")} == before
+    finally:
+        lock.close()
+
+
+def bad_inputs(tmp_path: Path, sweep_file: Path, finished_run: Path) -> list[tuple[str, list[str], str]]:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(SMALL_SWEEP.replace('name = "small"', 'name = "sm\xe4ll"').encode("latin-1"))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    record = finished_run / "trials" / "t0002.json"
+    record.write_text("{not json")
+    return [
+        ("latin1", ["launch", str(latin1), "--out", str(tmp_path / "o1")], f"{latin1}: (encoding)"),
+        ("out-is-file", ["launch", str(sweep_file), "--out", str(a_file)], "is an existing file"),
+        ("out-under-file", ["launch", str(sweep_file), "--out", str(a_file / "run")], f"{a_file} is a file"),
+        ("corrupt-record", ["launch", "--resume", str(finished_run), "--no-live"], f"{record}: (content)"),
+        ("huge-budget", ["launch", str(sweep_file), "--out", str(tmp_path / "o2"), "--set", f"num_trials={10**12}"], "num_trials = 1000000000000: an integer from 1 to 10000000"),
+        ("bad-bytes", ["launch", str(sweep_file), "--out", str(tmp_path / "o3"), "--set", "name=a\udcffb"], "not UTF-8"),
+    ]
+
+
+def test_every_bad_input_is_one_message_with_exit_code_2_and_nothing_written(sweep_file: Path, tmp_path: Path, finished_run: Path) -> None:
+    for label, args, expected in bad_inputs(tmp_path, sweep_file, finished_run):
+        listing = sorted(tmp_path.rglob("*"))
+        if label == "bad-bytes":  # an argument whose bytes are not UTF-8 (surrogate-escaped)
+            env = {**os.environ, "COLUMNS": "200"}
+            result = subprocess.run([os.fsencode(a) for a in cli(*args)], env=env, capture_output=True, text=True)
+        else:
+            result = kdsweep(*args)
+        assert result.returncode == 2, (label, result.stdout, result.stderr)
+        assert expected in result.stderr, (label, result.stderr)
+        assert "Traceback" not in result.stderr, label
+        assert sorted(tmp_path.rglob("*")) == listing, label
+
+
+def test_out_on_a_read_only_file_system_is_an_input_error(sweep_file: Path, tmp_path: Path, read_only: callable) -> None:  # type: ignore[valid-type]
+    (tmp_path / "src").mkdir()
+    ro = read_only(tmp_path / "src")
+    result = kdsweep("launch", str(sweep_file), "--out", str(ro / "run"))
+    assert result.returncode == 2 and "--out" in result.stderr and "Read-only file system" in result.stderr
+    assert "Traceback" not in result.stderr and not any((tmp_path / "src").iterdir())
+
+
+def test_a_full_disk_stops_the_sweep_with_a_message_and_resume_finishes_it(sweep_file: Path, tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if CI:
+            pytest.fail(f"cannot mount a small tmpfs: {mounted.stderr}")
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        run = disk / "run"
+        full = kdsweep("launch", str(sweep_file), "--out", str(run), "--no-live", "--set", "num_trials=40")
+        assert full.returncode == 1, full.stderr
+        assert f"no space left on the file system mounted at {disk}" in full.stderr
+        assert f"continue with: kdsweep launch --resume {run}" in full.stderr
+        assert "Traceback" not in full.stderr
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        resumed = kdsweep("launch", "--resume", str(run), "--no-live")
+        assert resumed.returncode == 0, resumed.stderr
+        assert_nothing_repeated(run, 40)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_corrupt_fragment_is_quarantined_at_the_next_launch(finished_run: Path) -> None:
+    junk = finished_run / "results" / "part-junk.parquet"
+    junk.write_bytes(b"PAR1 not really")
+    with pytest.raises(pa.ArrowException):
+        pq.read_table(finished_run / "results")
+    resumed = kdsweep("launch", "--resume", str(finished_run), "--no-live")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("part-junk.parquet") == 1 and "quarantine" in resumed.stderr
+    assert (finished_run / "quarantine" / "part-junk.parquet").read_bytes() == b"PAR1 not really"
+    assert pq.read_table(finished_run / "results").num_rows > 0
+
+
+class _Payload:
+    def __reduce__(self) -> tuple:
+        return (os.system, ("touch /tmp/kdsweep-pwned",))
+
+
+def test_a_malicious_checkpoint_is_refused_with_a_message_naming_it(tmp_path: Path) -> None:
+    import torch
+
+    path = tmp_path / "t0000.pt"
+    torch.save({"trainer": _Payload()}, path)
+    with pytest.raises(UnsafeCheckpointError) as caught:
+        load_checkpoint(path)
+    assert str(path) in str(caught.value) and "weights_only" not in str(caught.value)
+    assert not Path("/tmp/kdsweep-pwned").exists()

@@ -1,0 +1,123 @@
+"""The simulator and the driver's own logic on the simulated backend (virtual clock): the
+same trials as a real run, and the driver's rules — rejection cap, ``eval_every_epochs``, a
+crash between checkpoint and report, a timeout kill, the live snapshot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from kdsweep.orchestrator.backends.simulated import SimulatedBackend
+from kdsweep.orchestrator.checkpoint import checkpoint_path, save_checkpoint
+from kdsweep.orchestrator.clock import VirtualClock
+from kdsweep.orchestrator.config import load_sweep_text
+from kdsweep.orchestrator.driver import Driver, RejectedSpaceError, Snapshot
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord
+from kdsweep.orchestrator.schema import TERMINAL_EVENTS
+from kdsweep.orchestrator.simulate import synthetic_epoch_seconds
+from tests.conftest import SMALL_SWEEP, kdsweep
+
+
+def events(run: Path) -> list[tuple]:
+    """Every row's identity and values, times aside, in a stable order."""
+    rows = ds.dataset(run / "results").to_table().to_pylist()
+    return sorted((r["trial_id"], r["event"], r["epoch"], r["rung"], r["origin"], r["param.lr"], r["param.momentum"], r["param.width"], r["val_acc"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_a_simulated_sweep_records_what_a_real_one_does(sweep_file: Path, tmp_path: Path) -> None:
+    """Differential: the same sweep and seed, one at a time, for real on the local backend and
+    simulated: the same trials, parameters, reports and stop decisions."""
+    sets = ["--set", "num_trials=10", "--set", "settings.sleep_s=0"]
+    real = kdsweep("launch", str(sweep_file), "--out", str(tmp_path / "real"), "--no-live", "--max-concurrent", "1", *sets)
+    assert real.returncode == 0, real.stderr
+    sim = kdsweep("simulate", str(sweep_file), "--out", str(tmp_path / "sim"), "--workers", "1", "--format", "json", *sets)
+    assert sim.returncode == 0, sim.stderr
+    assert events(tmp_path / "real") == events(tmp_path / "sim")
+    result = json.loads(sim.stdout)
+    ends = [e for e in events(tmp_path / "sim") if e[1] in TERMINAL_EVENTS]
+    assert result["num_trials"] == 10 and len(ends) == 10 and {e[1] for e in ends} == {"stopped", "completed"}
+    assert result["epochs_trained"] == sum(1 for e in events(tmp_path / "sim") if e[1] == "report")
+    assert result["epochs_saved"] == 10 * 9 - result["epochs_trained"] > 0
+    # One worker: the sweep's virtual wall time is the sum of every trained epoch's time.
+    assert result["wall_s"] == pytest.approx(result["gpu_hours"] * 3600)
+    # An ordinary run directory: the report reads it.
+    report = kdsweep("report", str(tmp_path / "sim"), "--format", "json")
+    assert report.returncode == 0 and json.loads(report.stdout)["leaderboard"][0]["trial_id"] == result["best_trial"]
+
+
+def simulated(tmp_path: Path, *overrides: str, workers: int = 2, timeout_s: float = float("inf"), plant: dict | None = None) -> tuple[Driver, SimulatedBackend, VirtualClock, list[Snapshot]]:
+    cfg = load_sweep_text(SMALL_SWEEP, "small", ["settings.epoch_s=10", "settings.epoch_s_spread=0", *overrides])
+    run = RunDir.create(tmp_path / "run", cfg)
+    clock = VirtualClock(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    backend = SimulatedBackend(workers, clock, synthetic_epoch_seconds(cfg), timeout_s=timeout_s)
+    snapshots: list[Snapshot] = []
+    if plant is not None:
+        plant["run"] = run
+        plant["hook"](run)
+    return Driver(cfg, run, backend, clock=clock.clock, on_update=snapshots.append, poll_s=0.0), backend, clock, snapshots
+
+
+def store(driver: Driver) -> list[dict]:
+    return ds.dataset(driver.run.results).to_table().to_pylist()
+
+
+def test_the_live_snapshot_follows_virtual_time(tmp_path: Path) -> None:
+    driver, backend, clock, snapshots = simulated(tmp_path, "num_trials=6", "asha.max_epochs=3", workers=2)
+    final = driver.run_sweep()
+    # Six trials, two at a time, 10 virtual seconds per epoch.
+    assert final.counts.get("running", 0) == 0 and sum(final.counts.values()) == 6
+    assert final.elapsed_s == clock.t and 30 <= clock.t <= 6 * 3 * 10 / 2
+    assert snapshots[0].elapsed_s == 0 and snapshots[-1] == final
+    assert any(s.counts.get("running") == 2 for s in snapshots)
+    assert [s.elapsed_s for s in snapshots] == sorted(s.elapsed_s for s in snapshots)
+    assert final.best_trial is not None and final.best_value == max(r["val_acc"] for r in store(driver) if r["val_acc"] is not None and r["trial_id"] == final.best_trial)
+    times = sorted(r["reported_at"] for r in store(driver))
+    assert times[0] >= clock.start and (times[-1] - clock.start).total_seconds() == pytest.approx(clock.t)
+
+
+def test_eval_every_epochs_reports_at_rungs_and_every_kth_epoch(tmp_path: Path) -> None:
+    driver, *_ = simulated(tmp_path, "num_trials=1", "asha.max_epochs=9", "asha.eval_every_epochs=4")
+    driver.run_sweep()
+    assert sorted(r["epoch"] for r in store(driver) if r["event"] == "report") == [1, 3, 4, 8, 9]
+
+
+def test_the_rejection_cap_stops_a_space_of_untrainable_proposals(tmp_path: Path) -> None:
+    driver, *_ = simulated(tmp_path, "num_trials=3", "points_to_evaluate=[]", "settings.max_width=1")
+    with pytest.raises(RejectedSpaceError, match="rejected the last 200 proposals"):
+        driver.run_sweep()
+    rows = store(driver)
+    assert len(rows) == 200 and {r["event"] for r in rows} == {"rejected"}
+
+
+def test_a_crash_between_checkpoint_and_report_is_reported_once(tmp_path: Path) -> None:
+    """The checkpoint of epoch 3 exists but its report row does not (the attempt died between
+    the two): the next attempt evaluates epoch 3 again and reports it, once."""
+
+    def plant(run: RunDir) -> None:
+        params = {"lr": 0.1, "momentum": 0.9, "width": 64}
+        run.write_trial(TrialRecord("t0000", params, "fixed"))
+        # The synthetic trainer's whole state is the epoch it reached.
+        save_checkpoint(checkpoint_path(run.path, "t0000"), {"epoch": 3, "wall_s": 30.0, "trainer": {"epoch": 3}})
+
+    driver, *_ = simulated(tmp_path, "num_trials=1", plant={"hook": plant})
+    driver.run_sweep()
+    reports = [r["epoch"] for r in store(driver) if r["event"] == "report"]
+    assert reports == list(range(3, 10))
+    assert [r["event"] for r in store(driver) if r["event"] in TERMINAL_EVENTS] == ["completed"]
+
+
+def test_a_timed_out_attempt_is_killed_retried_then_failed(tmp_path: Path) -> None:
+    # 9 epochs of 10 s against a 45 s limit: every attempt dies at 45 s, after 4 epochs.
+    driver, backend, clock, _ = simulated(tmp_path, "num_trials=1", "backend.max_retries=1", timeout_s=45.0)
+    driver.run_sweep()
+    rows = store(driver)
+    (failed,) = [r for r in rows if r["event"] in TERMINAL_EVENTS]
+    assert failed["event"] == "failed" and "timed out after 0.8 min" in failed["error"]
+    assert failed["attempt"] == 1 and clock.t == pytest.approx(90.0)
+    # The retry resumed from the rung-1 checkpoint (epoch 3): no epoch reported twice.
+    assert sorted(r["epoch"] for r in rows if r["event"] == "report") == [1, 2, 3, 4, 5, 6, 7]
