@@ -7,7 +7,8 @@ What is measured
     ``SyntheticTrainer`` (``trainers/synthetic.py``), epochs 1..16 with ASHA rungs at
     1, 2, 4, 8, 16 (η = 2, "stop" variant), TPE after 12 random start-up points, 2 trials in
     flight, over the space of ``search_spaces/synthetic.toml`` (lr loguniform 1e-4..1,
-    momentum uniform 0..0.99, width in {16, 32, 64, 128}), maximising ``val_acc``.
+    momentum uniform 0..0.99, width in {16, 32, 64, 128}, decoy uniform 0..1 with no effect),
+    maximising ``val_acc``.
 
 How
     * kdsweep (driver, in-process): ``load_sweep`` + ``RunDir.create`` + ``Driver`` on
@@ -188,6 +189,8 @@ def time_ray(num_trials: int, tmp: Path, reuse_actors: bool) -> Measurement:
         "lr": tune.loguniform(1e-4, 1.0),
         "momentum": tune.uniform(0.0, 0.99),
         "width": tune.choice(WIDTHS),
+        # synthetic.toml's null parameter (no effect on the curve): the same space on both sides.
+        "decoy": tune.uniform(0.0, 1.0),
     }
     searcher = ConcurrencyLimiter(
         HyperOptSearch(metric=METRIC, mode="max", n_initial_points=N_STARTUP, random_state_seed=SEED),

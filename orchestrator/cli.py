@@ -1,21 +1,32 @@
 """The ``kdsweep`` command: parse, call, render. Logic lives in the modules it calls.
 
-Exit codes: 0 success; 2 bad input (config, arguments, not a run directory), with every
-problem named; 130 interrupted (the run stays resumable).
+Exit codes: 0 success; 2 bad input (config, arguments, not a run directory, a path that
+cannot be written), with every problem named; 1 a failure of the machine or the cluster (a
+full disk, a lost Ray cluster), with how to continue; 128 + N when signal N stopped a
+driver — 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (the run stays resumable). A traceback is
+printed only with ``--debug`` or ``KDSWEEP_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
+import signal
 import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, NoReturn, Optional
+from typing import IO, Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from kdsweep.orchestrator.atomic import write_atomic
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig, load_sweep, to_toml
-from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order, write_atomic
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
 
 app = typer.Typer(
     help="Sweeps over knowledge-distillation experiments: hyperopt proposals, ASHA early "
@@ -30,6 +41,18 @@ if not console.is_terminal:
     console.width = 200
 # Soft wrap: an error line that a terminal folds stays one line for a script or a log to match.
 err = Console(stderr=True, soft_wrap=True)
+
+
+#: Set by ``--debug`` or ``KDSWEEP_DEBUG=1``: errors propagate with their traceback.
+_debug = os.environ.get("KDSWEEP_DEBUG", "") not in ("", "0")
+#: The run being driven and the command that continues it, for messages about stopping early.
+_driving: tuple[Path, str] | None = None
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of any error (also KDSWEEP_DEBUG=1).")] = False) -> None:
+    global _debug
+    _debug = _debug or debug
 
 
 def _fail(exc: ConfigError) -> NoReturn:
@@ -59,6 +82,7 @@ def launch(
     live: Annotated[bool, typer.Option("--live/--no-live", help="Show the live progress view.")] = True,
     top: Annotated[int, typer.Option("--top", help="Rows of the leaderboard printed at the end.")] = 10,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print what would run (SLURM: the sbatch script of a trial job, checked with 'sbatch --test-only'; else the normalised sweep) and exit; creates and submits nothing.")] = False,
+    html: Annotated[bool, typer.Option("--html", help="Keep RUN_DIR/report.html, the self-contained HTML report, up to date while the sweep runs (at most every 30 s, and at the end).")] = False,
 ) -> None:
     """Run a sweep (or resume one), then print its report."""
     from kdsweep.orchestrator.report import render_table, summarize
@@ -77,6 +101,8 @@ def launch(
             run = _run_dir(resume)
             cfg = run.load_config(overrides)
             _check_backend(cfg, run.path, dry_run)
+            # Locked before anything is written: a refused second driver changes nothing.
+            lock = run.acquire_driver_lock()
             if overrides:
                 # Backend and budget may change on resume; the hash (the experiment) does not.
                 write_atomic(run.frozen, to_toml(cfg.document).encode())
@@ -85,38 +111,90 @@ def launch(
             out = out or _default_out(cfg)
             _check_backend(cfg, out, dry_run)
             run = RunDir.create(out, cfg)
-        lock = run.acquire_driver_lock()
+            lock = run.acquire_driver_lock()
     except ConfigError as exc:
         _fail(exc)
     console.print(f"run directory: {run.path}  ({cfg.num_trials} trials of {cfg.trainer}, {cfg.searcher}, ASHA {cfg.asha.variant}, backend {cfg.backend.kind})", highlight=False)
-    _drive(cfg, run, lock, live, None, f"kdsweep launch --resume {run.path}")
-    render_table(summarize(str(run.path)), console, top=top)
+    # The demo writes the HTML page too: it is the quickest look at what a report shows.
+    html = html or (sweep is None and resume is None)
+    page = run.path / "report.html"
+    refresher = None
+    if html:
+        from kdsweep.orchestrator.html_report import HtmlRefresher, write_html
+
+        refresher = HtmlRefresher(run.path, page)
+    _drive(cfg, run, lock, live, None, f"kdsweep launch --resume {run.path}", on_update=refresher)
+    summary = summarize(str(run.path))
+    render_table(summary, console, top=top)
     console.print(f"results: {run.results} (Parquet; read with pyarrow, pandas, DuckDB or Polars)", highlight=False)
+    if html:
+        write_html(summary, page)
+        console.print(f"html report: {page} (one self-contained file; open it in a browser, offline)", highlight=False)
 
 
-def _drive(cfg: SweepConfig, run: RunDir, lock: IO[str], live: bool, plan: list[TrialRecord] | None, again: str) -> None:
+def _drive(
+    cfg: SweepConfig, run: RunDir, lock: IO[str], live: bool, plan: list[TrialRecord] | None, again: str, on_update: Callable[[Any], None] | None = None
+) -> None:
     """Run the driver (the sweep, or with ``plan`` the final stage) on the configured backend,
     with the live view on a terminal; release the driver lock however it ends. ``again`` is
-    the command that continues an interrupted run."""
+    the command that continues an interrupted run; ``on_update`` is called with the driver's
+    snapshots too (after the live view's)."""
     from kdsweep.orchestrator.backends import make_backend
     from kdsweep.orchestrator.driver import Driver, RejectedSpaceError
     from kdsweep.orchestrator.live import LiveView
 
+    global _driving
+    _driving = (run.path, again)
     try:
-        driver_backend = make_backend(cfg)
-        if live and console.is_terminal:
-            with LiveView() as view:
-                Driver(cfg, run, driver_backend, plan=plan, on_update=view.update).run_sweep()
-        else:
-            Driver(cfg, run, driver_backend, plan=plan).run_sweep()
-    except KeyboardInterrupt:
-        err.print(f"interrupted; continue with: {again}", highlight=False)
-        raise typer.Exit(130) from None
+        with _signals_interrupt():
+            driver_backend = make_backend(cfg)
+            if live and console.is_terminal:
+                with LiveView() as view:
+
+                    def update(snapshot: Any) -> None:
+                        view.update(snapshot)
+                        if on_update is not None:
+                            on_update(snapshot)
+
+                    Driver(cfg, run, driver_backend, plan=plan, on_update=update).run_sweep()
+            else:
+                Driver(cfg, run, driver_backend, plan=plan, on_update=on_update).run_sweep()
+    except Interrupted as exc:
+        # The backend was closed on the way out (the driver's finally): no attempt runs on.
+        err.print(f"interrupted ({exc.name}); every attempt stopped; continue with: {again}", highlight=False)
+        raise typer.Exit(128 + exc.signum) from None
     except (ConnectionError, RejectedSpaceError) as exc:  # the cluster went away / an untrainable space; resumable
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         lock.close()
+    _driving = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """The driver was stopped by a signal; it unwinds as for Ctrl-C (attempts stopped)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a scheduler, ``timeout``, a closed SSH session) and SIGINT behave
+    alike while the driver runs: :class:`Interrupted` unwinds it, closing the backend."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    signums = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {n: signal.signal(n, handler) for n in signums}
+    try:
+        yield
+    finally:
+        for n, h in previous.items():
+            signal.signal(n, h)
 
 
 @app.command()
@@ -146,9 +224,9 @@ def retrain(
         cfg = run.load_config(overrides)
         plan = plan_final(run, summarize(str(run.path)), top=top, trials=list(trial or []), repeats=repeats, epochs=epochs)
         _check_backend(cfg, run.path, dry_run=False)
+        lock = run.acquire_driver_lock()
         if overrides:
             write_atomic(run.frozen, to_toml(cfg.document).encode())
-        lock = run.acquire_driver_lock()
     except ConfigError as exc:
         _fail(exc)
     sources = sorted({source_of(r.trial_id) for r in plan}, key=trial_order)
@@ -187,6 +265,7 @@ def report(
     top: Annotated[int, typer.Option("--top", help="Leaderboard rows (table) or records (json/csv).")] = 10,
     format: Annotated[str, typer.Option("--format", help="table (terminal), json or csv (for scripts).")] = "table",
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the trainer's figure (e.g. the student-topology Pareto front and limit curve) into this PNG file.")] = None,
+    html_path: Annotated[Optional[Path], typer.Option("--html", help="Also write the whole report as one self-contained HTML page (interactive figures; opens offline) into this file.")] = None,
 ) -> None:
     """Leaderboard, rung survival, final evaluation and the trainer's own section (Pareto
     front, best graphs) of a run; works while it runs."""
@@ -197,6 +276,13 @@ def report(
         raise typer.Exit(2)
     run = _run_dir(run_dir)
     try:
+        if html_path is not None:
+            from kdsweep.orchestrator.html_report import unusable_path
+
+            # Checked before the store is read: a mistyped path fails at once, not after a large run's summary.
+            why_html = unusable_path(html_path)
+            if why_html is not None:
+                raise ConfigError([ConfigIssue("command line", "--html", str(html_path), why_html)])
         summary = summarize(str(run.path))
         if plot_path is not None:
             why = plot_unavailable(summary)
@@ -215,6 +301,11 @@ def report(
     if plot_path is not None:
         plot(summary, plot_path)
         err.print(f"plot: {plot_path}", highlight=False)
+    if html_path is not None:
+        from kdsweep.orchestrator.html_report import write_html
+
+        write_html(summary, html_path, top)
+        err.print(f"html report: {html_path}", highlight=False)
 
 
 @app.command()
@@ -237,6 +328,69 @@ def compact(run_dir: Annotated[Path, typer.Argument(help="A run directory made b
     run = _run_dir(run_dir)
     merged, rows = Store(run.path).compact()
     console.print(f"compacted {merged} fragments ({rows} rows) in {run.results}", highlight=False)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'kdsweep launch'.")],
+    optuna_file: Annotated[Optional[Path], typer.Option("--optuna", help="Write the search as an Optuna journal file (a new file), for 'optuna-dashboard FILE' or optuna.load_study.")] = None,
+    tendencies_file: Annotated[Optional[Path], typer.Option("--tendencies", help="Write the report's parameter tendencies (importance, rank correlation, best-quarter range per parameter) as CSV.")] = None,
+) -> None:
+    """Open the run in other tools: its trials, parameters, per-epoch metric and states as an
+    Optuna study; the parameter tendencies as CSV (works while the sweep runs: a snapshot)."""
+    from kdsweep.orchestrator.export import write_journal
+    from kdsweep.orchestrator.report import summarize
+
+    run = _run_dir(run_dir)
+    try:
+        if optuna_file is None and tendencies_file is None:
+            raise ConfigError([ConfigIssue("command line", "--optuna/--tendencies", None, "at least one file to write")])
+        summary = summarize(str(run.path))
+        if optuna_file is not None:
+            n = write_journal(summary, optuna_file)
+            console.print(f"exported {n} trials to {optuna_file} (Optuna journal; view with: optuna-dashboard {optuna_file})", highlight=False)
+    except ConfigError as exc:
+        _fail(exc)
+    if tendencies_file is not None:
+        from kdsweep.orchestrator import tendencies
+
+        write_atomic(tendencies_file, tendencies.to_csv(summary).encode())
+        console.print(f"exported the parameter tendencies to {tendencies_file} (CSV)", highlight=False)
+
+
+@app.command()
+def simulate(
+    sweep: Annotated[Optional[str], typer.Argument(help="Sweep file (TOML) of the synthetic trainer, or the name of an embedded one (default: synthetic).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Simulated workers (trials in flight at once).")] = 30,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory to create (default: runs/<name>-sim-<UTC time>).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field by dotted path, as for launch (e.g. --set asha.reduction_factor=4). Repeatable.")] = None,
+    format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Run a sweep on a virtual clock: the real driver, searcher, ASHA and Parquet store with
+    the synthetic trainer's curves, so hours of cluster time pass in seconds. The run
+    directory is an ordinary one ('kdsweep report' reads it)."""
+    import dataclasses
+    import json
+
+    from kdsweep.orchestrator.simulate import describe, simulate as run_simulation
+
+    try:
+        if format not in ("table", "json"):
+            raise ConfigError([ConfigIssue("command line", "--format", format, "one of table, json")])
+        if workers < 1:
+            raise ConfigError([ConfigIssue("command line", "--workers", workers, "an integer >= 1")])
+        # Virtual epochs take settings.epoch_s; the real sleep that stands in for training
+        # in a launched synthetic sweep would only slow the simulation down.
+        cfg = load_sweep(sweep if sweep is not None else "synthetic", [*(set_ or []), f"backend.max_concurrent={workers}", "settings.sleep_s=0"])
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        result = run_simulation(cfg, out or Path("runs") / f"{cfg.name}-sim-{stamp}", workers)
+    except ConfigError as exc:
+        _fail(exc)
+    if format == "json":
+        sys.stdout.write(json.dumps({**dataclasses.asdict(result), "epochs_saved": result.epochs_saved}, default=str) + "\n")
+    else:
+        for line in describe(result):
+            console.print(line, highlight=False)
 
 
 teacher_app = typer.Typer(help="The teacher cache: train a teacher once, list what is cached.", no_args_is_help=True)
@@ -304,7 +458,57 @@ def teacher_list(cache: Annotated[Optional[str], typer.Option("--cache", help="C
 
 
 def main() -> None:
-    app()
+    """The entry point: every error ends in one message and an exit code (module docstring),
+    with the traceback only in debug mode."""
+    warnings.showwarning = _show_warning
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence; --debug re-raises
+        if _debug:
+            raise
+        sys.exit(_report_error(exc))
+
+
+def _report_error(exc: Exception) -> int:
+    """Print one message for ``exc`` and return the exit code."""
+    if isinstance(exc, ConfigError):
+        err.print("[bold red]error:[/bold red] invalid input", highlight=False)
+        for issue in exc.issues:
+            err.print(f"  {issue}", highlight=False, markup=False)
+        return 2
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        run, again = _driving or (Path.cwd(), None)
+        where = Path(exc.filename) if exc.filename else run
+        cont = f"; then continue with: {again}" if again else ""
+        _error(f"no space left on the file system mounted at {_mount_point(where)} (writing {where}); nothing recorded was lost: free space{cont}")
+        return 1
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        _error(f"cannot write {exc.filename or 'a file'}: {exc.strerror}; this command needs write access to the run (report and status only read)")
+        return 2
+    if isinstance(exc, OSError):
+        _error(f"{exc.filename or 'file system'}: {exc.strerror or exc}")
+        return 1
+    _error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+    return 1
+
+
+def _error(message: str) -> None:
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
+
+
+def _mount_point(path: Path) -> Path:
+    """The mount point of the file system holding ``path`` (or its nearest existing parent)."""
+    path = path.absolute()
+    while not path.exists() or (not path.is_mount() and path != path.parent):
+        if path == path.parent:
+            break
+        path = path.parent
+    return path
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Warnings as one line each (``warning: ...``), without the source line."""
+    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -166,8 +166,15 @@ class SweepConfig:
         asking for more trials on resume, does not change what a result means.
         """
         core = {k: v for k, v in self.document.items() if k not in RESUMABLE_FIELDS}
-        canonical = json.dumps(core, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        # Hashed as the frozen sweep.toml reads back (absent None values, lists for tuples),
+        # so the hash of a run's frozen file equals the hash it was created with.
+        return _hash(tomllib.loads(to_toml(core)))
+
+    @property
+    def legacy_hash(self) -> str:
+        """The hash kdsweep 0.1 recorded (over the normalised document as is), by which runs
+        it created are recognised as unchanged."""
+        return _hash({k: v for k, v in self.document.items() if k not in RESUMABLE_FIELDS})
 
     def param_types(self) -> dict[str, Any]:
         return {p.name: p.arrow_type() for p in self.space}
@@ -185,6 +192,11 @@ _PARAM_KEYS: dict[str, tuple[str, ...]] = {
     "int": ("low", "high"),
     "choice": ("values",),
 }
+
+
+def _hash(core: Mapping[str, Any]) -> str:
+    canonical = json.dumps(core, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

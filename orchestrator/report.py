@@ -23,7 +23,7 @@ from rich.table import Table
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.config import SweepConfig
-from kdsweep.orchestrator.rundir import RunDir, source_of, trial_order
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
 from kdsweep.orchestrator.schema import PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.store import Store
 from kdsweep.trainers.base import REPORT_SECTIONS
@@ -61,7 +61,8 @@ class FinalResult:
     """``kdsweep retrain``'s runs of one configuration: statistics over its completed runs.
 
     ``stats`` maps the sweep metric and every ``test_*`` metric to (mean, sample std, n);
-    std is NaN for a single run.
+    std is NaN for a single run. ``values`` holds, per such metric, the n values themselves
+    (completed runs in trial order), which the significance tests need.
     """
 
     source: str
@@ -71,6 +72,37 @@ class FinalResult:
     completed: int
     runs: int
     stats: dict[str, tuple[float, float, int]]
+    values: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepState:
+    """Where the search stands: what is left to run, and what ASHA has left behind for good.
+
+    ``proposed`` counts the trials proposed (records or rows) that were not rejected. Trial
+    ids left to run, each list in trial order: ``running``/``interrupted`` (started, not
+    ended; which one depends on whether a driver holds the run), ``queued`` (proposed, no row
+    yet), ``promoted`` (paused, then promoted by the driver, next rung not reported yet) and
+    ``promotable`` (paused, and ASHA's ``get_job`` — :func:`asha.promotion` over the store's
+    rung values — would promote it now, in the order it would). ``not_promoted`` holds the
+    other paused trials: below their rung's top 1/η. ``finished`` is True when every one of
+    ``num_trials`` was proposed and nothing is left to run; ``not_promoted`` trials then stay
+    paused for good, since no rung can gain another trial.
+    """
+
+    proposed: int
+    finished: bool
+    running: list[str]
+    interrupted: list[str]
+    queued: list[str]
+    promoted: list[str]
+    promotable: list[str]
+    not_promoted: list[str]
+
+    @property
+    def left(self) -> list[str]:
+        """Every trial id a driver would still run, in trial order."""
+        return sorted(self.running + self.interrupted + self.queued + self.promoted + self.promotable, key=trial_order)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +120,12 @@ class RunSummary:
     rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     #: ``kdsweep retrain`` results, best validation mean first.
     final: list[FinalResult] = dataclasses.field(default_factory=list)
+    #: The run directory as the caller named it (None for a summary built by hand).
+    run_dir: Path | None = None
+    #: Per rung of the ladder: trial id -> the sweep metric recorded there (search stage).
+    rung_values: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    #: What is left of the search (None for a summary built by hand).
+    state: SweepState | None = None
 
     @property
     def metric(self) -> str:
@@ -144,8 +182,9 @@ def summarize(run_dir: str) -> RunSummary:
     trials.sort(key=key)
     ladder = asha.rung_ladder(cfg.asha.min_epochs, cfg.asha.max_epochs, cfg.asha.reduction_factor)
     rungs = []
+    rung_values = [store.rung_values(k, metric) for k in range(len(ladder))]
     for k, milestone in enumerate(ladder):
-        values = store.rung_values(k, metric)
+        values = rung_values[k]
         reached = set(values)
         ended_here = {t.trial_id: t.status for t in trials if t.trial_id in reached and t.epochs == milestone}
         real = [v for v in values.values() if not math.isnan(v)]
@@ -164,7 +203,53 @@ def summarize(run_dir: str) -> RunSummary:
     teacher = next((float(r["teacher_val_acc"]) for r in rows if r.get("teacher_val_acc") is not None), None)
     final_rows = [r for r in all_rows if r.get("stage") == Stage.FINAL.value]
     final = _final_results(cfg, run, final_rows, sign)
-    return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final)
+    records = run.read_trials(Stage.SEARCH.value)
+    state = _sweep_state(cfg, trials, {tid for tid, _ in rejected}, records, rung_values)
+    return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state)
+
+
+def _sweep_state(
+    cfg: SweepConfig,
+    trials: list[TrialSummary],
+    rejected: set[str],
+    records: dict[str, TrialRecord],
+    rung_values: list[dict[str, float]],
+) -> SweepState:
+    """What is left to run, decided as the driver would decide it (see :class:`SweepState`).
+
+    A trial has left rung k when its record targets a later epoch than the milestone (the
+    driver's own test) or, for a copy of the results without records, when it reported past
+    the milestone. Every trial that is not paused is busy, as in the driver's ``get_job``.
+    """
+    a = cfg.asha
+    ladder = asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
+    by_id = {t.trial_id: t for t in trials}
+    paused = {t.trial_id for t in trials if t.status == Event.PAUSED.value}
+    promoted_out = [
+        {t.trial_id for t in trials if t.epochs > milestone}
+        | {tid for tid, r in records.items() if (r.until_epoch or a.max_epochs) > milestone}
+        for milestone in ladder
+    ]
+    resumed = {tid for tid in paused if tid in records and (records[tid].until_epoch or a.max_epochs) > by_id[tid].epochs}
+    busy = set(by_id) - paused | resumed
+    promotable: list[str] = []
+    # get_job hands out one trial per call; asking again with that one busy lists them all.
+    while (job := asha.promotion(rung_values, promoted_out, a.reduction_factor, a.mode, busy)) is not None:
+        promotable.append(job[0])
+        busy.add(job[0])
+    queued = [tid for tid in records if tid not in by_id and tid not in rejected]
+    by_status = {s: [t.trial_id for t in trials if t.status == s] for s in ("running", "interrupted")}
+    left = by_status["running"] + by_status["interrupted"] + queued + sorted(resumed) + promotable
+    return SweepState(
+        proposed=len(trials) + len(queued),
+        finished=len(trials) + len(queued) >= cfg.num_trials and not left,
+        running=sorted(by_status["running"], key=trial_order),
+        interrupted=sorted(by_status["interrupted"], key=trial_order),
+        queued=sorted(queued, key=trial_order),
+        promoted=sorted(resumed, key=trial_order),
+        promotable=promotable,
+        not_promoted=sorted(paused - resumed - set(promotable), key=trial_order),
+    )
 
 
 def _final_results(cfg: SweepConfig, run: RunDir, rows: list[dict[str, Any]], sign: float) -> list[FinalResult]:
@@ -182,23 +267,117 @@ def _final_results(cfg: SweepConfig, run: RunDir, rows: list[dict[str, Any]], si
         done = [by_run[t] for t in tids if t in by_run and by_run[t][-1]["event"] == Event.COMPLETED.value]
         last = [next(r for r in reversed(trows) if r["event"] == Event.REPORT.value) for trows in done]
         metrics = [cfg.asha.metric] + sorted({k for r in last for k, v in r.items() if k.startswith("test_") and v is not None})
-        stats = {}
+        stats, per_metric = {}, {}
         for m in metrics:
             values = [float(r[m]) for r in last if r.get(m) is not None]
             if values:
                 std = statistics.stdev(values) if len(values) > 1 else math.nan
                 stats[m] = (statistics.fmean(values), std, len(values))
+                per_metric[m] = values
         first = records.get(tids[0])
         params = dict(first.params) if first is not None else {k[len(PARAM_PREFIX):]: v for k, v in by_run[tids[0]][-1].items() if k.startswith(PARAM_PREFIX)}
         epochs = first.until_epoch if first is not None and first.until_epoch else max((int(r["epoch"]) for r in by_run.get(tids[0], [])), default=0)
         origin = first.origin if first is not None else str(by_run[tids[0]][-1].get("origin") or "")
-        out.append(FinalResult(source, origin, params, epochs, len(done), len(tids), stats))
+        out.append(FinalResult(source, origin, params, epochs, len(done), len(tids), stats, per_metric))
 
     def key(f: FinalResult) -> tuple[int, float, str]:
         mean = f.stats.get(cfg.asha.metric, (math.nan, math.nan, 0))[0]
         return (int(math.isnan(mean)), 0.0 if math.isnan(mean) else -sign * mean, f.source)
 
     return sorted(out, key=key)
+
+
+#: Confidence level of the final-stage comparisons with the fixed points, and the verdict
+#: when a difference is not significant at it.
+CONFIDENCE = 0.95
+NOT_DISTINGUISHABLE = "not distinguishable at 95 %"
+#: Origin of the fixed trials (``points_to_evaluate``, e.g. a research baseline).
+FIXED = "fixed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """A retrained configuration against a retrained fixed point, on the test metric.
+
+    ``difference`` = mean(config) − mean(fixed) over their completed runs; [``low``,
+    ``high``] its 95 % Welch–Satterthwaite interval; ``t``, ``df``, ``p_value`` Welch's
+    two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``). ``verdict``: "better" or
+    "worse" (in the sweep's mode: for ``min`` a negative difference is better) when p < 0.05,
+    else "not distinguishable at 95 %" — also when either side has fewer than two runs, where
+    the test is undefined and the numbers are NaN. ``leader``: the configuration is the search
+    leaderboard's first trial.
+    """
+
+    config: str
+    fixed: str
+    metric: str
+    leader: bool
+    n_config: int
+    n_fixed: int
+    mean_config: float
+    mean_fixed: float
+    difference: float
+    low: float
+    high: float
+    t: float
+    df: float
+    p_value: float
+    verdict: str
+
+
+def test_metric(summary: RunSummary) -> str:
+    """The held-out counterpart of the sweep metric: val_acc -> test_acc, J -> test_J."""
+    return "test_" + summary.metric.removeprefix("val_")
+
+
+def final_comparisons(summary: RunSummary) -> list[Comparison]:
+    """Every retrained configuration that is not a fixed point, and the search leader
+    whatever its origin, against every other retrained fixed point (see :class:`Comparison`);
+    the leader's rows first, then in the final stage's order. Empty without a retrained fixed
+    point or without the test metric."""
+    from scipy import stats  # here: status and the live view never need scipy
+
+    metric = test_metric(summary)
+    leader = summary.trials[0].trial_id if summary.trials else None
+    tested = [f for f in summary.final if len(f.values.get(metric, [])) > 0]
+    fixed = [f for f in tested if f.origin == FIXED]
+    configs = sorted((f for f in tested if f.origin != FIXED or f.source == leader), key=lambda f: f.source != leader)
+    sign = 1.0 if summary.cfg.asha.mode == "max" else -1.0
+    out = []
+    for c in configs:
+        for b in fixed:
+            if b.source == c.source:
+                continue
+            x, y = c.values[metric], b.values[metric]
+            diff = statistics.fmean(x) - statistics.fmean(y)
+            low = high = t = df = p = math.nan
+            if len(x) > 1 and len(y) > 1:
+                res = stats.ttest_ind(x, y, equal_var=False)
+                ci = res.confidence_interval(CONFIDENCE)
+                low, high, t, df, p = float(ci.low), float(ci.high), float(res.statistic), float(res.df), float(res.pvalue)
+            if p < 1.0 - CONFIDENCE:
+                verdict = "better" if sign * diff > 0 else "worse"
+            else:
+                verdict = NOT_DISTINGUISHABLE
+            out.append(Comparison(c.source, b.source, metric, c.source == leader, len(x), len(y), statistics.fmean(x), statistics.fmean(y), diff, low, high, t, df, p, verdict))
+    return out
+
+
+def render_comparisons(summary: RunSummary, console: Console) -> None:
+    """The final comparison table (:func:`final_comparisons`); nothing when it is empty."""
+    rows = final_comparisons(summary)
+    if not rows:
+        return
+    metric = rows[0].metric
+    title = f"retrained configurations vs fixed points on {metric} ({summary.cfg.asha.mode}): difference of means, 95 % Welch interval, Welch t-test over the repeats"
+    table = Table(title=title, title_justify="left")
+    for col in ("config", "vs fixed", "n", "difference", "95 % interval", "p", "verdict"):
+        table.add_column(col, justify="right" if col in ("n", "difference", "p") else "left", no_wrap=True)
+    for c in rows:
+        interval = "-" if math.isnan(c.low) else f"[{c.low:+.4f}, {c.high:+.4f}]"
+        name = f"{c.config} (leader)" if c.leader else c.config
+        table.add_row(name, c.fixed, f"{c.n_config} vs {c.n_fixed}", f"{c.difference:+.4f}", interval, _fmt(c.p_value), c.verdict)
+    console.print(table)
 
 
 def last_reports(summary: RunSummary) -> dict[str, dict[str, Any]]:
@@ -264,6 +443,7 @@ def render_final(summary: RunSummary, console: Console) -> None:
             *(_mean_std(f.stats.get(m)) for m in tests), *(_fmt(f.params.get(n)) for n in names),
         )  # fmt: skip
     console.print(table)
+    render_comparisons(summary, console)
 
 
 def _fmt(value: Any) -> str:
@@ -290,7 +470,7 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     console.print(board)
     if summary.teacher_val_acc is not None:
         console.print(f"teacher val_acc: {summary.teacher_val_acc:.4f} (the students' reference)")
-    fixed = [(i, t) for i, t in enumerate(summary.trials, start=1) if t.origin == "fixed"]
+    fixed = [(i, t) for i, t in enumerate(summary.trials, start=1) if t.origin == FIXED]
     for i, t in fixed:
         if i > top:
             console.print(f"baseline {t.trial_id} ranks {i} of {len(summary.trials)}: {summary.metric} {_fmt(t.value)} after {t.epochs} epoch{'s' if t.epochs != 1 else ''} ({t.status})")
@@ -300,6 +480,11 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     for r in summary.rungs:
         rungs.add_row(str(r.rung), str(r.epoch), str(r.reached), str(r.continued), str(r.stopped), str(r.paused), _fmt(r.best))
     console.print(rungs)
+    # Imported here: it loads Optuna's importance module (scikit-learn, about 1.5 s), which
+    # `kdsweep status` and the trainers' report sections never need.
+    from kdsweep.orchestrator import tendencies
+
+    tendencies.render(summary, console)
     failed = [t for t in summary.trials if t.status == Event.FAILED.value]
     for t in failed:
         last_line = (t.error or "").strip().splitlines()[-1:] or [""]
@@ -328,7 +513,7 @@ def leaderboard_records(summary: RunSummary, top: int | None = None) -> list[dic
 
 
 def to_json(summary: RunSummary, top: int | None = None) -> str:
-    doc = {
+    doc: dict[str, Any] = {
         "sweep": summary.cfg.name,
         "metric": summary.metric,
         "mode": summary.cfg.asha.mode,
@@ -338,7 +523,11 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
         "teacher_val_acc": summary.teacher_val_acc,
         "rejected": [{"trial_id": t, "reason": r} for t, r in summary.rejected],
         "final": [dataclasses.asdict(f) for f in summary.final],
+        "final_comparisons": [dataclasses.asdict(c) for c in final_comparisons(summary)],
     }
+    from kdsweep.orchestrator import tendencies  # see render_table
+
+    doc["tendencies"] = tendencies.to_dict(summary)
     section = trainer_section(summary)
     if section is not None:
         doc[summary.cfg.trainer] = section.to_dict(summary)
@@ -380,20 +569,50 @@ def progress(summary: RunSummary) -> tuple[int, int]:
 
 
 def render_status(summary: RunSummary, console: Console) -> None:
-    cfg = summary.cfg
+    """Where the sweep stands: finished, running, or stopped with trials left to run (and the
+    command that continues it, with the real run directory); counts by outcome, with paused
+    trials told apart by what ASHA will do with them; the budget used; the leader.
+
+    Raises ValueError for a summary without a state (one not made by :func:`summarize`).
+    """
+    cfg, state = summary.cfg, summary.state
+    if state is None:
+        raise ValueError("render_status needs the summary of a run directory (summarize)")
     counts = status_counts(summary)
     done, budget = progress(summary)
-    driver = summary.driver or "none (resume with: kdsweep launch --resume RUN_DIR)"
-    console.print(f"sweep {cfg.name}: {len(summary.trials)} of {cfg.num_trials} trials started; driver: {driver}")
-    console.print("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    started = f"sweep {cfg.name}: {len(summary.trials)} of {cfg.num_trials} trials started; driver: {summary.driver or 'none'}"
+    if state.finished:
+        console.print(f"{started}; finished: all {cfg.num_trials} trials proposed and none left to run", highlight=False)
+    elif summary.driver:
+        console.print(f"{started}; {len(state.left)} trials left to run, {max(0, cfg.num_trials - state.proposed)} not yet proposed", highlight=False)
+    else:
+        console.print(f"{started}; not finished, resume with: kdsweep launch --resume {summary.run_dir}", highlight=False)
+    # "paused" alone reads as "will continue": say which paused trials ASHA would resume.
+    counts.pop(Event.PAUSED.value, None)
+    to_promote = state.promoted + state.promotable
+    if to_promote:
+        counts["paused, to be promoted"] = len(to_promote)
+    if state.not_promoted:
+        counts["paused for good" if state.finished else "paused, not promoted so far"] = len(state.not_promoted)
+    if state.queued:
+        counts["queued"] = len(state.queued)
+    console.print("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), highlight=False)
+    if state.not_promoted:
+        eta = cfg.asha.reduction_factor
+        fate = "they stay paused for good" if state.finished else "more trials reaching their rung may still lift them"
+        console.print(f"  ASHA promotes the top 1/{eta} of each rung; {len(state.not_promoted)} paused trials are below it: {fate}", highlight=False)
     console.print(f"  epochs trained {done} ({100.0 * done / max(1, budget):.1f}% of the {budget}-epoch budget without early stopping)")
-    active = [t for t in summary.trials if t.status in ("running", "interrupted", Event.PAUSED.value)]
-    if active:
-        table = Table(title="active or resumable trials", title_justify="left")
+    if state.left:
+        by_id = {t.trial_id: t for t in summary.trials}
+        table = Table(title="trials left to run", title_justify="left")
         for col in ("trial", "status", "epochs", summary.metric):
             table.add_column(col)
-        for t in sorted(active, key=lambda t: t.trial_id):
-            table.add_row(t.trial_id, t.status, str(t.epochs), _fmt(t.value))
+        for tid in state.left:
+            t = by_id.get(tid)
+            if t is None:
+                table.add_row(tid, "queued", "0", "-")
+            else:
+                table.add_row(tid, "paused, to be promoted" if tid in to_promote else t.status, str(t.epochs), _fmt(t.value))
         console.print(table)
     if summary.trials:
         best = summary.trials[0]

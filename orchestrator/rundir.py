@@ -28,6 +28,7 @@ import fcntl
 import json
 import os
 import shutil
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -133,12 +134,22 @@ class RunDir:
                 issues.append(ConfigIssue("--set", ".".join(keys), item, f"only {', '.join(RESUMABLE_FIELDS)} can change on resume; start a new run to change the experiment"))
         if issues:
             raise ConfigError(issues)
-        cfg = load_sweep_text(_read_text(self.frozen), str(self.frozen), overrides)
+        text = _read_text(self.frozen)
+        cfg = load_sweep_text(text, str(self.frozen), overrides)
+        # The experiment is the frozen file as written, not as this version of kdsweep would
+        # normalise it: a setting added since (with its default) must not make an old run
+        # look edited, nor change the hash its new rows carry.
+        legacy = cfg.legacy_hash
+        frozen = tomllib.loads(text)
+        document = {k: v for k, v in frozen.items() if k not in RESUMABLE_FIELDS}
+        document.update({k: cfg.document[k] for k in RESUMABLE_FIELDS if k in cfg.document})
+        cfg = dataclasses.replace(cfg, document=document)
         try:
             expected = json.loads(_read_text(self.meta))["config_hash"]
         except (ValueError, KeyError, TypeError):
             raise ConfigError([ConfigIssue(str(self.meta), "config_hash", "(unreadable)", "a run.json written by 'kdsweep launch'; restore it from a copy of the run")]) from None
-        if cfg.config_hash != expected:
+        # A run made by kdsweep 0.1 recorded the hash of its normalised document.
+        if cfg.config_hash != expected and expected != legacy:
             raise ConfigError([ConfigIssue(str(self.frozen), "(content)", cfg.config_hash, f"unchanged since the run began (hash {expected}); start a new run instead of editing it")])
         return cfg
 

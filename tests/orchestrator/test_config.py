@@ -53,7 +53,7 @@ def test_hash_ignores_backend_and_budget_but_not_the_experiment() -> None:
         (replace("max_concurrent = 2", "max_concurrent = -1"), "backend.max_concurrent = -1: an integer >= 1"),
         (replace('kind = "local"', 'kind = "k8s"'), "backend.kind = 'k8s': must be one of 'local', 'ray', 'slurm'"),
         (replace("max_retries = 1", "max_retry = 1"), "backend.max_retry = 1: unknown key; valid: kind, device, max_concurrent, max_retries"),
-        (replace("sleep_s = 0.0", "sleep = 0.0"), "settings.sleep = 0.0: unknown key; valid: sleep_s, noise_std, crash_at_epoch"),
+        (replace("sleep_s = 0.0", "sleep = 0.0"), "settings.sleep = 0.0: unknown key; valid: sleep_s, epoch_s, epoch_s_spread, noise_std, crash_at_epoch"),
         (replace("sleep_s = 0.0", 'sleep_s = "fast"'), "settings.sleep_s = 'fast': must be a number"),
         (SMALL_SWEEP + "\n[data]\ndataset = 'digits'\n", "data = {'dataset': 'digits'}: trainer 'synthetic' reads no dataset"),
         (SMALL_SWEEP + "\n[objective]\nr_t = 10\n", "objective = {'r_t': 10}: trainer 'synthetic' has no objective; remove the [objective] table"),

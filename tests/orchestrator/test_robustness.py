@@ -292,3 +292,26 @@ def test_a_malicious_checkpoint_is_refused_with_a_message_naming_it(tmp_path: Pa
         load_checkpoint(path)
     assert str(path) in str(caught.value) and "weights_only" not in str(caught.value)
     assert not Path("/tmp/kdsweep-pwned").exists()
+
+
+def test_a_setting_added_since_a_run_began_does_not_make_it_look_edited(tmp_path: Path) -> None:
+    """A run frozen by a kdsweep without ``settings.epoch_s_spread`` (as a run of any older
+    version lacks settings added since) still loads, and its rows keep its recorded hash."""
+    import json
+
+    import tomllib
+
+    from kdsweep.orchestrator.config import _hash, to_toml
+
+    cfg = load_sweep_text(SMALL_SWEEP, "small")
+    run = RunDir.create(tmp_path / "old", cfg)
+    text = "\n".join(line for line in run.frozen.read_text().splitlines() if not line.startswith("epoch_s_spread"))
+    run.frozen.write_text(text + "\n")
+    core = {k: v for k, v in tomllib.loads(text).items() if k not in ("backend", "num_trials")}
+    old_hash = _hash(tomllib.loads(to_toml(core)))
+    run.meta.write_text(json.dumps({**json.loads(run.meta.read_text()), "config_hash": old_hash}))
+    loaded = run.load_config()
+    assert loaded.config_hash == old_hash and loaded.settings.epoch_s_spread == 0.5
+    run.frozen.write_text(text.replace("seed = 3", "seed = 4") + "\n")
+    with pytest.raises(Exception, match="unchanged since the run began"):
+        run.load_config()

@@ -132,7 +132,8 @@ def test_a_cancelled_attempt_is_not_reported(backend_factory: Factory, tmp_path:
     cfg, run = make_run(tmp_path, "settings.sleep_s=0.5")
     backend = backend_factory(cfg, 2)
     try:
-        backend.submit(spec(run, "t0000"))
+        # A final-stage run: no ASHA that could end it before the cancel does.
+        backend.submit(spec(run, "t0000", stage="final", until_epoch=9))
         backend.submit(spec(run, "t0001", lr=0.06, until_epoch=1))
         time.sleep(1.0)
         backend.cancel("t0000")
