@@ -499,9 +499,8 @@ def _error(message: str) -> None:
 def _mount_point(path: Path) -> Path:
     """The mount point of the file system holding ``path`` (or its nearest existing parent)."""
     path = path.absolute()
-    while not path.exists() or (not path.is_mount() and path != path.parent):
-        if path == path.parent:
-            break
+    # The root is a mount point, so the walk up always ends.
+    while not (path.exists() and path.is_mount()):
         path = path.parent
     return path
 

@@ -16,6 +16,7 @@ import functools
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def check_simulable(cfg: SweepConfig) -> None:
         raise ConfigError([ConfigIssue(cfg.source, "trainer", cfg.trainer, "'synthetic': simulate draws the synthetic trainer's learning curves")])
 
 
-def synthetic_epoch_seconds(cfg: SweepConfig) -> Any:
+def synthetic_epoch_seconds(cfg: SweepConfig) -> Callable[[TrialSpec, int], float]:
     """``(spec, epoch) -> seconds``: each trial's epoch time, ``epoch_s`` times a log-normal
     factor drawn once from the trial's seed (stable across attempts and resumes)."""
     settings = cfg.settings

@@ -5,6 +5,7 @@ message with exit code 2 and nothing written."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -110,6 +111,36 @@ def test_the_driver_killed_alone_takes_its_workers_and_resume_repeats_nothing(sw
     assert resumed.returncode == 0, resumed.stderr
     reports, trials = assert_nothing_repeated(run, 16)
     assert reports >= 16 and trials == 16
+
+
+def test_on_ray_the_attempts_of_a_killed_driver_end_with_it(sweep_file: Path, tmp_path: Path) -> None:
+    """kill -9 of the driver alone on the Ray backend (a local Ray instance the driver
+    started): its trial actors stop appending, and a resume at once repeats nothing."""
+    run = tmp_path / "run"
+    sets = ["--set", "settings.sleep_s=0.3", "--set", "num_trials=16", "--backend", "ray"]
+    driver = subprocess.Popen(cli("launch", str(sweep_file), "--out", str(run), "--no-live", *sets), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and len(list((run / "results").glob("part-*"))) < 6 and driver.poll() is None:
+            time.sleep(0.2)
+        if driver.poll() is not None:
+            output = driver.communicate()[0]
+            if CI:
+                pytest.fail(f"Ray did not start: {output[-2000:]}")
+            pytest.skip(f"Ray did not start here: {output[-500:]}")
+        driver.kill()
+        driver.wait(timeout=30)
+        time.sleep(5)  # Ray notices its driver's death and ends the job's actors
+        count = len(all_rows(run))
+        time.sleep(3)  # an attempt still running would report an epoch every 0.3 s
+        assert len(all_rows(run)) == count, "Ray actors kept appending after their driver died"
+    finally:
+        # Ray's own agents of the local instance outlive a SIGKILLed driver; they hold no trial.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+    resumed = kdsweep("launch", "--resume", str(run), "--no-live", "--backend", "local")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_nothing_repeated(run, 16)
 
 
 def _attempt(run_dir: str, barrier: object) -> None:
