@@ -133,8 +133,10 @@ class Driver:
         """Load trial records and their last store events; replay the searcher; queue every
         trial that had not ended (its attempt resumes from its checkpoint)."""
         last: dict[str, dict[str, Any]] = {}
-        # The driver owns the run: unusable files found under results/ go to quarantine/
-        # (each was warned about once), so plain readers of the run work again.
+        # The driver owns the run: appends a killed writer claimed but left unpublished are
+        # published, and unusable files found under results/ go to quarantine/ (each was
+        # warned about once), so plain readers of the run work again.
+        self.store.recover()
         self.store.refresh()
         self.store.quarantine()
         for row in self.store.rows():

@@ -14,7 +14,10 @@ in workers, the driver, reports) read incrementally. No file is ever modified in
   included, so of two writers of the same key exactly one wins; the other learns that the
   row is recorded (and publishes the winner's fragment itself if the winner died between
   claiming and renaming), so a row can never appear twice, by construction and whatever the
-  timing — a killed driver's orphaned worker racing its replacement included;
+  timing — a killed driver's orphaned worker racing its replacement included. The fragment
+  names its key in its metadata (``kdsweep.key``), so :meth:`Store.recover` (run by
+  ``compact`` and by the driver at start) finishes the append of a writer that died between
+  claiming and renaming, and deletes the pending file of one that lost its claim;
 * :meth:`Store.compact` merges every readable fragment into one
   ``compact-<time_ns>-<uuid>.parquet`` whose key-value metadata ``kdsweep.sources`` maps each
   merged name to its row count, publishes it the same way, then deletes the merged
@@ -66,6 +69,8 @@ __all__ = ["SOURCES_KEY", "Store", "StoreWarning", "read_run"]
 #: Parquet key-value metadata of a compacted file: JSON object, merged fragment name -> its
 #: row count. (Files of kdsweep 0.1 hold a JSON list of names, without counts.)
 SOURCES_KEY = b"kdsweep.sources"
+#: Parquet key-value metadata of a keyed fragment: the row key it was written under.
+ROW_KEY = b"kdsweep.key"
 
 #: Directory under ``results/`` holding one claim (a symbolic link) per keyed row.
 KEYS_DIR = ".keys"
@@ -186,6 +191,8 @@ class Store:
         # For a fragment of a few rows, dictionaries (about half the write time) and column
         # statistics (no row group to skip) only cost time; compacted files keep both.
         pending = self._pending(name)
+        if key is not None:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), ROW_KEY: key.encode()})
         write_temp(pending, _parquet_bytes(table, use_dictionary=False, write_statistics=False))
         if key is not None and not self._claim(key, name):
             pending.unlink(missing_ok=True)
@@ -228,6 +235,42 @@ class Store:
             pass
         fsync_dir(self.results_dir)
         return path
+
+    def recover(self) -> int:
+        """Finish what writers that died half-way through :meth:`append` left in
+        ``results/``; return how many fragments were published.
+
+        A pending fragment whose key's claim names it was complete and fsynced before the
+        claim, so it is published (a rename, idempotent: safe while its writer still lives).
+        A pending fragment whose key another fragment holds lost the race and is deleted, as
+        its writer would have. A pending file that cannot be read (a writer killed while
+        writing it, or one writing it now) or whose key nobody holds (a writer about to
+        claim) stays: hidden, no reader sees it. Needs write access to the run.
+        """
+        try:
+            with os.scandir(self.results_dir) as it:
+                pending = sorted(e.name for e in it if e.name.startswith(".part-") and e.name.endswith(_SUFFIX))
+        except FileNotFoundError:
+            return 0
+        published = 0
+        for hidden in pending:
+            name = hidden[1:]
+            try:
+                key = (pq.read_schema(self.results_dir / hidden).metadata or {}).get(ROW_KEY)
+            except (OSError, pa.ArrowException):
+                continue
+            if key is None:
+                continue
+            try:
+                holder = os.path.basename(os.readlink(self.results_dir / KEYS_DIR / key.decode()))
+            except FileNotFoundError:
+                continue
+            if holder == name:
+                self._publish(name)
+                published += 1
+            else:
+                (self.results_dir / hidden).unlink(missing_ok=True)
+        return published
 
     @staticmethod
     def _build_table(schema: pa.Schema, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -518,8 +561,9 @@ class Store:
     def compact(self) -> tuple[int, int]:
         """Merge every readable fragment into one compacted file; return (fragments, rows).
 
-        The compacted file has the same schema and the rows in the same order, so
-        :meth:`table` is unchanged; its metadata ``kdsweep.sources`` maps each merged name to
+        Appends that dead writers claimed but left unpublished are published first
+        (:meth:`recover`); then the compacted file has the same schema and the rows in the
+        same order, so :meth:`table` is otherwise unchanged; its metadata ``kdsweep.sources`` maps each merged name to
         its row count. Leftover sources of an earlier compaction that crashed before deleting
         them are deleted first (their rows are in a trusted compacted file already). The new
         file is published like a fragment, then the merged fragments are deleted. Unusable
@@ -533,6 +577,11 @@ class Store:
         lock_fd = os.open(self.results_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            # Appends a dead writer left claimed but unpublished are rows of the run.
+            self.recover()
+            # A pending compacted file under the lock is from a compaction that died.
+            for leftover in self.results_dir.glob(".compact-*"):
+                leftover.unlink(missing_ok=True)
             # Under the lock no one else deletes, so this listing is what gets merged.
             self.refresh()
             self.quarantine()

@@ -608,3 +608,39 @@ def test_a_planted_compacted_file_hides_nothing_and_deletes_nothing(tmp_path: Pa
         assert Store(tmp_path, SCHEMA).compact() == (3, 3)
     assert not planted.exists() and (tmp_path / "quarantine" / planted.name).exists()
     assert [r["trial_id"] for r in Store(tmp_path).rows()] == ["a"] * 3
+
+
+def test_compact_finishes_the_appends_of_writers_that_died_and_leaves_live_ones_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Store(tmp_path, SCHEMA)
+    s.append([row("a", 0)], key="a/report-e0")
+    s.append([row("a", 1)], key="a/report-e1")
+
+    class Killed(BaseException):
+        pass
+
+    def die(self: Store, name: str) -> Path:
+        raise Killed  # the writer is killed after claiming the key, before the rename
+
+    with monkeypatch.context() as m:
+        m.setattr(Store, "_publish", die)
+        with pytest.raises(Killed):
+            Store(tmp_path, SCHEMA).append([row("a", 2, val_acc=0.5)], key="a/report-e2")
+    (claimed,) = s.results_dir.glob(".part-*")
+    # A writer that lost the claim for the same key and died before deleting its file.
+    lost = s.results_dir / ".part-00000000000000000009-host-9-lost.parquet"
+    shutil.copyfile(claimed, lost)
+    # A writer still writing its file, and one that wrote it and is about to claim its key.
+    writing = s.results_dir / ".part-00000000000000000010-host-9-writing.parquet"
+    writing.write_bytes(claimed.read_bytes()[:40])
+    about_to_claim = s.results_dir / ".part-00000000000000000011-host-9-claiming.parquet"
+    table = pa.Table.from_pylist([row("a", 3)], schema=SCHEMA)
+    pq.write_table(table.replace_schema_metadata({b"kdsweep.key": b"a/report-e3"}), about_to_claim)
+
+    assert [r["epoch"] for r in Store(tmp_path).rows()] == [0, 1]  # recorded, not yet visible
+    assert Store(tmp_path, SCHEMA).compact() == (3, 3)
+    assert [(r["epoch"], r["val_acc"]) for r in Store(tmp_path).rows()] == [(0, None), (1, None), (2, 0.5)]
+    assert not claimed.exists() and not lost.exists()
+    assert writing.exists() and about_to_claim.exists()
+    assert len(ds.dataset(s.results_dir).to_table()) == 3  # plain readers agree

@@ -166,14 +166,17 @@ def test_resume_after_kill_9_of_the_driver_loses_and_repeats_nothing(sweep_file:
     ended_before = {r["trial_id"]: r for r in before if r["event"] in TERMINAL_EVENTS}
     assert 5 <= len(ended_before) < 16
 
-    # The interrupted run's fragments are merged by hand; the rows stay the same.
-    fragments = len(list((run / "results").glob("*.parquet")))
+    # The interrupted run's fragments are merged by hand; the rows stay the same, except
+    # that an append a killed worker had claimed but not yet renamed becomes visible.
     report_before = kdsweep("report", str(run), "--format", "json").stdout
     compacted = kdsweep("compact", str(run))
-    assert compacted.returncode == 0 and f"compacted {fragments} fragments ({len(before)} rows)" in compacted.stdout
-    assert len(list((run / "results").glob("*.parquet"))) == 1
-    assert sorted(map(str, rows(run))) == sorted(map(str, before))
-    assert kdsweep("report", str(run), "--format", "json").stdout == report_before
+    merged = rows(run)
+    assert compacted.returncode == 0 and f"({len(merged)} rows)" in compacted.stdout
+    assert [p.name.startswith("compact-") for p in (run / "results").glob("[!.]*.parquet")] == [True]
+    assert not Counter(map(str, before)) - Counter(map(str, merged)), "compaction lost a row"
+    assert len(merged) - len(before) <= 2  # at most one claimed row per killed worker
+    if len(merged) == len(before):
+        assert kdsweep("report", str(run), "--format", "json").stdout == report_before
 
     result = kdsweep("launch", "--resume", str(run), "--no-live")
     assert result.returncode == 0, result.stderr
