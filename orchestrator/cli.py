@@ -361,35 +361,48 @@ def export(
 @app.command()
 def simulate(
     sweep: Annotated[Optional[str], typer.Argument(help="Sweep file (TOML) of the synthetic trainer, or the name of an embedded one (default: synthetic).")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Simulated workers (trials in flight at once).")] = 30,
+    replay: Annotated[Optional[Path], typer.Option("--replay", help="A run directory to replay instead: its own configurations, curves and epoch times, under other --set asha.*/backend.*/num_trials or --workers.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Simulated workers (trials in flight at once; default 30, or the replayed run's backend.max_concurrent).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory to create (default: runs/<name>-sim-<UTC time>).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field by dotted path, as for launch (e.g. --set asha.reduction_factor=4). Repeatable.")] = None,
     format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
-    """Run a sweep on a virtual clock: the real driver, searcher, ASHA and Parquet store with
-    the synthetic trainer's curves, so hours of cluster time pass in seconds. The run
-    directory is an ordinary one ('kdsweep report' reads it)."""
+    """Run a sweep on a virtual clock: the real driver, ASHA and Parquet store with the
+    synthetic trainer's curves (or, with --replay, a recorded run's), so hours of cluster
+    time pass in seconds. The run directory is an ordinary one ('kdsweep report' reads it)."""
     import dataclasses
     import json
 
-    from kdsweep.orchestrator.simulate import describe, simulate as run_simulation
+    from kdsweep.orchestrator import simulate as sim
 
     try:
+        issues = []
         if format not in ("table", "json"):
-            raise ConfigError([ConfigIssue("command line", "--format", format, "one of table, json")])
-        if workers < 1:
-            raise ConfigError([ConfigIssue("command line", "--workers", workers, "an integer >= 1")])
-        # Virtual epochs take settings.epoch_s; the real sleep that stands in for training
-        # in a launched synthetic sweep would only slow the simulation down.
-        cfg = load_sweep(sweep if sweep is not None else "synthetic", [*(set_ or []), f"backend.max_concurrent={workers}", "settings.sleep_s=0"])
+            issues.append(ConfigIssue("command line", "--format", format, "one of table, json"))
+        if workers is not None and workers < 1:
+            issues.append(ConfigIssue("command line", "--workers", workers, "an integer >= 1"))
+        if replay is not None and sweep is not None:
+            issues.append(ConfigIssue("command line", "SWEEP", sweep, "no sweep file with --replay (the replayed run's own sweep is used)"))
+        if issues:
+            raise ConfigError(issues)
+        if replay is not None:
+            simulation = sim.replay(str(replay), [*(set_ or []), *([f"backend.max_concurrent={workers}"] if workers else [])])
+            kind = "replay"
+        else:
+            # Virtual epochs take settings.epoch_s; the real sleep that stands in for training
+            # in a launched synthetic sweep would only slow the simulation down.
+            overrides = [*(set_ or []), f"backend.max_concurrent={workers or 30}", "settings.sleep_s=0"]
+            simulation = sim.synthetic(load_sweep(sweep if sweep is not None else "synthetic", overrides))
+            kind = "sim"
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        result = run_simulation(cfg, out or Path("runs") / f"{cfg.name}-sim-{stamp}", workers)
+        target = out or Path("runs") / f"{simulation.cfg.name}-{kind}-{stamp}"
+        result = sim.simulate(simulation, target, simulation.cfg.backend.max_concurrent)
     except ConfigError as exc:
         _fail(exc)
     if format == "json":
         sys.stdout.write(json.dumps({**dataclasses.asdict(result), "epochs_saved": result.epochs_saved}, default=str) + "\n")
     else:
-        for line in describe(result):
+        for line in sim.describe(result):
             console.print(line, highlight=False)
 
 

@@ -2,10 +2,12 @@
 
 A sweep file has these top-level keys (DESIGN.md; examples in ``search_spaces/``)::
 
-    name, trainer, searcher, num_trials, seed, n_startup_trials, points_to_evaluate,
+    name, trainer, searcher, num_trials, seed, points_to_evaluate,
+    n_startup_trials, population_size   the searcher's options (orchestrator/search_options.py)
     [space]     one entry per searched parameter, e.g. lr = {type = "loguniform", low = 1e-4, high = 1};
                 for trainers that generate their space, scalar options too (e.g. nodes = 3)
-    [asha]      metric, mode, min_epochs, max_epochs, reduction_factor, variant, eval_every_epochs
+    [asha]      metric, mode (or objectives), min_epochs, max_epochs, reduction_factor, variant,
+                eval_every_epochs
     [backend]   kind, max_concurrent, max_retries, per-trial resources
     [settings]  the trainer's own settings (its ``Settings`` dataclass)
     [data]      the dataset, for trainers that read one (their ``Data`` dataclass)
@@ -19,6 +21,7 @@ no side effects; the caller decides where the frozen copy goes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -30,8 +33,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS, SEARCHERS, SearcherName, resolve_options
 from kdsweep.orchestrator.space import ParamSpec
-from kdsweep.trainers.base import trainer_class, TRAINERS
+from kdsweep.trainers.base import TrainerSpec, trainer_names, trainer_spec
 
 FROZEN_NAME = "sweep.toml"
 
@@ -75,10 +79,27 @@ _MISSING: Any = _Missing()
 
 
 @dataclasses.dataclass(frozen=True)
-class AshaConfig:
-    """Asynchronous Successive Halving: the rung ladder and which variant runs it."""
+class Objective:
+    """One objective of a multi-objective sweep: a metric the trainer reports, and whether
+    larger ("max") or smaller ("min") is better. ``mode`` has no default: a cost silently
+    maximised would be a wrong sweep, not a mistake the loader could name."""
 
     metric: str
+    mode: Literal["max", "min"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AshaConfig:
+    """Asynchronous Successive Halving: what trials are ranked by, the rung ladder and which
+    variant runs it.
+
+    A sweep file gives either ``metric`` (with ``mode``) or ``objectives``, never both. The
+    loader fills in the other form, so that after loading ``objectives`` always lists every
+    objective (one for a single-objective sweep) and ``metric``/``mode`` are the first one:
+    the *primary* objective, which the searcher is told and the leaderboard sorts by.
+    """
+
+    metric: str = ""
     mode: Literal["max", "min"] = "max"
     min_epochs: int = 1
     max_epochs: int = 27
@@ -86,6 +107,23 @@ class AshaConfig:
     variant: Literal["stop", "promote"] = "stop"
     #: Evaluate (and write a report row) every this many epochs; rung epochs always evaluate.
     eval_every_epochs: int = 1
+    #: Several objectives: at a rung trials are ranked by non-dominated sorting with the
+    #: ε-net inside a front (multi-objective ASHA, see ``asha.rank``).
+    objectives: tuple[Objective, ...] = ()
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The objectives' metrics, in order (the rung value's coordinates)."""
+        return tuple(o.metric for o in self.objectives)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The objectives' modes, in the order of :attr:`metrics`."""
+        return tuple(o.mode for o in self.objectives)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,10 +180,11 @@ class SweepConfig:
 
     name: str
     trainer: str
-    searcher: Literal["tpe", "random"]
+    searcher: SearcherName
     num_trials: int
     seed: int
-    n_startup_trials: int
+    #: The searcher's options, each as set or defaulted (search_options.SEARCHER_OPTIONS).
+    searcher_options: Mapping[str, int]
     space: tuple[ParamSpec, ...]
     points_to_evaluate: tuple[Mapping[str, Any], ...]
     asha: AshaConfig
@@ -158,12 +197,14 @@ class SweepConfig:
     document: Mapping[str, Any]
     source: str
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
         """sha256 (16 hex digits) of the experiment-defining part of the document.
 
         Backend and ``num_trials`` are left out: moving a sweep from a laptop to SLURM, or
-        asking for more trials on resume, does not change what a result means.
+        asking for more trials on resume, does not change what a result means. Computed once
+        per instance (every row carries it; the TOML round trip costs about a millisecond):
+        the config is frozen, and ``dataclasses.replace`` makes a new instance.
         """
         core = {k: v for k, v in self.document.items() if k not in RESUMABLE_FIELDS}
         # Hashed as the frozen sweep.toml reads back (absent None values, lists for tuples),
@@ -181,7 +222,7 @@ class SweepConfig:
 
 
 _TOP_LEVEL = (
-    "name", "trainer", "searcher", "num_trials", "seed", "n_startup_trials",
+    "name", "trainer", "searcher", "num_trials", "seed", *OPTION_NAMES,
     "points_to_evaluate", "space", "asha", "backend", "settings", "data", "objective",
 )  # fmt: skip
 
@@ -294,24 +335,33 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
     if isinstance(name, str) and (not name or any(ch in name for ch in "/\\\0")):
         c.add("name", name, "a non-empty name without path separators")
     trainer = _scalar(c, doc, "trainer", str, _MISSING)
-    trainer_cls: Any = None
+    trainer_cls: type[TrainerSpec] | None = None
     if isinstance(trainer, str):
-        if trainer in TRAINERS:
-            trainer_cls = trainer_class(trainer)
+        if trainer in trainer_names():
+            trainer_cls = trainer_spec(trainer)
         else:
-            c.add("trainer", trainer, f"one of {', '.join(sorted(TRAINERS))}")
+            c.add("trainer", trainer, f"one of the installed trainers: {', '.join(trainer_names())}")
     searcher = _scalar(c, doc, "searcher", str, "tpe")
-    if searcher not in ("tpe", "random"):
-        c.add("searcher", searcher, "'tpe' or 'random'")
+    if searcher not in SEARCHERS:
+        c.add("searcher", searcher, f"one of {', '.join(SEARCHERS)}")
+    given_options = {k: doc[k] for k in OPTION_NAMES if k in doc}
+    if "searcher" in c.overridden and isinstance(searcher, str):
+        # The file's options configure the file's searcher: when --set replaces it, those the
+        # new one does not take leave with the old one (options given by --set are checked).
+        takes = SEARCHER_OPTIONS.get(searcher, {})
+        given_options = {k: v for k, v in given_options.items() if k in takes or k in c.overridden}
+    options, option_issues = resolve_options(searcher, given_options)
+    for field, value, allowed in option_issues:
+        c.add(field, value, allowed)
     num_trials = _positive_int(c, doc, "num_trials", _MISSING)
     if _is_type(num_trials, int) and num_trials > MAX_TRIALS:
         c.add("num_trials", num_trials, f"an integer from 1 to {MAX_TRIALS}")
     seed = _scalar(c, doc, "seed", int, 0)
-    n_startup = _positive_int(c, doc, "n_startup_trials", 10)
 
-    asha = _dataclass(c, AshaConfig, doc.get("asha", _MISSING), "asha")
+    asha_table = doc.get("asha", _MISSING)
+    asha = _dataclass(c, AshaConfig, asha_table, "asha")
     if isinstance(asha, AshaConfig):
-        _check_asha(c, asha)
+        asha = _check_asha(c, asha, asha_table)
     backend = _dataclass(c, BackendConfig, doc.get("backend", {}), "backend")
     if isinstance(backend, BackendConfig):
         _check_backend(c, backend)
@@ -321,8 +371,8 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
     objective: Any = None
     if trainer_cls is not None:
         settings = _dataclass(c, trainer_cls.Settings, doc.get("settings", {}), "settings")
-        data = _trainer_table(c, doc, trainer, getattr(trainer_cls, "Data", None), "data", "reads no dataset")
-        objective = _trainer_table(c, doc, trainer, getattr(trainer_cls, "Objective", None), "objective", "has no objective")
+        data = _trainer_table(c, doc, trainer, trainer_cls.Data, "data", "reads no dataset")
+        objective = _trainer_table(c, doc, trainer, trainer_cls.Objective, "objective", "has no objective")
 
     space_table, space_doc, generated = _space_table(c, doc.get("space", _MISSING), trainer_cls, settings)
     space = _space(c, space_table) if space_table is not None else ()
@@ -331,23 +381,21 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
     points = baselines + explicit
 
     if trainer_cls is not None and settings is not None and not c.issues:
-        check = getattr(trainer_cls, "validate", None)
-        if check is not None:
-            # Trainer-specific cross-field rules (e.g. a frozen target node), reported the same way.
-            for field, value, allowed in check(settings, data, space, objective):
-                c.add(field, value, allowed)
-        check_params = getattr(trainer_cls, "check_params", None)
-        if check_params is not None:
-            labelled = [("space (generated baseline)", i, p) for i, p in enumerate(baselines)]
-            labelled += [("points_to_evaluate", i, p) for i, p in enumerate(explicit)]
-            for label, i, point in labelled:
-                reason = check_params(point, settings)
-                if reason is not None:
-                    c.add(f"{label}[{i}]", dict(point), f"a configuration the trainer can train: {reason}")
+        # Trainer-specific cross-field rules (e.g. a frozen target node), reported the same way.
+        for field, value, allowed in trainer_cls.validate(settings, data, space, objective):
+            c.add(field, value, allowed)
+        labelled = [("space (generated baseline)", i, p) for i, p in enumerate(baselines)]
+        labelled += [("points_to_evaluate", i, p) for i, p in enumerate(explicit)]
+        for label, i, point in labelled:
+            reason = trainer_cls.check_params(point, settings)
+            if reason is not None:
+                c.add(f"{label}[{i}]", dict(point), f"a configuration the trainer can train: {reason}")
     if isinstance(asha, AshaConfig) and trainer_cls is not None and settings is not None and not c.issues:
         names = list(trainer_cls.metric_names(settings))
-        if asha.metric not in names:
-            c.add("asha.metric", asha.metric, f"a metric trainer {trainer!r} reports: {', '.join(names)}")
+        fields = [f"asha.objectives[{i}].metric" for i in range(len(asha.objectives))] if asha.multi_objective else ["asha.metric"]
+        for field, metric in zip(fields, asha.metrics):
+            if metric not in names:
+                c.add(field, metric, f"a metric trainer {trainer!r} reports: {', '.join(names)}")
 
     if c.issues:
         raise ConfigError(c.issues)
@@ -357,10 +405,10 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
         "searcher": searcher,
         "num_trials": num_trials,
         "seed": seed,
-        "n_startup_trials": n_startup,
+        **options,
         "points_to_evaluate": [dict(p) for p in explicit],
         "space": space_doc if space_doc is not None else {p.name: _param_doc(p) for p in space},
-        "asha": dataclasses.asdict(asha),
+        "asha": _asha_document(asha),
         "backend": dataclasses.asdict(backend),
         "settings": dataclasses.asdict(settings),
     }
@@ -370,7 +418,7 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
         document["objective"] = dataclasses.asdict(objective)
     return SweepConfig(
         name=name, trainer=trainer, searcher=searcher, num_trials=num_trials, seed=seed,
-        n_startup_trials=n_startup, space=space, points_to_evaluate=points, asha=asha,
+        searcher_options=options, space=space, points_to_evaluate=points, asha=asha,
         backend=backend, settings=settings, data=data, objective=objective, document=document,
         source=c.source,
     )  # fmt: skip
@@ -387,7 +435,7 @@ def _trainer_table(c: _Collector, doc: Mapping[str, Any], trainer: str, cls: Any
 
 
 def _space_table(
-    c: _Collector, table: Any, trainer_cls: Any, settings: Any
+    c: _Collector, table: Any, trainer_cls: type[TrainerSpec] | None, settings: Any
 ) -> tuple[Any, dict[str, Any] | None, Sequence[Mapping[str, Any]]]:
     """The ``[space]`` parameter tables to parse (None: nothing to parse, the problem is
     already reported), the normalised ``[space]`` for the frozen document (None: write the
@@ -398,8 +446,8 @@ def _space_table(
     space, so a parameter table there is an error. The document keeps the options (not the
     expansion), so the frozen copy regenerates the same space.
     """
-    options_cls = getattr(trainer_cls, "SpaceOptions", None)
-    if options_cls is None or not isinstance(table, Mapping):
+    options_cls = trainer_cls.SpaceOptions if trainer_cls is not None else None
+    if trainer_cls is None or options_cls is None or not isinstance(table, Mapping):
         return table, None, ()
     option_names = [f.name for f in dataclasses.fields(options_cls)]
     for name, entry in table.items():
@@ -561,11 +609,19 @@ def _points(c: _Collector, points: Any, space: Sequence[ParamSpec], label: str) 
     return tuple(out)
 
 
+def _table_list_item(hint: Any) -> Any:
+    """The dataclass ``X`` of a ``tuple[X, ...]`` field, else None."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple and args and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
 def _dataclass(c: _Collector, cls: Any, table: Any, prefix: str) -> Any:
     """Build dataclass ``cls`` from a TOML table, reporting unknown, missing and mistyped keys."""
     if table is _MISSING:
         required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-        c.add(f"[{prefix}]", _MISSING, f"required table with keys: {', '.join(required)}")
+        c.add(f"[{prefix}]", _MISSING, f"required table with keys: {', '.join(required)}" if required else "required table")
         return None
     if not isinstance(table, Mapping):
         c.add(prefix, table, "must be a table")
@@ -587,6 +643,17 @@ def _dataclass(c: _Collector, cls: Any, table: Any, prefix: str) -> Any:
             nested = _dataclass(c, hints[name], table[name], field)
             if nested is not None:
                 kwargs[name] = nested
+            continue
+        item = _table_list_item(hints[name])
+        if item is not None:
+            # A list of tables, each one dataclass (asha.objectives): every entry is checked,
+            # and a problem is named by its index.
+            if not isinstance(table[name], list):
+                c.add(field, table[name], f"must be a list of tables with keys: {', '.join(f.name for f in dataclasses.fields(item))}")
+                continue
+            entries = [_dataclass(c, item, entry, f"{field}[{i}]") for i, entry in enumerate(table[name])]
+            if all(e is not None for e in entries):
+                kwargs[name] = tuple(entries)
             continue
         value = _coerce(table[name], hints[name])
         if value is _MISSING:
@@ -645,7 +712,10 @@ def _describe(hint: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
-def _check_asha(c: _Collector, a: AshaConfig) -> None:
+def _check_asha(c: _Collector, a: AshaConfig, table: Mapping[str, Any]) -> AshaConfig | None:
+    """Ranges of ``[asha]``, and either ``metric`` (``mode``) or ``objectives`` in ``table``
+    (the file's table: a defaulted ``mode`` is not a given one). Returns the config with both
+    forms filled in (see :class:`AshaConfig`), or None after reporting a problem with them."""
     if a.min_epochs < 1:
         c.add("asha.min_epochs", a.min_epochs, "an integer >= 1")
     if a.max_epochs < a.min_epochs:
@@ -654,6 +724,35 @@ def _check_asha(c: _Collector, a: AshaConfig) -> None:
         c.add("asha.reduction_factor", a.reduction_factor, "an integer >= 2")
     if a.eval_every_epochs < 1:
         c.add("asha.eval_every_epochs", a.eval_every_epochs, "an integer >= 1")
+    single = [key for key in ("metric", "mode") if key in table]
+    if "objectives" in table:
+        if single:
+            for key in single:
+                c.add(f"asha.{key}", table[key], "remove it: asha.objectives is given, and a sweep ranks by either metric/mode or objectives")
+            return None
+        if not a.objectives:
+            c.add("asha.objectives", [], 'at least one objective, e.g. [{ metric = "val_acc", mode = "max" }]')
+            return None
+        seen: set[str] = set()
+        for i, o in enumerate(a.objectives):
+            if o.metric in seen:
+                c.add(f"asha.objectives[{i}].metric", o.metric, "a metric not named by an earlier objective")
+            seen.add(o.metric)
+        return dataclasses.replace(a, metric=a.objectives[0].metric, mode=a.objectives[0].mode)
+    if "metric" not in table:
+        c.add("asha.metric", _MISSING, 'required (a string), or asha.objectives = [{ metric = "...", mode = "max" }, ...] for several objectives')
+        return None
+    return dataclasses.replace(a, objectives=(Objective(a.metric, a.mode),))
+
+
+def _asha_document(a: AshaConfig) -> dict[str, Any]:
+    """``[asha]`` as the frozen file writes it: ``metric`` and ``mode`` for one objective,
+    ``objectives`` for several, never both, so that the document (and the hash) of a
+    single-objective sweep is what it was before objectives existed."""
+    doc = dataclasses.asdict(a)
+    for key in ("metric", "mode") if a.multi_objective else ("objectives",):
+        del doc[key]
+    return doc
 
 
 def _check_backend(c: _Collector, b: BackendConfig) -> None:

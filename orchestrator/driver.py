@@ -6,12 +6,12 @@ says what happened. Trials that were proposed but had not ended are submitted ag
 same id and parameters (resuming from their checkpoints); the searcher is replayed from the
 records and results, so it is never asked twice for the same slot of the budget.
 
-Decisions are not made here in the ``stop`` variant — workers apply ASHA themselves. In the
-``promote`` variant the driver runs ASHA's ``get_job``: a free slot goes to the best paused
-trial that earned a promotion, else to a new trial.
-
-The same loop runs ``kdsweep retrain``'s final stage: given a ``plan`` of final-stage
-records, it runs exactly those (no searcher, no ASHA), with the same retries and resume.
+What runs is decided by a job source (``orchestrator/policies.py``), chosen once from the
+run: the stop or promote variant of ASHA, or ``kdsweep retrain``'s final stage with its plan.
+The source turns each trial record into the attempt's work order and supplies jobs other
+than new proposals (a promotion, a planned run); this loop has no branch on either. In the
+``stop`` variant workers apply ASHA themselves; in the ``promote`` variant the source runs
+ASHA's ``get_job``.
 """
 
 from __future__ import annotations
@@ -21,17 +21,18 @@ import errno
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.backends import Backend, Finished
 from kdsweep.orchestrator.clock import REAL_CLOCK, Clock
 from kdsweep.orchestrator.config import SweepConfig
-from kdsweep.orchestrator.rundir import RunDir, TrialRecord, trial_id_of, trial_index
-from kdsweep.orchestrator.schema import TERMINAL_EVENTS, Event, Stage, row_key
-from kdsweep.orchestrator.search import Searcher
+from kdsweep.orchestrator.policies import job_source
+from kdsweep.orchestrator.ranking import rank_key
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord, trial_id_of, trial_order
+from kdsweep.orchestrator.schema import TERMINAL_EVENTS, Event, row_key
+from kdsweep.orchestrator.search import Searcher, TellStatus
 from kdsweep.orchestrator.worker import TrialSpec, driver_row, results_store
-from kdsweep.trainers.base import trainer_class
+from kdsweep.trainers.base import trainer_spec
 
 
 @dataclasses.dataclass
@@ -70,6 +71,17 @@ MAX_CONSECUTIVE_REJECTIONS = 200
 _DISK_FULL = f"[Errno {errno.ENOSPC}]"
 
 
+class Proposer(Protocol):
+    """Where the driver gets new trials' parameters, and what it tells about their ends
+    (:class:`~kdsweep.orchestrator.search.Searcher` is the one a sweep uses)."""
+
+    def ask(self, trial_id: str) -> dict[str, Any]: ...
+
+    def tell(self, trial_id: str, value: float | None, status: TellStatus = "ok") -> None: ...
+
+    def replay(self, trial_id: str, params: Mapping[str, Any], value: float | None, status: TellStatus = "ok") -> None: ...
+
+
 class RejectedSpaceError(RuntimeError):
     """The searcher kept proposing configurations the trainer cannot train."""
 
@@ -81,7 +93,9 @@ def _in_space(cfg: SweepConfig, point: Mapping[str, Any]) -> bool:
 class Driver:
     """Runs a sweep in ``run`` on ``backend`` until its budget is spent.
 
-    ``clock`` is injectable (the simulator uses a virtual one); ``on_update`` is
+    ``clock`` is injectable (the simulator uses a virtual one), and so is ``proposer``, where
+    new trials' parameters come from (default: the sweep's searcher; a replay proposes a
+    recorded run's own configurations); ``on_update`` is
     called with a :class:`Snapshot` after every change, at most every ``update_s`` seconds.
     With ``plan`` (final-stage records, from ``kdsweep retrain``) it runs those instead of
     searching; records of the plan already in the run directory resume where they stopped.
@@ -97,25 +111,25 @@ class Driver:
         on_update: Callable[[Snapshot], None] | None = None,
         clock: Clock = REAL_CLOCK,
         poll_s: float = 0.5,
+        proposer: Proposer | None = None,
     ) -> None:
         self.cfg, self.run, self.backend = cfg, run, backend
-        self.stage = Stage.SEARCH.value if plan is None else Stage.FINAL.value
-        self.plan = deque(plan or ())
-        self.check_params: Callable[[Mapping[str, Any], Any], str | None] | None = getattr(trainer_class(cfg.trainer), "check_params", None)
+        # The kind of run (stop or promote variant, or the final stage), in one object.
+        self.source = job_source(cfg, plan)
+        self.stage = self.source.stage.value
+        self.check_params = trainer_spec(cfg.trainer).check_params
         self.on_update = on_update
         self.clock = clock
         self.poll_s = poll_s
         self.store = results_store(run.path)
-        a = cfg.asha
-        self.ladder = asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
         # A fixed point outside the search space (a research baseline often is: the seed's
         # b = 0.05 under a 0.1-1.0 range) is a reference: it is trained and reported like any
         # trial, but never told to the searcher, whose model covers only the space.
         inside = [p for p in cfg.points_to_evaluate if _in_space(cfg, p)]
         self.references = [dict(p) for p in cfg.points_to_evaluate if not _in_space(cfg, p)]
-        self.searcher = Searcher(
-            cfg.space, cfg.searcher, cfg.seed, a.mode,
-            points_to_evaluate=inside, n_startup_trials=cfg.n_startup_trials,
+        self.searcher: Proposer = proposer if proposer is not None else Searcher(
+            cfg.space, cfg.searcher, cfg.seed, cfg.asha.mode,
+            points_to_evaluate=inside, options=cfg.searcher_options,
         )  # fmt: skip
         self.unsearched: set[str] = set()  # trial ids of references
         self.trials: dict[str, TrialState] = {}
@@ -125,6 +139,14 @@ class Driver:
         self.resumed: set[str] = set()
         # The next new trial, proposed while every slot was busy (see ``_prepare``).
         self.prepared: TrialSpec | None = None
+        # Counters kept up to date so that no driver event scans every trial: attempts in
+        # flight, trials that count against num_trials (all but rejected ones), the next
+        # trial index, and rejections since the last trial the trainer accepted.
+        self.n_running = 0
+        self.n_counted = 0
+        self.next_index = 0
+        self.rejected_in_a_row = 0
+        self.last_rejection = ""
         self._rebuild()
 
     # -- state from the run directory --------------------------------------------------------
@@ -150,18 +172,18 @@ class Driver:
                 v = latest.get(metric)
                 state.value = None if v is None else float(v)
             self.trials[tid] = state
+            self.next_index = max(self.next_index, trial_order(tid)[0] + 1)
+            self.n_counted += state.event != Event.REJECTED.value
             # A paused trial whose record says "train further" was promoted by a driver that
             # died before the promotion's attempt reported: it resumes like any other.
             promoted = (record.until_epoch or self.cfg.asha.max_epochs) > state.epoch
             ended = state.event in TERMINAL_EVENTS or (state.event == Event.PAUSED.value and not promoted)
-            if self.stage == Stage.SEARCH.value:  # final runs are not proposals: nothing to replay
+            if self.source.proposes:  # final runs are not proposals: nothing to replay
                 self._replay(state, ended)
             if not ended:
                 self.queue.append(self._spec(record))
                 self.resumed.add(tid)
 
-        planned = set(self.trials)
-        self.plan = deque(r for r in self.plan if r.trial_id not in planned)
 
     def _replay(self, state: TrialState, ended: bool) -> None:
         """Tell the searcher what a recorded trial proposed and how it ended, as when it ran."""
@@ -177,7 +199,7 @@ class Driver:
             self.searcher.replay(tid, record.params, state.value if ended else None, "ok")
 
     def _spec(self, record: TrialRecord) -> TrialSpec:
-        return TrialSpec(str(self.run.path), record.trial_id, dict(record.params), record.origin, record.attempt, record.until_epoch, record.stage)
+        return TrialSpec.of(self.run.path, record, self.source.order(record))
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -194,6 +216,7 @@ class Driver:
                     if spec is None:
                         break
                     self.trials[spec.trial_id].running = True
+                    self.n_running += 1
                     self._launch(spec)
                 self._update()
                 if self._running() == 0:
@@ -218,25 +241,28 @@ class Driver:
         self.store.compact()
 
     def _launch(self, spec: TrialSpec) -> None:
-        adopt = getattr(self.backend, "adopt", None)
         if spec.trial_id in self.resumed:
             self.resumed.discard(spec.trial_id)
-            if adopt is not None and adopt(spec):
+            if self.backend.adopt(spec):
                 return
         self.backend.submit(spec)
 
     def _running(self) -> int:
-        return sum(1 for t in self.trials.values() if t.running)
+        return self.n_running
 
     def _next_job(self) -> TrialSpec | None:
+        """The next attempt to run: a queued (resumed or retried) one, else the job source's
+        own (a promotion, a planned run), else a new proposal; None when nothing is left."""
         if self.queue:
             return self.queue.popleft()
-        if self.stage == Stage.FINAL.value:
-            return self._planned()
-        if self.cfg.asha.variant == "promote":
-            spec = self._promotion()
-            if spec is not None:
-                return spec
+        record = self.source.next_record(self.trials, self.store)
+        if record is not None:
+            self.run.write_trial(record)
+            state = self.trials.setdefault(record.trial_id, TrialState(record))
+            state.record = record
+            return self._spec(record)
+        if not self.source.proposes:
+            return None
         if self.prepared is not None:
             spec, self.prepared = self.prepared, None
             return spec
@@ -247,76 +273,64 @@ class Driver:
         just become idle: a TPE proposal costs milliseconds, a whole trial of a cheap
         trainer not much more, so asking on the critical path would idle workers. The
         proposal misses at most the results that arrive during the wait."""
-        if self.prepared is None and not self.queue and self.stage == Stage.SEARCH.value:
+        if self.prepared is None and not self.queue and self.source.proposes:
             self.prepared = self._new_trial()
-
-    def _planned(self) -> TrialSpec | None:
-        if not self.plan:
-            return None
-        record = self.plan.popleft()
-        self.run.write_trial(record)
-        self.trials[record.trial_id] = TrialState(record)
-        return self._spec(record)
 
     def _new_trial(self) -> TrialSpec | None:
         """The next proposal the trainer can train, or None when the budget is spent.
 
-        A proposal the trainer rejects (``check_params``) is recorded as a ``rejected`` trial
-        with its reason, told to the searcher as a failure so it learns to avoid the region,
-        and does not count against ``num_trials``.
+        A proposal the trainer rejects (``check_params`` here, or its training's ``screen``
+        in the worker) is recorded as a ``rejected`` trial with its reason, told to the
+        searcher as a failure so it learns to avoid the region, and does not count against
+        ``num_trials``. After ``MAX_CONSECUTIVE_REJECTIONS`` in a row: RejectedSpaceError.
         """
-        for _ in range(MAX_CONSECUTIVE_REJECTIONS):
-            if sum(1 for t in self.trials.values() if t.event != Event.REJECTED.value) >= self.cfg.num_trials:
+        while True:
+            if self.n_counted >= self.cfg.num_trials:
                 return None
-            index = 1 + max((trial_index(t) for t in self.trials), default=-1)
-            tid = trial_id_of(index)
+            if self.rejected_in_a_row >= MAX_CONSECUTIVE_REJECTIONS:
+                raise RejectedSpaceError(
+                    f"the trainer rejected the last {MAX_CONSECUTIVE_REJECTIONS} proposals (latest: {self.last_rejection}); "
+                    "narrow the search space in the sweep file so that most configurations are trainable"
+                )
+            tid = trial_id_of(self.next_index)
+            self.next_index += 1
+            self.n_counted += 1
             if self.references:
                 params, origin = self.references.pop(0), "fixed"
                 self.unsearched.add(tid)
             else:
                 params = self.searcher.ask(tid)
                 origin = "fixed" if any(dict(p) == params for p in self.cfg.points_to_evaluate) else self.cfg.searcher
-            until = self.ladder[0] if self.cfg.asha.variant == "promote" else None
-            record = TrialRecord(tid, params, origin, 0, until)
+            record = self.source.new_record(tid, params, origin)
             self.run.write_trial(record)
             state = self.trials[tid] = TrialState(record)
-            reason = self.check_params(params, self.cfg.settings) if self.check_params else None
+            reason = self.check_params(params, self.cfg.settings)
             if reason is None:
                 return self._spec(record)
             self._record_end(state, self._spec(record), Event.REJECTED, 0, reason)
+            self._rejected(reason)
             if tid not in self.unsearched:
                 self.searcher.tell(tid, None, "fail")
-        raise RejectedSpaceError(
-            f"the trainer rejected the last {MAX_CONSECUTIVE_REJECTIONS} proposals (latest: {reason}); "
-            "narrow the search space in the sweep file so that most configurations are trainable"
-        )
 
-    def _promotion(self) -> TrialSpec | None:
-        """ASHA's get_job over the store: the best paused trial in the top 1/η of its rung."""
-        metric, max_epochs = self.cfg.asha.metric, self.cfg.asha.max_epochs
-        rungs = [self.store.rung_values(k, metric) for k in range(len(self.ladder))]
-        promoted = [
-            {tid for tid, t in self.trials.items() if (t.record.until_epoch or max_epochs) > milestone}
-            for milestone in self.ladder
-        ]
-        busy = {tid for tid, t in self.trials.items() if t.running or t.event != Event.PAUSED.value}
-        chosen = asha.promotion(rungs, promoted, self.cfg.asha.reduction_factor, self.cfg.asha.mode, busy)
-        if chosen is None:
-            return None
-        tid, rung = chosen
-        state = self.trials[tid]
-        state.record = dataclasses.replace(state.record, until_epoch=self.ladder[rung])
-        self.run.write_trial(state.record)
-        return self._spec(state.record)
+    def _rejected(self, reason: str) -> None:
+        """Count a rejection (it does not count against ``num_trials``)."""
+        self.n_counted -= 1
+        self.rejected_in_a_row += 1
+        self.last_rejection = reason
 
     def _collect(self, finished: Finished) -> None:
         state = self.trials[finished.spec.trial_id]
         state.running = False
+        self.n_running -= 1
         tid = state.record.trial_id
         if finished.outcome is not None:
             out = finished.outcome
             state.event, state.epoch, state.value = out.event, out.epoch, out.value
-            if tid not in self.unsearched and self.stage == Stage.SEARCH.value:
+            if out.event == Event.REJECTED.value:  # screened out by the worker (Training.screen)
+                self._rejected(f"{tid} screened out before its first epoch")
+            else:
+                self.rejected_in_a_row = 0
+            if tid not in self.unsearched and self.source.proposes:
                 self.searcher.tell(tid, out.value)
             return
         if _DISK_FULL in (finished.error or ""):
@@ -331,7 +345,7 @@ class Driver:
             return
         epoch = max((int(r["epoch"]) for r in self.store.trial_rows(tid)), default=0)
         self._record_end(state, finished.spec, Event.FAILED, epoch, (finished.error or "unknown error").strip())
-        if tid not in self.unsearched and self.stage == Stage.SEARCH.value:
+        if tid not in self.unsearched and self.source.proposes:
             self.searcher.tell(tid, None, "fail")
 
     def _record_end(self, state: TrialState, spec: TrialSpec, event: Event, epoch: int, error: str) -> None:
@@ -356,15 +370,12 @@ class Driver:
                 counts["running"] += 1
             else:  # not yet started, or resumable (last event a report): both wait for a slot
                 counts["queued" if t.event in (None, Event.REPORT.value) else t.event] += 1
-        sign = 1.0 if self.cfg.asha.mode == "max" else -1.0
-        best: TrialState | None = None
-        for t in self.trials.values():
-            if t.value is not None and not math.isnan(t.value):
-                if best is None or sign * t.value > sign * (best.value or 0.0):
-                    best = t
+        # The report's rule (orchestrator/ranking.py), over the trials whose end is known.
+        valued = [t for t in self.trials.values() if t.value is not None and not math.isnan(t.value)]
+        best = min(valued, key=lambda t: rank_key(t.record.trial_id, t.epoch, t.value, self.cfg.asha.mode), default=None)
         return Snapshot(
             counts=dict(counts),
-            num_trials=self.cfg.num_trials if self.stage == Stage.SEARCH.value else len(self.trials) + len(self.plan),
+            num_trials=self.source.budget(self.trials),
             elapsed_s=self.clock.seconds() - self.started,
             best_trial=best.record.trial_id if best else None,
             best_value=best.value if best else None,

@@ -44,7 +44,7 @@ from kdsweep.orchestrator.report import (
     test_metric,
     trainer_section,
 )
-from kdsweep.orchestrator.schema import Event
+from kdsweep.orchestrator.schema import ACCURACY, Event
 
 #: Leaderboard rows shown by default (fixed points further down are listed below it).
 TOP = 25
@@ -81,8 +81,10 @@ def build_html(summary: RunSummary, top: int = TOP) -> str:
     parts = [
         _header(summary),
         _leaderboard(summary, top),
+        _significance(summary, top),
         _section("Learning curves", _figure(figures, "curves", _curves(summary)), _curves_note(summary)),
         _rungs(summary, figures),
+        _pareto(summary, figures),
         _tendencies(summary, figures),
         _final(summary, figures),
         _trainer(summary),
@@ -212,13 +214,52 @@ def _leaderboard(summary: RunSummary, top: int) -> str:
     names = [p.name for p in summary.cfg.space]
     records = leaderboard_records(summary)
     shown = records[:top] + [r for r in records[top:] if r["origin"] == FIXED]
-    header = ["rank", "trial", summary.metric, "epochs", "status", "origin", *names]
-    rows = [[r["rank"], r["trial_id"], _fmt(r[summary.metric]), r["epochs"], r["status"], r["origin"], *(_fmt(r.get("param." + n)) for n in names)] for r in shown]
+    header = ["rank", "trial", summary.metric, "epochs", "status", "origin", f"{ACCURACY} 95 % (Wilson)", "vs leader (McNemar)", *names]
+    rows = [
+        [r["rank"], r["trial_id"], _fmt(r[summary.metric]), r["epochs"], r["status"], r["origin"], _interval(r), _versus(r), *(_fmt(r.get("param." + n)) for n in names)]
+        for r in shown
+    ]  # fmt: skip
     note = f"top {min(top, len(records))} of {len(records)} trials, longest-trained first, then by {summary.metric}; fixed points further down are appended with their rank"
     failed = [t for t in summary.trials if t.status == Event.FAILED.value]
     errors = [_note(f"failed {t.trial_id} after {t.attempts} attempts: {((t.error or '').strip().splitlines() or [''])[-1]}") for t in failed]
     rejected = [_note(f"rejected {len(summary.rejected)} untrainable proposals (not failures, not counted in num_trials)")] if summary.rejected else []
     return _section("Leaderboard", _note(note), _table(header, rows, left=0), *errors, *rejected)
+
+
+def _interval(record: dict[str, Any]) -> str:
+    low, high = record[f"{ACCURACY}_low"], record[f"{ACCURACY}_high"]
+    return "-" if low is None else f"[{low:.4f}, {high:.4f}] (n={record['val_n']})"
+
+
+def _versus(record: dict[str, Any]) -> str:
+    if record["vs_leader"] is None:
+        return "-"
+    if record["vs_leader_epoch"] is None:
+        return record["vs_leader"]
+    return f"{record['vs_leader']} (p={record['vs_leader_p']:.3g}, epoch {record['vs_leader_epoch']})"
+
+
+def _significance(summary: RunSummary, top: int) -> str:
+    """The leader (and, when a fixed point leads, the best searched trial) against each fixed
+    point, in a table and in words, and the leader against the ranks below it, during the
+    search (:mod:`kdsweep.orchestrator.significance`)."""
+    from kdsweep.orchestrator import significance
+
+    sig = significance.analyse(summary, top)
+    header = ["trial", "vs", "rank", "origin", "epoch", "n", f"{ACCURACY} trial", f"{ACCURACY} other", "only trial right", "only other right", "p", "verdict"]
+
+    def row(p: significance.Paired) -> list[Any]:
+        if p.epoch is None:
+            return [p.trial, p.other, p.other_rank, p.other_origin, "-", "-", "-", "-", "-", "-", "-", p.verdict]
+        return [p.trial, p.other, p.other_rank, p.other_origin, p.epoch, p.n, f"{p.acc:.4f}", f"{p.acc_other:.4f}", p.only_trial, p.only_other, f"{p.p_value:.3g}", p.verdict]
+
+    against_fixed = sig.fixed + sig.searched
+    fixed = _table(header, [row(p) for p in against_fixed], left=2) if against_fixed else ""
+    words = [_note(line) for line in significance.leader_sentences(sig)]
+    tie = significance.ties(sig)
+    ranks = _table(header, [row(p) for p in sig.ranks], left=2) if sig.ranks else ""
+    method = _note(f"intervals: 95 % Wilson score intervals of {ACCURACY} over the val_n validation examples it was counted on; tests: {significance.RULE}")
+    return _section("Significance during the search", method, *words, fixed, _note(tie) if tie else "", ranks)
 
 
 def _curves(summary: RunSummary) -> dict[str, Any]:
@@ -289,6 +330,37 @@ def _rungs(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
     ]
     fig = {"data": data, "layout": {"barmode": "group", "yaxis": {"title": {"text": "trials"}}, "margin": {"t": 20}}}
     return _section("Rung survival", table, _figure(figures, "rungs", fig, small=True))
+
+
+def _pareto(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
+    """A multi-objective sweep's Pareto front (``pareto.pareto``): every trial at the compared
+    rung in the plane of the first two objectives, the front joined by a line, and a table of
+    its members. Nothing for a single-objective sweep."""
+    from kdsweep.orchestrator import pareto  # pareto imports report, as this module does
+
+    found = pareto.pareto(summary)
+    if found is None:
+        return ""
+    y, x = found.objectives[0], found.objectives[1]
+    data = []
+    for on_front, name, style in ((False, "dominated", {"color": "#b0b0b0", "size": 7}), (True, "Pareto front", {"color": "#d62728", "size": 10})):
+        group = sorted((p for p in found.points if p.on_front == on_front), key=lambda p: (p.values[x.metric], p.trial_id))
+        data.append({
+            "type": "scatter", "mode": "lines+markers" if on_front else "markers", "name": name, "marker": style,
+            "line": {"color": style["color"]},
+            "x": [p.values[x.metric] for p in group], "y": [p.values[y.metric] for p in group],
+            "text": [f"{p.trial_id} {p.params}" for p in group], "hoverinfo": "text+x+y",
+        })  # fmt: skip
+    axis = {o.metric: {"title": {"text": f"{o.metric} ({o.mode})"}} for o in (x, y)}
+    fig = {"data": data, "layout": {"xaxis": axis[x.metric], "yaxis": axis[y.metric], "margin": {"t": 20}}}
+    others = f"; objectives beyond the first two ({', '.join(o.metric for o in found.objectives[2:])}) are in the table" if len(found.objectives) > 2 else ""
+    note = _note(
+        f"{len(found.front)} of the {len(found.points)} trials at rung {found.rung} (epoch {found.epoch}) are non-dominated "
+        f"(no other trial there is as good in every objective and better in one){others}."
+    )
+    header = ["trial", *(o.metric for o in found.objectives), "origin"]
+    rows = [[p.trial_id, *(_fmt(p.values[o.metric]) for o in found.objectives), p.origin] for p in found.front]
+    return _section("Pareto front", note, _figure(figures, "pareto", fig), _table(header, rows))
 
 
 def _tendencies(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:

@@ -23,10 +23,11 @@ from rich.table import Table
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.config import SweepConfig
+from kdsweep.orchestrator.ranking import rank_key
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
-from kdsweep.orchestrator.schema import PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
+from kdsweep.orchestrator.schema import ACCURACY, PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.store import Store
-from kdsweep.trainers.base import REPORT_SECTIONS
+from kdsweep.trainers.base import trainer_names, trainer_spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,9 +136,10 @@ class RunSummary:
 def summarize(run_dir: str) -> RunSummary:
     """Read the run's store and rank its trials.
 
-    Rank: trials that trained further come first (a 27-epoch result beats a 1-epoch one:
-    they are not comparable, and the longer one is what a researcher would deploy), then by
-    the metric at the trial's last report, NaN last. Trials with no report yet are listed last.
+    Rank: ``ranking.rank_key`` — trials that trained further come first (a 27-epoch result
+    beats a 1-epoch one: they are not comparable, and the longer one is what a researcher
+    would deploy), then by the metric at the trial's last report, NaN last. Trials with no
+    report yet are listed last.
     """
     run = RunDir(run_dir)
     cfg = run.load_config()
@@ -175,11 +177,7 @@ def summarize(run_dir: str) -> RunSummary:
             )
         )
 
-    def key(t: TrialSummary) -> tuple[int, int, float, str]:
-        missing = t.value is None or math.isnan(t.value)
-        return (-t.epochs, int(missing), 0.0 if missing else -sign * (t.value or 0.0), t.trial_id)
-
-    trials.sort(key=key)
+    trials.sort(key=lambda t: rank_key(t.trial_id, t.epochs, t.value, cfg.asha.mode))
     ladder = asha.rung_ladder(cfg.asha.min_epochs, cfg.asha.max_epochs, cfg.asha.reduction_factor)
     rungs = []
     rung_values = [store.rung_values(k, metric) for k in range(len(ladder))]
@@ -204,7 +202,8 @@ def summarize(run_dir: str) -> RunSummary:
     final_rows = [r for r in all_rows if r.get("stage") == Stage.FINAL.value]
     final = _final_results(cfg, run, final_rows, sign)
     records = run.read_trials(Stage.SEARCH.value)
-    state = _sweep_state(cfg, trials, {tid for tid, _ in rejected}, records, rung_values)
+    rung_points = [store.rung_points(k, cfg.asha.metrics) for k in range(len(ladder))]
+    state = _sweep_state(cfg, trials, {tid for tid, _ in rejected}, records, rung_points)
     return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state)
 
 
@@ -213,13 +212,14 @@ def _sweep_state(
     trials: list[TrialSummary],
     rejected: set[str],
     records: dict[str, TrialRecord],
-    rung_values: list[dict[str, float]],
+    rung_points: list[dict[str, tuple[float, ...]]],
 ) -> SweepState:
     """What is left to run, decided as the driver would decide it (see :class:`SweepState`).
 
     A trial has left rung k when its record targets a later epoch than the milestone (the
     driver's own test) or, for a copy of the results without records, when it reported past
     the milestone. Every trial that is not paused is busy, as in the driver's ``get_job``.
+    ``rung_points`` are the rung values over every objective (``Store.rung_points``).
     """
     a = cfg.asha
     ladder = asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
@@ -234,7 +234,7 @@ def _sweep_state(
     busy = set(by_id) - paused | resumed
     promotable: list[str] = []
     # get_job hands out one trial per call; asking again with that one busy lists them all.
-    while (job := asha.promotion(rung_values, promoted_out, a.reduction_factor, a.mode, busy)) is not None:
+    while (job := asha.promotion(rung_points, promoted_out, a.reduction_factor, a.modes, busy)) is not None:
         promotable.append(job[0])
         busy.add(job[0])
     queued = [tid for tid in records if tid not in by_id and tid not in rejected]
@@ -390,8 +390,8 @@ def last_reports(summary: RunSummary) -> dict[str, dict[str, Any]]:
 
 
 def trainer_section(summary: RunSummary) -> ModuleType | None:
-    """The trainer's own report module (``REPORT_SECTIONS``), or None if it has none."""
-    name = REPORT_SECTIONS.get(summary.cfg.trainer)
+    """The trainer's own report module (``TrainerSpec.report_section``), or None."""
+    name = trainer_spec(summary.cfg.trainer).report_section
     return importlib.import_module(name) if name else None
 
 
@@ -400,7 +400,8 @@ def plot_unavailable(summary: RunSummary) -> str | None:
     section = trainer_section(summary)
     if section is not None and hasattr(section, "plot"):
         return None
-    drawing = sorted(t for t, m in REPORT_SECTIONS.items() if hasattr(importlib.import_module(m), "plot"))
+    sections = {name: trainer_spec(name).report_section for name in trainer_names()}
+    drawing = [name for name, module in sections.items() if module and hasattr(importlib.import_module(module), "plot")]
     return f"trainer {summary.cfg.trainer!r} draws no plot; trainers with one: {', '.join(drawing)}"
 
 
@@ -457,17 +458,25 @@ def _fmt(value: Any) -> str:
 def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     cfg = summary.cfg
     title = f"{cfg.name}: top {min(top, len(summary.trials))} of {len(summary.trials)} trials by {summary.metric} ({cfg.asha.mode})"
+    # Imported here: scipy, which `kdsweep status` never needs.
+    from kdsweep.orchestrator import significance
+
+    sig = significance.analyse(summary, top)
+    interval_col = f"{ACCURACY} 95 % ({significance.INTERVAL_METHOD})"
     board = Table(title=title, title_justify="left")
     # Identity and outcome columns never shrink; parameters fold when the terminal is narrow.
-    for col in ("rank", "trial", summary.metric, "epochs", "status", "origin"):
+    for col in ("rank", "trial", summary.metric, "epochs", "status", "origin", interval_col, "vs leader (McNemar)"):
         board.add_column(col, justify="right" if col in ("rank", summary.metric, "epochs") else "left", no_wrap=True, min_width=len(col))
     board.columns[4].min_width = len("completed")
     names = [p.name for p in cfg.space]
     for name in names:
         board.add_column(name, justify="right", overflow="fold")
+    versus = {p.other: significance.short(p) for p in sig.ranks}
     for i, t in enumerate(summary.trials[:top], start=1):
-        board.add_row(str(i), t.trial_id, _fmt(t.value), str(t.epochs), t.status, t.origin, *(_fmt(t.params.get(n)) for n in names))
+        interval = significance.fmt_interval(sig.intervals[t.trial_id])
+        board.add_row(str(i), t.trial_id, _fmt(t.value), str(t.epochs), t.status, t.origin, interval, versus.get(t.trial_id, "-"), *(_fmt(t.params.get(n)) for n in names))
     console.print(board)
+    significance.render(sig, console)
     if summary.teacher_val_acc is not None:
         console.print(f"teacher val_acc: {summary.teacher_val_acc:.4f} (the students' reference)")
     fixed = [(i, t) for i, t in enumerate(summary.trials, start=1) if t.origin == FIXED]
@@ -480,9 +489,12 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     for r in summary.rungs:
         rungs.add_row(str(r.rung), str(r.epoch), str(r.reached), str(r.continued), str(r.stopped), str(r.paused), _fmt(r.best))
     console.print(rungs)
-    # Imported here: it loads Optuna's importance module (scikit-learn, about 1.5 s), which
-    # `kdsweep status` and the trainers' report sections never need.
-    from kdsweep.orchestrator import tendencies
+    # Imported here: pareto and tendencies import this module. Tendencies also load Optuna's
+    # importance module (scikit-learn, about 1.5 s), which `kdsweep status` and the trainers'
+    # report sections never need.
+    from kdsweep.orchestrator import pareto, tendencies
+
+    pareto.render(summary, console)
 
     tendencies.render(summary, console)
     failed = [t for t in summary.trials if t.status == Event.FAILED.value]
@@ -501,11 +513,25 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
 
 
 def leaderboard_records(summary: RunSummary, top: int | None = None) -> list[dict[str, Any]]:
+    """The first ``top`` trials (all when None), best first: identity, outcome, ``val_n``
+    and the Wilson interval of ``val_acc`` at the trial's last report (``val_acc_low``/
+    ``_high``; null without ``val_n``), the exact McNemar verdict of the trial against the
+    leader (``vs_leader``: "worse" when the leader is better; with ``vs_leader_p`` and the
+    ``vs_leader_epoch`` compared at; null for the leader), and the parameters."""
+    from kdsweep.orchestrator import significance  # see render_table
+
+    sig = significance.analyse(summary, len(summary.trials) if top is None else top)
+    versus = {p.other: p for p in sig.ranks}
     out = []
     for i, t in enumerate(summary.trials[:top], start=1):
+        iv, vs = sig.intervals[t.trial_id], versus.get(t.trial_id)
         rec: dict[str, Any] = {
             "rank": i, "trial_id": t.trial_id, summary.metric: t.value, "epochs": t.epochs,
             "status": t.status, "origin": t.origin, "attempts": t.attempts,
+            "val_n": iv.n, f"{ACCURACY}_low": None if iv.n is None else iv.low, f"{ACCURACY}_high": None if iv.n is None else iv.high,
+            "vs_leader": None if vs is None else significance.against_leader(vs),
+            "vs_leader_p": None if vs is None or vs.epoch is None else vs.p_value,
+            "vs_leader_epoch": None if vs is None else vs.epoch,
         }  # fmt: skip
         rec.update({PARAM_PREFIX + k: v for k, v in t.params.items()})
         out.append(rec)
@@ -525,8 +551,12 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
         "final": [dataclasses.asdict(f) for f in summary.final],
         "final_comparisons": [dataclasses.asdict(c) for c in final_comparisons(summary)],
     }
-    from kdsweep.orchestrator import tendencies  # see render_table
+    from kdsweep.orchestrator import significance  # see render_table
 
+    doc["significance"] = significance.to_dict(significance.analyse(summary, len(summary.trials) if top is None else top))
+    from kdsweep.orchestrator import pareto, tendencies  # see render_table
+
+    doc["pareto_front"] = pareto.to_dict(summary)
     doc["tendencies"] = tendencies.to_dict(summary)
     section = trainer_section(summary)
     if section is not None:

@@ -44,6 +44,7 @@ from kdsweep.orchestrator.config import (
     to_toml,
 )
 from kdsweep.orchestrator.atomic import write_atomic
+from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS
 from kdsweep.orchestrator.schema import kdsweep_version
 
 
@@ -61,6 +62,23 @@ class TrialRecord:
     until_epoch: int | None = None
     #: "search" (a trial of the sweep) or "final" (a ``kdsweep retrain`` run).
     stage: str = "search"
+
+
+def _without_stale_options(text: str) -> str:
+    """A frozen sweep file's ``text`` without the searcher options its searcher does not take.
+
+    Before options were checked per searcher, every frozen file got ``n_startup_trials`` (a
+    random search ignored it); such a run must still resume. Its hash is taken over the file
+    as written (``load_config``), so dropping the key here hides no edit.
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return text  # load_sweep_text reports it
+    searcher = doc.get("searcher")
+    takes = SEARCHER_OPTIONS.get(searcher) if isinstance(searcher, str) else None
+    stale = [k for k in OPTION_NAMES if k in doc and takes is not None and k not in takes]
+    return to_toml({k: v for k, v in doc.items() if k not in stale}) if stale else text
 
 
 class RunDir:
@@ -135,7 +153,7 @@ class RunDir:
         if issues:
             raise ConfigError(issues)
         text = _read_text(self.frozen)
-        cfg = load_sweep_text(text, str(self.frozen), overrides)
+        cfg = load_sweep_text(_without_stale_options(text), str(self.frozen), overrides)
         # The experiment is the frozen file as written, not as this version of kdsweep would
         # normalise it: a setting added since (with its default) must not make an old run
         # look edited, nor change the hash its new rows carry.

@@ -14,6 +14,8 @@ import functools
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
@@ -69,8 +71,20 @@ LEADING_FIELDS: tuple[pa.Field, ...] = (
     pa.field("stage", pa.string()),
 )
 
+#: The accuracy that ``val_n`` and ``val_correct`` describe: the validation accuracy every
+#: classifying trainer reports (whatever the sweep ranks by, e.g. a combined score J).
+ACCURACY = "val_acc"
+
 #: Columns after metrics and parameters.
 TRAILING_FIELDS: tuple[pa.Field, ...] = (
+    # How many validation examples ``val_acc`` was counted over (its binomial denominator).
+    # Null where the trainer has no examples (the synthetic trainer's closed-form curves) and
+    # in fragments written before the column existed.
+    pa.field("val_n", pa.int64()),
+    # Which of those examples the model got right, packed by :func:`pack_correct`; recorded on
+    # report rows at rung milestones and at the end of a trial's budget only (the paired tests
+    # compare trials there). Null elsewhere, for trainers without examples and in older runs.
+    pa.field("val_correct", pa.binary()),
     pa.field("wall_s", pa.float64()),
     pa.field("reported_at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("host", pa.string()),
@@ -84,11 +98,29 @@ TRAILING_FIELDS: tuple[pa.Field, ...] = (
     pa.field("config_hash", pa.string(), nullable=False),
 )
 
-#: Columns every fragment must carry; ``error``, ``node`` and ``stage`` are optional (null
-#: when absent: ``stage`` came later, and a null one means "search").
+#: Columns every fragment must carry; ``error``, ``node``, ``stage``, ``val_n`` and
+#: ``val_correct`` are optional (null when absent: ``stage`` came later, and a null one means
+#: "search"; the validation columns came later still).
 REQUIRED_COLUMNS: frozenset[str] = frozenset(
-    f.name for f in LEADING_FIELDS + TRAILING_FIELDS if f.name not in ("error", "node", "stage")
+    f.name for f in LEADING_FIELDS + TRAILING_FIELDS if f.name not in ("error", "node", "stage", "val_n", "val_correct")
 )
+
+
+def pack_correct(correct: npt.ArrayLike) -> bytes:
+    """The ``val_correct`` cell of a 1-D boolean vector (one entry per validation example, in
+    the split's fixed order): one bit per example, example ``i`` in bit ``i % 8`` (least
+    significant first) of byte ``i // 8``, the last byte zero-padded — ``numpy.packbits(...,
+    bitorder="little")``. The length is not stored: it is the row's ``val_n``."""
+    return np.packbits(np.asarray(correct, dtype=bool), bitorder="little").tobytes()
+
+
+def unpack_correct(packed: bytes, n: int) -> npt.NDArray[np.bool_]:
+    """The ``n`` per-example booleans of a ``val_correct`` cell (:func:`pack_correct`).
+    Raises ValueError when ``packed`` does not hold exactly ``ceil(n / 8)`` bytes."""
+    if len(packed) != (n + 7) // 8:
+        raise ValueError(f"val_correct holds {len(packed)} bytes, but val_n = {n} needs {(n + 7) // 8}")
+    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=n, bitorder="little")
+    return bits.astype(bool)
 
 
 @functools.cache
@@ -106,9 +138,9 @@ def results_schema(metric_names: Sequence[str], param_types: Mapping[str, pa.Dat
     ``metric_names`` lists every metric the trainer may return (the sweep metric included);
     ``param_types`` maps a parameter name (without prefix) to its Arrow type.
     """
-    clash = REQUIRED_COLUMNS.intersection(metric_names)
+    clash = {f.name for f in LEADING_FIELDS + TRAILING_FIELDS}.intersection(metric_names)
     if clash:
-        raise ValueError(f"metric names {sorted(clash)} collide with required result columns")
+        raise ValueError(f"metric names {sorted(clash)} collide with result columns")
     fields = list(LEADING_FIELDS)
     fields += [pa.field(name, pa.float64()) for name in metric_names]
     fields += [pa.field(PARAM_PREFIX + name, t) for name, t in param_types.items()]

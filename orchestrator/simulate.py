@@ -1,11 +1,19 @@
-"""``kdsweep simulate``: the real driver, searcher, ASHA policy and Parquet store, with the
-synthetic trainer's curves, on a simulated backend with a virtual clock.
+"""``kdsweep simulate``: the real driver, ASHA policy and Parquet store on a simulated
+backend with a virtual clock, so hours of cluster time run in seconds.
 
-Hours of cluster time run in seconds because nothing waits: each epoch takes a virtual
-duration drawn per trial from the synthetic settings (``epoch_s``, log-normal spread
-``epoch_s_spread``), and the backend jumps from one epoch's end to the next. The run
-directory it writes is an ordinary one (``kdsweep report`` reads it; its rows carry virtual
-``reported_at`` and ``wall_s``). Writes are not fsynced: a simulation can be recomputed.
+What is simulated is one :class:`Simulation`, made one of two ways:
+
+* :func:`synthetic` — a sweep of the synthetic trainer: its searcher proposes, its closed-form
+  curves train, and each epoch takes a virtual duration drawn per trial from its settings
+  (``epoch_s``, log-normal spread ``epoch_s_spread``);
+* :func:`replay` — a recorded run's own configurations, in the same order, with the curves
+  and epoch times it recorded (``orchestrator/replay.py``, which also defines how a trial
+  that needs an epoch the run never trained is censored), under other ASHA settings or
+  worker counts.
+
+Nothing waits: the backend jumps from one epoch's end to the next. The run directory is an
+ordinary one (``kdsweep report`` reads it; its rows carry virtual ``reported_at`` and
+``wall_s``). Writes are not fsynced: a simulation can be recomputed.
 """
 
 from __future__ import annotations
@@ -16,17 +24,37 @@ import functools
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from kdsweep.orchestrator.atomic import set_durable
 from kdsweep.orchestrator.backends.simulated import SimulatedBackend
 from kdsweep.orchestrator.clock import VirtualClock
-from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
-from kdsweep.orchestrator.driver import Driver
+from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig, load_sweep_text, parse_override
+from kdsweep.orchestrator.driver import Driver, Proposer
+from kdsweep.orchestrator.replay import CENSORED, RecordedRun, ReplayProposer
 from kdsweep.orchestrator.rundir import RunDir
+from kdsweep.orchestrator.schema import Event
 from kdsweep.orchestrator.worker import TrialSpec, trial_seed
+from kdsweep.trainers.base import TrainerFactory
+
+#: The top-level keys ``--set`` may change in a replay: how the sweep is run, not what is
+#: trained (the curves are the recorded run's).
+REPLAY_FIELDS = ("asha", "backend", "num_trials")
+
+
+@dataclasses.dataclass(frozen=True)
+class Simulation:
+    """One simulated sweep: its config, how long each epoch takes, and — for a replay — who
+    proposes and who trains instead of the config's searcher and trainer."""
+
+    cfg: SweepConfig
+    epoch_seconds: Callable[[TrialSpec, int], float]
+    proposer: Proposer | None = None
+    make_trainer: TrainerFactory | None = None
+    #: The replayed run, or None for a synthetic sweep.
+    recorded: RecordedRun | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +75,23 @@ class SimulationResult:
     #: Virtual seconds from the start until the winner's last evaluation was recorded.
     best_found_at_s: float | None
     real_s: float
+    #: Replay only: the recorded run, its own winner, and the trials stopped for lack of
+    #: recorded epochs (see ``orchestrator/replay.py``).
+    replayed_run: str | None = None
+    recorded_best_trial: str | None = None
+    censored: int | None = None
 
     @property
     def epochs_saved(self) -> int:
         return self.epochs_without_stopping - self.epochs_trained
 
 
-def check_simulable(cfg: SweepConfig) -> None:
-    """ConfigError unless ``cfg`` can be simulated from closed-form curves."""
+def synthetic(cfg: SweepConfig) -> Simulation:
+    """A sweep of the synthetic trainer (ConfigError for another trainer: only the synthetic
+    one has closed-form curves)."""
     if cfg.trainer != "synthetic":
-        raise ConfigError([ConfigIssue(cfg.source, "trainer", cfg.trainer, "'synthetic': simulate draws the synthetic trainer's learning curves")])
+        raise ConfigError([ConfigIssue(cfg.source, "trainer", cfg.trainer, "'synthetic': simulate draws the synthetic trainer's learning curves (or replay a run with --replay)")])
+    return Simulation(cfg, synthetic_epoch_seconds(cfg))
 
 
 def synthetic_epoch_seconds(cfg: SweepConfig) -> Callable[[TrialSpec, int], float]:
@@ -75,12 +110,33 @@ def synthetic_epoch_seconds(cfg: SweepConfig) -> Callable[[TrialSpec, int], floa
     return seconds
 
 
-def simulate(cfg: SweepConfig, out: Path, workers: int) -> SimulationResult:
-    """Run ``cfg`` (synthetic trainer) on ``workers`` simulated workers into a new run
-    directory ``out``; return the summary. Raises ConfigError for a sweep it cannot run."""
+def replay(run_dir: str, overrides: Sequence[str]) -> Simulation:
+    """The recorded run ``run_dir`` again, with ``overrides`` of :data:`REPLAY_FIELDS` only
+    (ConfigError naming any other, or a ``num_trials`` above what the run trained)."""
+    recorded = RecordedRun.read(run_dir)
+    issues = []
+    for item in overrides:
+        keys, _ = parse_override(item)
+        if keys[0] not in REPLAY_FIELDS:
+            allowed = f"only {', '.join(REPLAY_FIELDS)}: a replay re-runs the recorded configurations and curves"
+            issues.append(ConfigIssue("--set", ".".join(keys), item, allowed))
+    if issues:
+        raise ConfigError(issues)
+    frozen = RunDir(run_dir).frozen
+    cfg = load_sweep_text(frozen.read_text(encoding="utf-8"), str(frozen), overrides)
+    available = recorded.searched()
+    if cfg.num_trials > available:
+        raise ConfigError([ConfigIssue("--set", "num_trials", cfg.num_trials, f"at most {available}: the trials {run_dir} trained")])
+    cfg = dataclasses.replace(cfg, num_trials=min(cfg.num_trials, available))
+    return Simulation(cfg, recorded.epoch_seconds, ReplayProposer(recorded), recorded.trainer, recorded)
+
+
+def simulate(sim: Simulation, out: Path, workers: int) -> SimulationResult:
+    """Run ``sim`` on ``workers`` simulated workers into a new run directory ``out``; return
+    the summary."""
     from kdsweep.orchestrator.report import summarize
 
-    check_simulable(cfg)
+    cfg = sim.cfg
     real_start = time.perf_counter()
     set_durable(False)
     try:
@@ -88,9 +144,11 @@ def simulate(cfg: SweepConfig, out: Path, workers: int) -> SimulationResult:
         lock = run.acquire_driver_lock()
         start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         vclock = VirtualClock(start)
-        backend = SimulatedBackend(workers, vclock, synthetic_epoch_seconds(cfg), timeout_s=cfg.backend.timeout_min * 60)
+        backend = SimulatedBackend(
+            workers, vclock, sim.epoch_seconds, timeout_s=cfg.backend.timeout_min * 60, make_trainer=sim.make_trainer
+        )
         try:
-            Driver(cfg, run, backend, clock=vclock.clock, poll_s=0.0).run_sweep()
+            Driver(cfg, run, backend, clock=vclock.clock, poll_s=0.0, proposer=sim.proposer).run_sweep()
         finally:
             lock.close()
     finally:
@@ -102,13 +160,24 @@ def simulate(cfg: SweepConfig, out: Path, workers: int) -> SimulationResult:
         times = [r["reported_at"] for r in summary.rows if r["trial_id"] == leader.trial_id and r["event"] == "report"]
         found_at = (max(times) - start).total_seconds() if times else None
     gpus = cfg.backend.gpus_per_trial or 1.0
+    replayed: dict[str, Any] = {}
+    if sim.recorded is not None:
+        own = summarize(sim.recorded.path)
+        replayed = {
+            "replayed_run": sim.recorded.path,
+            "recorded_best_trial": own.trials[0].trial_id if own.trials else None,
+            "censored": sum(
+                1 for r in summary.rows
+                if r["event"] == Event.STOPPED.value and str(r.get("error") or "").startswith(CENSORED)
+            ),
+        }  # fmt: skip
     return SimulationResult(
         run_dir=str(run.path), workers=workers, num_trials=len(summary.trials),
         wall_s=vclock.t, gpu_hours=backend.busy_s * gpus / 3600.0, epochs_trained=backend.epochs,
         epochs_without_stopping=len(summary.trials) * cfg.asha.max_epochs,
         best_trial=leader.trial_id if leader else None, best_value=leader.value if leader else None,
         best_params=dict(leader.params) if leader else {}, best_found_at_s=found_at,
-        real_s=time.perf_counter() - real_start,
+        real_s=time.perf_counter() - real_start, **replayed,
     )  # fmt: skip
 
 
@@ -117,10 +186,23 @@ def describe(result: SimulationResult) -> list[str]:
     saved = result.epochs_saved / max(1, result.epochs_without_stopping)
     lines = [
         f"simulated {result.num_trials} trials on {result.workers} workers in {result.real_s:.1f} s: {result.run_dir}",
-        f"  sweep wall time {result.wall_s / 3600:.2f} h, {result.gpu_hours:.2f} GPU-hours",
+        f"  sweep wall time {_duration(result.wall_s)}, {result.gpu_hours:.3g} GPU-hours",
         f"  epochs trained {result.epochs_trained} of {result.epochs_without_stopping} without early stopping (ASHA saved {result.epochs_saved}, {saved:.1%})",
     ]
     if result.best_trial is not None:
-        when = "" if result.best_found_at_s is None else f", found after {result.best_found_at_s / 3600:.2f} h"
+        when = "" if result.best_found_at_s is None else f", found after {_duration(result.best_found_at_s)}"
         lines.append(f"  best {result.best_trial}: {result.best_value:.4f}{when}; {result.best_params}")
+    if result.replayed_run is not None:
+        same = "the same trial" if result.best_trial == result.recorded_best_trial else "a different trial"
+        lines.append(f"  replay of {result.replayed_run}: its own winner was {result.recorded_best_trial} ({same})")
+        lines.append(f"  censored: {result.censored} trials stopped where the recorded run had no epoch to replay")
     return lines
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` in the unit that reads best: s below 2 min, min below 2 h, else h."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"

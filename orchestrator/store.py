@@ -43,6 +43,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import math
 import os
 import re
 import socket
@@ -53,6 +54,8 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -102,15 +105,18 @@ class _RungView:
 
     ``seen`` counts the rung's index entries already folded in; ``latest`` keeps, per trial,
     the order key of the row that gave its current value, so rows that arrive out of name
-    order (another host's fragment sorting earlier) cannot overwrite a later row.
+    order (another host's fragment sorting earlier) cannot overwrite a later row. ``points``
+    holds the same values as 1-tuples (``rung_points`` of one metric), kept up to date with
+    ``values`` so that a worker's read after each report is one dictionary copy.
     """
 
-    __slots__ = ("latest", "seen", "values")
+    __slots__ = ("latest", "points", "seen", "values")
 
     def __init__(self) -> None:
         self.seen = 0
         self.latest: dict[str, tuple[str, int]] = {}
         self.values: dict[str, float] = {}
+        self.points: dict[str, tuple[float]] = {}
 
 
 class Store:
@@ -137,8 +143,9 @@ class Store:
         self.schema = schema
         #: Fragment files this instance has opened for reading (its own appends excluded).
         self.fragments_read = 0
-        # Fragments are immutable, so each is read once: name -> its rows, in file order.
-        self._fragments: dict[str, list[dict[str, Any]]] = {}
+        # Fragments are immutable, so each is read once: name -> its rows as an Arrow table
+        # (a worker joining a run of 100 000 rows holds a few MB, not 100 000 dicts).
+        self._fragments: dict[str, pa.Table] = {}
         self._n_rows = 0
         # Names a compacted file has merged: never read again, even if still on disk.
         self._superseded: set[str] = set()
@@ -147,11 +154,12 @@ class Store:
         self._unusable: set[str] = set()
         # Without a store schema, table() uses the union of the fragments' schemas.
         self._unified: pa.Schema | None = None
-        # rung -> (order key, row) of every row at that rung, in arrival order.
-        self._rung_rows: dict[int, list[tuple[tuple[str, int], dict[str, Any]]]] = {}
-        # trial_id -> (order key, row) of every row of that trial: a worker asks what its
-        # trial already reported each time it starts one, which must not cost a full scan.
-        self._trial_rows: dict[str, list[tuple[tuple[str, int], dict[str, Any]]]] = {}
+        # rung -> (fragment, positions of its rows at that rung), in arrival order: a rung
+        # question reads only those rows' columns.
+        self._rung_rows: dict[int, list[tuple[str, _Positions]]] = {}
+        # trial_id -> (fragment, positions of that trial's rows): a worker asks what its trial
+        # already reported each time it starts one, which must not cost a full scan.
+        self._trial_rows: dict[str, list[tuple[str, _Positions]]] = {}
         self._views: dict[tuple[int, str, frozenset[str]], _RungView] = {}
         # Set when rows leave the cache (compaction, deletion): the rung index no longer
         # matches and is rebuilt on the next rung_values call.
@@ -198,7 +206,7 @@ class Store:
             pending.unlink(missing_ok=True)
             return None
         path = self._publish(name)
-        self._add_fragment(path.name, table.to_pylist())
+        self._add_fragment(path.name, table)
         return path
 
     def _pending(self, name: str) -> Path:
@@ -319,14 +327,22 @@ class Store:
     def rows(self) -> list[dict[str, Any]]:
         """Every row (a fresh dict each), in fragment-name order, then in file order."""
         self.refresh()
-        return [dict(row) for name in sorted(self._fragments) for row in self._fragments[name]]
+        return [row for name in sorted(self._fragments) for row in self._fragments[name].to_pylist()]
 
     def table(self) -> pa.Table:
         """The rows of :meth:`rows` as a table: with the store schema when known, else with
         the union of the fragments' schemas (the required columns alone when there is none)."""
         self.refresh()
-        rows = [row for name in sorted(self._fragments) for row in self._fragments[name]]
-        return pa.Table.from_pylist(rows, schema=self._table_schema())
+        return self._merged(sorted(self._fragments))
+
+    def _merged(self, names: Sequence[str]) -> pa.Table:
+        """The cached fragments ``names`` as one table, in that order (see :meth:`table`)."""
+        schema = self._table_schema()
+        tables = [self._fragments[name] for name in names]
+        if all(t.schema.equals(schema, check_metadata=False) for t in tables):
+            return pa.concat_tables([schema.empty_table(), *tables]).replace_schema_metadata(schema.metadata)
+        # Fragments of a run read without its schema may differ in their metric columns.
+        return pa.Table.from_pylist([row for t in tables for row in t.to_pylist()], schema=schema)
 
     def rung_values(
         self, rung: int, metric: str, events: Collection[str] = (Event.REPORT.value,)
@@ -339,6 +355,10 @@ class Store:
         ``metric``. Refreshes first, then folds only the rows not yet seen into a
         per-question index, so calling it after every report stays cheap.
         """
+        return dict(self._rung_view(rung, metric, events).values)
+
+    def _rung_view(self, rung: int, metric: str, events: Collection[str]) -> _RungView:
+        """The view answering :meth:`rung_values`, brought up to date."""
         if self.schema is not None and metric not in self.schema.names:
             raise ValueError(f"unknown metric column {metric!r}; columns: {self.schema.names}")
         # A lone name (an Event member is a str too) is one event, not a set of letters.
@@ -351,17 +371,39 @@ class Store:
         if view is None:
             view = self._views[key] = _RungView()
         entries = self._rung_rows.get(rung, [])
-        for order, row in entries[view.seen :]:
-            value = row.get(metric)
-            if value is None or row["event"] not in wanted:
-                continue
-            trial = row["trial_id"]
-            previous = view.latest.get(trial)
-            if previous is None or order > previous:
-                view.latest[trial] = order
-                view.values[trial] = float(value)
+        for name, positions in entries[view.seen :]:
+            table = self._fragments[name]
+            if metric not in table.column_names:
+                continue  # a fragment of a run read without its schema, without this metric
+            columns = table.select(["trial_id", "event", metric]).take(positions)
+            trials, events, values = (columns.column(i).to_pylist() for i in range(3))
+            for i, trial, event, value in zip(positions.tolist(), trials, events, values):
+                if value is None or event not in wanted:
+                    continue
+                order = (name, i)
+                previous = view.latest.get(trial)
+                if previous is None or order > previous:
+                    view.latest[trial] = order
+                    view.values[trial] = float(value)
+                    view.points[trial] = (float(value),)
         view.seen = len(entries)
-        return dict(view.values)
+        return view
+
+    def rung_points(
+        self, rung: int, metrics: Sequence[str], events: Collection[str] = (Event.REPORT.value,)
+    ) -> dict[str, tuple[float, ...]]:
+        """Trial id -> (value of each of ``metrics``, in order) at ``rung``: ASHA's rung values
+        (``asha.RungValue``), one :meth:`rung_values` per metric. A trial with a value of some
+        metric there but none of another has NaN for the missing one. With one metric, the
+        same trials as :meth:`rung_values`, each value in a 1-tuple. Raises as
+        :meth:`rung_values` does."""
+        if len(metrics) == 1:
+            # A worker reads this after every rung report: for one metric (most sweeps) the
+            # view keeps the tuples, so a read of 10 000 trials is a copy, not 10 000 tuples.
+            return dict(self._rung_view(rung, metrics[0], events).points)
+        per_metric = [self.rung_values(rung, metric, events) for metric in metrics]
+        trials = dict.fromkeys(tid for values in per_metric for tid in values)
+        return {tid: tuple([values.get(tid, math.nan) for values in per_metric]) for tid in trials}
 
     def trial_rows(self, trial_id: str) -> list[dict[str, Any]]:
         """Every row of one trial (a fresh dict each), in the order :meth:`rows` lists them.
@@ -369,7 +411,8 @@ class Store:
         self.refresh()
         if self._index_stale:
             self._rebuild_index()
-        return [dict(row) for _, row in sorted(self._trial_rows.get(trial_id, []), key=lambda e: e[0])]
+        chunks = sorted(self._trial_rows.get(trial_id, []), key=lambda chunk: chunk[0])
+        return [row for name, positions in chunks for row in self._fragments[name].take(positions).to_pylist()]
 
     def _scan(self) -> bool:
         """List ``results/`` once and read the unseen fragments. Returns whether a listed
@@ -414,7 +457,7 @@ class Store:
                 for source in sources:
                     self._drop(source)
                 self._superseded.update(sources)
-            self._add_fragment(name, table.to_pylist())
+            self._add_fragment(name, table)
         if self._superseded:
             # A superseded name missing from the listing is deleted for good (names are
             # unique); forgetting it keeps the set as small as the leftovers on disk.
@@ -524,21 +567,25 @@ class Store:
         self._unusable.clear()
         return moved
 
-    def _add_fragment(self, name: str, rows: list[dict[str, Any]]) -> None:
-        self._fragments[name] = rows
-        self._n_rows += len(rows)
+    def _add_fragment(self, name: str, table: pa.Table) -> None:
+        # Metadata (a compacted file's sources, a fragment's key) is the file's, not the rows'.
+        self._fragments[name] = table.replace_schema_metadata(None)
+        self._n_rows += table.num_rows
         if not self._index_stale:
-            self._index(name, rows)
+            self._index(name, table)
 
-    def _index(self, name: str, rows: list[dict[str, Any]]) -> None:
-        for i, row in enumerate(rows):
-            self._rung_rows.setdefault(row["rung"], []).append(((name, i), row))
-            self._trial_rows.setdefault(row["trial_id"], []).append(((name, i), row))
+    def _index(self, name: str, table: pa.Table) -> None:
+        """Add fragment ``name``'s rows to the rung and trial indexes, grouped per fragment:
+        a compacted file of 100 000 rows costs two sorts, not 100 000 Python entries."""
+        for rung, positions in _groups(table.column("rung")):
+            self._rung_rows.setdefault(int(rung), []).append((name, positions))
+        for trial, positions in _groups(table.column("trial_id")):
+            self._trial_rows.setdefault(str(trial), []).append((name, positions))
 
     def _drop(self, name: str) -> None:
-        rows = self._fragments.pop(name, None)
-        if rows is not None:
-            self._n_rows -= len(rows)
+        table = self._fragments.pop(name, None)
+        if table is not None:
+            self._n_rows -= table.num_rows
             self._index_stale = True
 
     def _rebuild_index(self) -> None:
@@ -593,11 +640,10 @@ class Store:
                 if leftovers:
                     fsync_dir(self.results_dir)
                 return (0, 0)
-            rows = [row for name in names for row in self._fragments[name]]
-            sources = {name: len(self._fragments[name]) for name in names}
-            schema = self._table_schema()
-            metadata = {**(schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()}
-            table = pa.Table.from_pylist(rows, schema=schema.with_metadata(metadata))
+            sources = {name: self._fragments[name].num_rows for name in names}
+            merged = self._merged(names)
+            metadata = {**(merged.schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()}
+            table = merged.replace_schema_metadata(metadata)
             name = f"compact-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
             write_temp(self._pending(name), _parquet_bytes(table))
             path = self._publish(name)
@@ -608,8 +654,8 @@ class Store:
             for source in names:
                 self._drop(source)
             self._superseded.update(names)
-            self._add_fragment(path.name, rows)
-            return (len(names), len(rows))
+            self._add_fragment(path.name, table)
+            return (len(names), table.num_rows)
         finally:
             os.close(lock_fd)  # releases the flock
 
@@ -653,6 +699,23 @@ def _cast_required(table: pa.Table) -> pa.Table:
             raise _Unusable(reason) from exc
         table = table.set_column(i, declared.with_nullable(field.nullable), column)
     return table
+
+
+#: Row positions inside one cached fragment (ascending).
+_Positions = npt.NDArray[np.int64]
+
+
+def _groups(column: pa.ChunkedArray) -> list[tuple[Any, _Positions]]:
+    """``(value, ascending positions of the rows holding it)`` for each distinct value of a
+    non-null column, via a dictionary encoding and one stable sort (no per-row Python)."""
+    if len(column) == 1:  # a worker's own append: most fragments hold one row
+        return [(column[0].as_py(), np.zeros(1, dtype=np.int64))]
+    encoded = column.combine_chunks().dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    values = encoded.dictionary.to_pylist()
+    return [(values[codes[group[0]]], group) for group in np.split(order, bounds) if len(group)]
 
 
 @functools.cache

@@ -23,11 +23,15 @@ from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kdsweep.orchestrator.clock import REAL_CLOCK, Clock
 from kdsweep.orchestrator.config import SweepConfig
-from kdsweep.orchestrator.rundir import RunDir
+from kdsweep.orchestrator.policies import WorkOrder
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord
 from kdsweep.orchestrator.schema import (
     NOT_AT_RUNG,
     PARAM_PREFIX,
@@ -36,11 +40,12 @@ from kdsweep.orchestrator.schema import (
     Event,
     Stage,
     kdsweep_version,
+    pack_correct,
     results_schema,
     row_key,
 )
 from kdsweep.orchestrator.store import Store
-from kdsweep.trainers.base import TrialContext, trainer_class
+from kdsweep.trainers.base import StopTrial, TrainerFactory, TrialContext, trainer_spec
 
 
 #: Environment variable through which a backend names the node its worker process runs on
@@ -48,21 +53,32 @@ from kdsweep.trainers.base import TrialContext, trainer_class
 NODE_ENV = "KDSWEEP_NODE"
 
 
+class MissingMetricError(RuntimeError):
+    """A trainer's ``evaluate()`` left out a metric the sweep ranks trials by."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TrialSpec:
-    """What a backend ships to a worker: which trial, which attempt, how far to train."""
+    """What a backend ships to a worker: which trial and attempt, and its work order."""
 
     run_dir: str
     trial_id: str
     params: Mapping[str, Any]
     origin: str
+    #: What this attempt does (how far, which milestones, the stop rule, the end event), as
+    #: the driver's job source decided it (``orchestrator/policies.py``).
+    order: WorkOrder
     attempt: int = 0
-    #: Train to this epoch then pause (promote variant); None: to ``asha.max_epochs``. In the
-    #: final stage, the full budget the trial trains for.
+    #: The trial record's target epoch (None: ``asha.max_epochs``); with ``attempt`` it names
+    #: the attempt (a SLURM job record's key).
     until_epoch: int | None = None
-    #: "search", or "final" for ``kdsweep retrain``: no ASHA, the budget is ``until_epoch``,
-    #: a checkpoint at every report, and the test split evaluated after the last epoch.
+    #: "search", or "final" for ``kdsweep retrain`` (the rows' ``stage`` column).
     stage: str = Stage.SEARCH.value
+
+    @classmethod
+    def of(cls, run_dir: str | os.PathLike[str], record: TrialRecord, order: WorkOrder) -> TrialSpec:
+        """The next attempt of ``record`` under ``order``."""
+        return cls(str(run_dir), record.trial_id, dict(record.params), record.origin, order, record.attempt, record.until_epoch, record.stage)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,15 +93,15 @@ class TrialOutcome:
 
 
 @functools.lru_cache(maxsize=8)
-def _run_context(run_dir: str) -> tuple[SweepConfig, Store, tuple[int, ...]]:
-    """Config, store and ladder of a run, kept per process: a long-lived worker process runs
+def _run_context(run_dir: str) -> tuple[SweepConfig, Store]:
+    """Config and store of a run, kept per process: a long-lived worker process runs
     many trials of one sweep, and the store's incremental read cache must survive between
     them (re-reading every fragment per trial would make reads quadratic)."""
     cfg = RunDir(run_dir).load_config()
-    metric_names = trainer_class(cfg.trainer).metric_names(cfg.settings)
+    metric_names = trainer_spec(cfg.trainer).metric_names(cfg.settings)
     store = Store(run_dir, results_schema(metric_names, cfg.param_types()))
     a = cfg.asha
-    return cfg, store, asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
+    return cfg, store
 
 
 def trial_seed(sweep_seed: int, trial_id: str) -> int:
@@ -125,23 +141,52 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
             return outcome
 
 
-def attempt_steps(spec: TrialSpec, clock: Clock = REAL_CLOCK) -> Generator[int, None, TrialOutcome]:
+def attempt_steps(
+    spec: TrialSpec, clock: Clock = REAL_CLOCK, make_trainer: TrainerFactory | None = None
+) -> Generator[int, None, TrialOutcome]:
     """One attempt as a generator: each ``next`` trains one epoch and yields its number
     (after first recording what the previous epoch's end produced: evaluation, report, ASHA
     decision); the generator returns the outcome. :func:`run_trial` runs it straight through;
     the simulator interleaves many, advancing a virtual ``clock`` by each epoch's duration
-    between two steps."""
-    cfg, store, ladder = _run_context(spec.run_dir)
-    return _Attempt(cfg, store, ladder, spec, clock).steps()
+    between two steps, and may build the trainer itself (``make_trainer``; default: the
+    sweep's registered trainer class)."""
+    cfg, store = _run_context(spec.run_dir)
+    ended = recorded_end(cfg, store, spec)
+    if ended is not None:
+        # This attempt already ended (a SLURM job requeued after its trial wrote its last
+        # row, a resubmission racing an orphan): training it again would append a second end.
+        return _ended(ended)
+    return _Attempt(cfg, store, spec, clock, make_trainer or trainer_spec(cfg.trainer).build).steps()
+
+
+def _ended(outcome: TrialOutcome) -> Generator[int, None, TrialOutcome]:
+    """An attempt with nothing left to train: it returns ``outcome`` at the first ``next``."""
+    yield from ()
+    return outcome
+
+
+def recorded_end(cfg: SweepConfig, store: Store, spec: TrialSpec) -> TrialOutcome | None:
+    """How ``spec``'s trial ended according to the store (a terminal row, or a pause at or
+    after this attempt's target epoch), or None while it has not ended for this attempt."""
+    until = spec.order.until_epoch
+    for row in reversed(store.trial_rows(spec.trial_id)):
+        if row["event"] in TERMINAL_EVENTS or (row["event"] == Event.PAUSED.value and int(row["epoch"]) >= until):
+            value = row.get(cfg.asha.metric)
+            wall = row.get("wall_s")
+            return TrialOutcome(
+                spec.trial_id, row["event"], int(row["epoch"]),
+                math.nan if value is None else float(value), 0.0 if wall is None else float(wall),
+            )  # fmt: skip
+    return None
 
 
 class _Attempt:
-    def __init__(self, cfg: SweepConfig, store: Store, ladder: tuple[int, ...], spec: TrialSpec, clock: Clock) -> None:
-        self.cfg, self.store, self.ladder, self.spec, self.clock = cfg, store, ladder, spec, clock
+    def __init__(
+        self, cfg: SweepConfig, store: Store, spec: TrialSpec, clock: Clock, make_trainer: TrainerFactory
+    ) -> None:
+        self.cfg, self.store, self.spec, self.clock = cfg, store, spec, clock
+        self.order = spec.order
         self.device = trial_device(cfg)
-        self.final = spec.stage == Stage.FINAL.value
-        if self.final and spec.until_epoch is None:
-            raise ValueError(f"final-stage trial {spec.trial_id} has no epoch budget (until_epoch)")
         _limit_threads(cfg.backend.cpus_per_trial)
         run = RunDir(spec.run_dir)
         ctx = TrialContext(
@@ -152,21 +197,43 @@ class _Attempt:
             cache_dir=run.cache,
             device=self.device,
             data=cfg.data,
-            budget_epochs=spec.until_epoch if self.final and spec.until_epoch else cfg.asha.max_epochs,
+            budget_epochs=spec.order.budget_epochs,
             objective=cfg.objective,
             stage=spec.stage,
         )
-        self.trainer = trainer_class(cfg.trainer)(spec.params, cfg.settings, ctx)
+        self.trainer = make_trainer(spec.params, cfg.settings, ctx)
         self.ckpt = checkpoint_path(spec.run_dir, spec.trial_id)
         self.host = socket.gethostname()
         self.node = os.environ.get(NODE_ENV)
         self.wall_before = 0.0  # training seconds of earlier attempts, from the checkpoint
         self.started = clock.seconds()
         self.metrics: dict[str, float] = {}
+        self.budget = ctx.budget_epochs
+        # Which validation examples the last evaluation got right (the trainer's optional
+        # ``val_correct``), or None for a trainer without examples.
+        self.val_correct: npt.NDArray[np.bool_] | None = None
 
     def steps(self) -> Generator[int, None, TrialOutcome]:
-        a = self.cfg.asha
-        until = self.spec.until_epoch or a.max_epochs
+        try:
+            return (yield from self._train())
+        except StopTrial as stop:
+            return self._stop_early(str(stop))
+
+    def _stop_early(self, reason: str) -> TrialOutcome:
+        """The trainer ended its trial (:class:`StopTrial`): record ``stopped`` at the last
+        reported epoch, with that report's metrics and ``reason``."""
+        reports = [r for r in self.store.trial_rows(self.spec.trial_id) if r["event"] == Event.REPORT.value]
+        last = max(reports, key=lambda r: int(r["epoch"]), default=None)
+        if last is None:
+            self.metrics = {}
+            return self._finish(Event.STOPPED, 0, NOT_AT_RUNG, error=reason)
+        names = trainer_spec(self.cfg.trainer).metric_names(self.cfg.settings)
+        self.metrics = {k: float(last[k]) for k in names if last.get(k) is not None}
+        return self._finish(Event.STOPPED, int(last["epoch"]), int(last["rung"]), error=reason)
+
+    def _train(self) -> Generator[int, None, TrialOutcome]:
+        order = self.order
+        until = order.until_epoch
         start = self._restore()
         # Epochs this trial already reported (an earlier attempt, or a driver that was killed):
         # they are trained again from the last checkpoint but not appended twice, and their
@@ -174,6 +241,12 @@ class _Attempt:
         reported = {
             int(r["epoch"]) for r in self.store.trial_rows(self.spec.trial_id) if r["event"] == Event.REPORT.value
         }
+        if start == 0 and not reported:
+            # A fresh trial (never on a resume, whose measurements may differ by noise).
+            screening = self.trainer.screen()
+            if screening is not None:
+                self.metrics = dict(screening.metrics)
+                return self._finish(Event.REJECTED, 0, NOT_AT_RUNG, error=screening.reason)
         if start > 0 and start not in reported:
             # The checkpoint is written before its report row; the previous attempt died
             # between the two. Evaluate again and report now, or the store would miss it.
@@ -186,29 +259,35 @@ class _Attempt:
             self.metrics = dict(self.trainer.train_epoch(epoch))
             yield epoch
             rung = self._rung(epoch)
-            if rung == NOT_AT_RUNG and epoch != until and epoch % a.eval_every_epochs:
+            if rung == NOT_AT_RUNG and epoch != until and epoch % self.cfg.asha.eval_every_epochs:
                 continue
             self._evaluate(epoch, until)
-            # A final-stage run has no rungs; it checkpoints at every report instead, so a
-            # preempted full-budget run loses at most one evaluation interval.
-            if rung != NOT_AT_RUNG or epoch == until or self.final:
+            if rung != NOT_AT_RUNG or epoch == until or order.checkpoint_every_report:
                 self._checkpoint(epoch)
             if epoch not in reported:
                 stopped = self._report(epoch, rung)
                 if stopped is not None:
                     return stopped
-        if self.final or until >= a.max_epochs:
-            return self._finish(Event.COMPLETED, until, self._rung(until))
-        return self._finish(Event.PAUSED, until, self._rung(until))
+        return self._finish(Event(order.end), until, self._rung(until))
 
     def _rung(self, epoch: int) -> int:
-        return NOT_AT_RUNG if self.final else asha.rung_index(epoch, self.ladder)
+        return asha.rung_index(epoch, self.order.milestones)
 
     def _evaluate(self, epoch: int, until: int) -> None:
         """Validation metrics into ``self.metrics``; after a final run's last epoch, the test
         split's too (evaluated once, on the model that the run ends with)."""
-        self.metrics.update(self.trainer.evaluate())
-        if self.final and epoch == until:
+        evaluated = self.trainer.evaluate()
+        missing = [m for m in self.cfg.asha.metrics if m not in evaluated]
+        if missing:
+            # A NaN in their place would never be stopped and never be an error: say so now.
+            raise MissingMetricError(
+                f"trainer {self.cfg.trainer!r}: evaluate() returned no {', '.join(map(repr, missing))} "
+                f"(the sweep's asha objective); it returned {sorted(evaluated)}"
+            )
+        self.metrics.update(evaluated)
+        correct = self.trainer.val_correct
+        self.val_correct = None if correct is None else np.asarray(correct, dtype=bool)
+        if self.order.test_at_end and epoch == until:
             self.metrics.update(self.trainer.test())
 
     def _restore(self) -> int:
@@ -232,11 +311,13 @@ class _Attempt:
         return None
 
     def _should_stop(self, epoch: int, rung: int) -> bool:
-        a = self.cfg.asha
-        if self.final or a.variant != "stop" or rung == NOT_AT_RUNG or epoch >= a.max_epochs:
+        a, order = self.cfg.asha, self.order
+        if not order.stop_at_milestones or rung == NOT_AT_RUNG or epoch >= order.budget_epochs:
             return False
-        values = self.store.rung_values(rung, a.metric)
-        decision = asha.decide(values, self.spec.trial_id, self._value(), a.reduction_factor, a.mode)
+        # One objective or several, the same rule: each rung value is a tuple over asha.metrics.
+        values = self.store.rung_points(rung, a.metrics)
+        point = tuple(float(self.metrics.get(m, math.nan)) for m in a.metrics)
+        decision = asha.decide(values, self.spec.trial_id, point, a.reduction_factor, a.modes)
         return decision is asha.Decision.STOP
 
     def _value(self) -> float:
@@ -250,39 +331,40 @@ class _Attempt:
     def _wall(self) -> float:
         return self.wall_before + (self.clock.seconds() - self.started)
 
-    def _append(self, event: Event, epoch: int, rung: int) -> bool:
+    def _append(self, event: Event, epoch: int, rung: int, error: str | None = None) -> bool:
         """Record one row; False when that row (same trial, event, epoch) was recorded by
         another process already (see ``row_key``)."""
         key = row_key(self.spec.trial_id, event.value, epoch)
-        return self.store.append([self._row(event, epoch, rung)], key=key) is not None
+        return self.store.append([self._row(event, epoch, rung, error)], key=key) is not None
 
     def _recorded_end(self) -> TrialOutcome | None:
-        """How the trial ended according to the store (a terminal or pause row at or after
-        this attempt's target), or None while it has not ended."""
-        until = self.spec.until_epoch or self.cfg.asha.max_epochs
-        for row in reversed(self.store.trial_rows(self.spec.trial_id)):
-            ended = row["event"] in TERMINAL_EVENTS or (row["event"] == Event.PAUSED.value and int(row["epoch"]) >= until)
-            if ended:
-                value = row.get(self.cfg.asha.metric)
-                wall = row.get("wall_s")
-                return TrialOutcome(
-                    self.spec.trial_id, row["event"], int(row["epoch"]),
-                    math.nan if value is None else float(value), self._wall() if wall is None else float(wall),
-                )  # fmt: skip
-        return None
+        return recorded_end(self.cfg, self.store, self.spec)
 
-    def _row(self, event: Event, epoch: int, rung: int) -> dict[str, Any]:
+    def _row(self, event: Event, epoch: int, rung: int, error: str | None = None) -> dict[str, Any]:
         return {
             **base_row(self.cfg, self.spec, event, epoch, rung, self.clock.now()),
             **{k: float(v) for k, v in self.metrics.items()},
+            **self._validation_columns(event, epoch, rung),
+            "error": error,
             "wall_s": self._wall(),
             "host": self.host,
             "node": self.node,
             "device": self.device,
         }
 
-    def _finish(self, event: Event, epoch: int, rung: int) -> TrialOutcome:
-        if not self._append(event, epoch, rung):
+    def _validation_columns(self, event: Event, epoch: int, rung: int) -> dict[str, Any]:
+        """``val_n`` on every row whose metrics come from an evaluation; ``val_correct`` only
+        on reports at a rung milestone or at the end of the budget, where trials are compared
+        (a bit per example there keeps a trial's record to a few hundred bytes per rung)."""
+        if self.val_correct is None:
+            return {}
+        columns: dict[str, Any] = {"val_n": len(self.val_correct)}
+        if event is Event.REPORT and (rung != NOT_AT_RUNG or epoch == self.budget):
+            columns["val_correct"] = pack_correct(self.val_correct)
+        return columns
+
+    def _finish(self, event: Event, epoch: int, rung: int, error: str | None = None) -> TrialOutcome:
+        if not self._append(event, epoch, rung, error):
             # Another process ended this trial first: its row is the outcome.
             recorded = self._recorded_end()
             if recorded is not None:

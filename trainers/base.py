@@ -1,18 +1,31 @@
-"""The trainer contract and the registry that maps a sweep file's ``trainer`` to a class.
+"""The trainer contract and the registry that maps a sweep file's ``trainer`` to it.
 
-A trainer owns one search dimension and knows nothing about ASHA, stores or backends: the
-worker drives it epoch by epoch, asks it to evaluate at report points, and checkpoints it
-through ``state_dict``/``load_state_dict``. Trainer modules are imported lazily so that a
-sweep of the synthetic trainer never pays for importing torch-heavy modules it does not use.
+A trainer is two parts:
+
+* a :class:`TrainerSpec` subclass — torch-free: the dataclasses of its sweep-file tables,
+  its metric names, validation, proposal checks, generated space, report section, and the
+  name of its training class. The config loader, ``kdsweep status``, ``report`` and the
+  driver use only this, so reading a run of any trainer never imports torch;
+* its :class:`Training` — one trial's training loop, imported only by workers
+  (:meth:`TrainerSpec.build`). It knows nothing about ASHA, stores or backends: the worker
+  drives it epoch by epoch, asks it to evaluate at report points, and checkpoints it through
+  ``state_dict``/``load_state_dict``.
+
+Trainers register through the entry-point group ``kdsweep.trainers`` (name = the sweep
+file's ``trainer``, value = ``"module:SpecClass"``); the four built-in ones are registered
+the same way in kdsweep's own ``pyproject.toml``, so a trainer in another installed package
+works without editing kdsweep.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +56,13 @@ class TrialContext:
     stage: str = "search"
 
 
+class StopTrial(Exception):
+    """Raised by a trainer's ``train_epoch`` or ``evaluate`` to end its own trial early: the
+    worker records the trial as ``stopped`` at its last reported epoch, with ``str(exc)``
+    as the reason in the ``error`` column, and nothing is retried. (``kdsweep simulate
+    --replay`` raises it where a recorded learning curve ends.)"""
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratedSpace:
     """What a trainer's ``generate_space`` derives from the scalar options of ``[space]``.
@@ -56,83 +76,153 @@ class GeneratedSpace:
     points: Sequence[Mapping[str, Any]] = ()
 
 
-@runtime_checkable
-class Trainer(Protocol):
-    """One trial's training loop, driven from outside one epoch at a time.
+@dataclasses.dataclass(frozen=True)
+class Screening:
+    """Why a trial is not worth training, judged before its first epoch from what it measured
+    of itself (its latency, its size), and those measurements as metrics for the row."""
 
-    Optional hooks, looked up with ``getattr`` on the class (a trainer defines only those
-    it needs):
+    reason: str
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
-    - ``Objective: type`` — dataclass of a top-level ``[objective]`` table (``--set
-      objective.r_t=10``); the validated instance reaches the trainer as ``ctx.objective``.
-    - ``SpaceOptions: type`` and ``generate_space(options, settings) -> GeneratedSpace`` —
-      the scalar keys of ``[space]`` (e.g. ``nodes = 3``) parsed into that dataclass, from
-      which the trainer generates its parameters; table entries of ``[space]`` are still
-      explicit parameters.
-    - ``validate(settings, data, space, objective) -> list[(field, value, allowed)]`` —
-      cross-field checks run when the sweep file is loaded, before anything is written.
-    - ``check_params(params, settings) -> str | None`` — pure and cheap: why a proposed
-      configuration cannot be trained (e.g. an all-zero filter list), or None. The driver
-      records such a proposal as ``rejected`` (not a failure, not counted in ``num_trials``)
-      and a fixed point that fails it is a config error.
+
+class Training:
+    """What the worker drives: one trial's training loop, one epoch at a time, built by
+    :meth:`TrainerSpec.build` as ``TrainingClass(params, settings, ctx)``. Subclasses define
+    the four abstract methods; the rest have defaults.
     """
 
-    #: Dataclass type of the sweep file's ``[settings]`` table for this trainer.
-    Settings: ClassVar[type]
-    #: Dataclass type of the sweep file's ``[data]`` table, or None if the trainer reads no data.
-    Data: ClassVar[type | None]
+    #: After each ``evaluate``: which validation examples the evaluated model classified
+    #: correctly (a 1-D boolean array in the split's fixed order, anything ``numpy.asarray``
+    #: takes), so that ``val_acc`` is its mean; None (the default) for a trainer without
+    #: examples (the synthetic one). The worker records its length as ``val_n`` (the
+    #: accuracy's binomial denominator) and, at rung milestones and at the end of the
+    #: budget, the vector itself (packed, ``val_correct``), for the report's intervals and
+    #: paired tests.
+    val_correct: Any = None
 
-    def __init__(self, params: Mapping[str, Any], settings: Any, ctx: TrialContext) -> None: ...
-
-    @classmethod
-    def metric_names(cls, settings: Any) -> Sequence[str]:
-        """Every metric name ``train_epoch`` or ``evaluate`` may return (fixes the schema)."""
-        ...
+    def screen(self) -> Screening | None:
+        """Called once before a trial's first epoch (never on a resume): a :class:`Screening`
+        when the configuration is not worth training — a student slower than the latency
+        reference, whose J is 0 whatever its accuracy — and the worker records the trial as
+        ``rejected`` without training it (not counted in ``num_trials``). The searcher is told
+        the sweep metric when the screening's metrics hold it (a too-slow student's J is 0),
+        else a failure. None (the default): train it."""
+        return None
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch (``epoch`` counts from 1) and return training metrics."""
-        ...
+        raise NotImplementedError
 
     def evaluate(self) -> dict[str, float]:
-        """Evaluate on the validation split; the result includes the sweep metric."""
-        ...
+        """Evaluate on the validation split; the result includes every metric the sweep's
+        ASHA objectives name (the worker fails the trial, naming the trainer and the metric,
+        when one is missing)."""
+        raise NotImplementedError
 
     def test(self) -> dict[str, float]:
         """Evaluate on the held-out test split (``kdsweep retrain`` calls it once, after the
         last epoch). Every key starts with ``test_`` and is among ``metric_names``."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} has no test split")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly (loadable with ``torch.load(weights_only=True)``)."""
-        ...
+        raise NotImplementedError
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-#: Trainer name -> "module:Class", resolved lazily.
-TRAINERS: dict[str, str] = {
-    "synthetic": "kdsweep.trainers.synthetic:SyntheticTrainer",
-    "loss_weights": "kdsweep.trainers.loss_weights:LossWeightsTrainer",
-    "student_topology": "kdsweep.trainers.student_topology:StudentTopologyTrainer",
-    "graph_gates": "kdsweep.trainers.graph_gates:GraphGatesTrainer",
-}
-
-#: Trainer name -> module with the trainer's own report section (``kdsweep report``). The
-#: module must not import torch (reports run anywhere the results are) and defines
-#: ``render(summary, console)``, ``to_dict(summary) -> dict`` for ``--format json``, and
-#: optionally ``plot(summary, path)`` for ``--plot FILE.png``.
-REPORT_SECTIONS: dict[str, str] = {
-    "student_topology": "kdsweep.trainers.topology_report",
-    "graph_gates": "kdsweep.trainers.graph_report",
-}
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        raise NotImplementedError
 
 
-def trainer_class(name: str) -> type[Trainer]:
-    """The trainer class registered under ``name``; ``KeyError`` lists the valid names."""
+#: What builds a trial's training: :meth:`TrainerSpec.build`, or a stand-in with the same
+#: signature (the replay simulator's recorded curves).
+TrainerFactory = Callable[[Mapping[str, Any], Any, TrialContext], Training]
+
+#: ``(field, value, allowed)``: one invalid field, as the config loader reports it.
+Issue = tuple[str, object, str]
+
+
+class TrainerSpec:
+    """A trainer's torch-free description (module docstring). Subclasses set ``Settings`` and
+    ``training`` and define :meth:`metric_names`; every other hook has a default that does
+    nothing, so the loader and the driver call each hook directly.
+
+    The module defining a subclass must not import torch (directly or through its imports).
+    """
+
+    #: Dataclass of the sweep file's ``[settings]`` table.
+    Settings: ClassVar[type]
+    #: Dataclass of the ``[data]`` table, or None if the trainer reads no dataset.
+    Data: ClassVar[type | None] = None
+    #: Dataclass of a top-level ``[objective]`` table (``--set objective.r_t=10``), or None;
+    #: the validated instance reaches the training as ``ctx.objective``.
+    Objective: ClassVar[type | None] = None
+    #: Dataclass of the scalar keys of ``[space]`` (e.g. ``nodes = 3``) from which
+    #: :meth:`generate_space` generates every parameter, or None for an explicit space.
+    SpaceOptions: ClassVar[type | None] = None
+    #: ``"module:Class"`` of the :class:`Training`, imported only when a trial is built.
+    training: ClassVar[str]
+    #: Torch-free module of the trainer's own ``kdsweep report`` section, or None. It defines
+    #: ``render(summary, console)``, ``to_dict(summary) -> dict`` for ``--format json``, and
+    #: optionally ``plot(summary, path)`` for ``--plot FILE.png``.
+    report_section: ClassVar[str | None] = None
+
+    @classmethod
+    def metric_names(cls, settings: Any) -> Sequence[str]:
+        """Every metric name ``train_epoch``, ``evaluate`` or ``test`` may return (fixes the
+        results schema)."""
+        raise NotImplementedError(f"{cls.__name__} must define metric_names")
+
+    @classmethod
+    def validate(cls, settings: Any, data: Any, space: Sequence[Any], objective: Any) -> list[Issue]:
+        """Cross-field checks run when the sweep file is loaded, before anything is written;
+        none by default."""
+        return []
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], settings: Any) -> str | None:
+        """Pure and cheap: why a proposed configuration cannot be trained (e.g. an all-zero
+        filter list), or None (the default). The driver records such a proposal as
+        ``rejected`` (not a failure, not counted in ``num_trials``) and a fixed point that
+        fails it is a config error."""
+        return None
+
+    @classmethod
+    def generate_space(cls, options: Any, settings: Any) -> GeneratedSpace:
+        """The parameters and fixed points generated from ``SpaceOptions`` (called only when
+        ``SpaceOptions`` is set); ``ValueError(field, value, allowed)`` for a bad option."""
+        raise NotImplementedError(f"{cls.__name__} sets SpaceOptions but does not define generate_space")
+
+    @classmethod
+    def build(cls, params: Mapping[str, Any], settings: Any, ctx: TrialContext) -> Training:
+        """One trial's :class:`Training` (imports the training module)."""
+        module_name, _, class_name = cls.training.partition(":")
+        training: Training = getattr(importlib.import_module(module_name), class_name)(params, settings, ctx)
+        return training
+
+
+#: The entry-point group trainers register in.
+ENTRY_POINT_GROUP = "kdsweep.trainers"
+
+
+@functools.cache
+def _registered() -> dict[str, Any]:
+    """Trainer name -> its entry point, as installed (read once per process)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def trainer_names() -> list[str]:
+    """The names of every installed trainer, sorted."""
+    return sorted(_registered())
+
+
+def trainer_spec(name: str) -> type[TrainerSpec]:
+    """The trainer registered under ``name``. ``KeyError`` lists the valid names; TypeError
+    when the entry point does not name a :class:`TrainerSpec` subclass."""
     try:
-        target = TRAINERS[name]
+        entry = _registered()[name]
     except KeyError:
-        raise KeyError(f"unknown trainer {name!r}; valid: {', '.join(sorted(TRAINERS))}") from None
-    module_name, _, class_name = target.partition(":")
-    cls: type[Trainer] = getattr(importlib.import_module(module_name), class_name)
-    return cls
+        raise KeyError(f"unknown trainer {name!r}; valid: {', '.join(trainer_names())}") from None
+    spec = entry.load()
+    if not (isinstance(spec, type) and issubclass(spec, TrainerSpec)):
+        raise TypeError(f"entry point {name!r} = {entry.value!r} of group {ENTRY_POINT_GROUP} is no TrainerSpec subclass")
+    return spec

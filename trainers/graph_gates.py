@@ -41,48 +41,19 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from kdsweep.trainers.base import GeneratedSpace, TrialContext
-from kdsweep.trainers.data import DataSettings, check_data, load_data, uses_flip
-from kdsweep.trainers.graph import LABEL, MAX_NODES, TARGET, Graph, generate
-from kdsweep.trainers.graph import SpaceOptions as GraphSpaceOptions
+from kdsweep.trainers.base import Training, TrialContext
+from kdsweep.trainers.data import DataSettings, load_data, uses_flip
+from kdsweep.trainers.graph import LABEL, TARGET, Graph
+from kdsweep.trainers.graph_gates_spec import NODE_METRICS, GraphGates, GraphGatesSettings
 from kdsweep.trainers.losses import apply_gate, edge_loss_per_sample
-from kdsweep.trainers.models import MODELS, StagedClassifier, build_model
+from kdsweep.trainers.models import StagedClassifier, build_model
 from kdsweep.trainers.teachers import TeacherSpec, cache_root, get_teacher
-from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
-
-#: Per-node metric columns, for every node a graph may have (the schema is fixed whatever M).
-NODE_METRICS = tuple(f"node{k}_{m}" for m in ("train_loss", "val_acc", "test_acc") for k in range(1, MAX_NODES + 1))
-
-
-@dataclasses.dataclass(frozen=True)
-class GraphGatesSettings(SGDSettings):
-    """The seed's recipe (CIFAR-100, batch 64, SGD lr 0.1 Nesterov, ×0.1 at 30/60/90% of the
-    schedule) and the models: node 1 runs ``target``, nodes 2..M one of ``models`` each, all at
-    channel multiplier ``width`` (below 1 for digits). Frozen nodes are trained once per
-    architecture by the teacher cache for ``frozen_epochs`` with seed ``frozen_seed``."""
-
-    nesterov: bool = True
-    schedule: Literal["cosine", "step"] = "step"
-    batch_size: int = 64
-    target: str = "resnet32"
-    models: tuple[str, ...] = ("resnet32", "resnet110", "wrn28_2")
-    width: float = 1.0
-    frozen_epochs: int = 200
-    frozen_seed: int = 0
-    #: T of the KL edges whose source is a frozen, pretrained node (T²·KL at T; the seed's
-    #: graphs: 1; its Table 2 KD: 2, the ``kd_t2`` baseline).
-    kd_temperature: float = 1.0
-    #: How a node's gated KL edges combine: "sum" (the seed's eq. 2) or "mean" over them
-    #: (deep mutual learning, the ``dml`` baseline). The label edge is always added in full.
-    peer_kl: Literal["sum", "mean"] = "sum"
-    #: Teacher cache directory (default: $KDSWEEP_CACHE/teachers or ~/.cache/kdsweep/teachers).
-    teacher_cache: str | None = None
-
+from kdsweep.trainers.training import Device, Evaluation, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
 
 def node_loss(
     graph: Graph, node: int, logits: Mapping[int, Tensor], labels: Tensor, *, step: int, total_steps: int,
@@ -114,16 +85,12 @@ def node_loss(
     return torch.stack(parts).sum()
 
 
-class GraphGatesTrainer:
+class GraphGatesTrainer(Training):
     """The models of one knowledge-transfer graph, trained together; the target's accuracy is
     the sweep metric."""
 
-    Settings: ClassVar[type] = GraphGatesSettings
-    Data: ClassVar[type | None] = DataSettings
-    SpaceOptions: ClassVar[type] = GraphSpaceOptions
-
     def __init__(self, params: Mapping[str, Any], settings: GraphGatesSettings, ctx: TrialContext) -> None:
-        reason = self.check_params(params, settings)
+        reason = GraphGates.check_params(params, settings)
         if reason is not None:
             raise ValueError(reason)
         self.s = settings
@@ -155,49 +122,6 @@ class GraphGatesTrainer:
         # them like the graph trains), so the cache entry depends on exactly those fields.
         sgd = SGDSettings(**{f.name: getattr(s, f.name) for f in dataclasses.fields(SGDSettings)})
         return TeacherSpec(data=data, arch=self.graph.model(node), width=s.width, epochs=s.frozen_epochs, seed=s.frozen_seed, sgd=sgd)
-
-    @classmethod
-    def metric_names(cls, settings: Any) -> Sequence[str]:
-        return ("train_loss", "val_acc", "val_loss", "test_acc", "test_loss", *NODE_METRICS)
-
-    @classmethod
-    def generate_space(cls, options: GraphSpaceOptions, settings: GraphGatesSettings) -> GeneratedSpace:
-        """A model choice per auxiliary node and a gate choice per edge for ``options.nodes``,
-        with ``options.baselines`` as fixed points (``graph.generate``; ``ValueError(field,
-        value, allowed)`` for a bad option)."""
-        params, points = generate(options, settings.target, settings.models, {"kd_temperature": settings.kd_temperature, "peer_kl": settings.peer_kl})
-        return GeneratedSpace(params=params, points=points)
-
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any], settings: GraphGatesSettings) -> str | None:
-        """Why ``params`` name no trainable graph (malformed, an unknown model, a frozen target), or None."""
-        try:
-            graph = Graph.from_params(params, settings.target)
-        except ValueError as exc:
-            return str(exc)
-        unknown = [m for m in graph.models[1:] if m not in settings.models]
-        if unknown:
-            return f"models {unknown} are not among settings.models ({', '.join(settings.models)})"
-        return graph.invalid_reason()
-
-    @classmethod
-    def validate(cls, settings: GraphGatesSettings, data: DataSettings, space: Sequence[Any], objective: object = None) -> list[tuple[str, object, str]]:
-        """Cross-field checks run by the config loader before anything is written: the data,
-        the models (in the registry), the width and epochs. (The space is always generated:
-        the loader refuses parameter tables in ``[space]`` for a trainer with options.)"""
-        issues = list(check_data(data))
-        registry = ", ".join(sorted(MODELS))
-        if settings.target not in MODELS:
-            issues.append(("settings.target", settings.target, f"a registered model: {registry}"))
-        if not settings.models or any(m not in MODELS for m in settings.models) or len(set(settings.models)) != len(settings.models):
-            issues.append(("settings.models", list(settings.models), f"distinct registered models: {registry}"))
-        if not (math.isfinite(settings.width) and settings.width > 0):
-            issues.append(("settings.width", settings.width, "a finite channel multiplier > 0"))
-        if settings.frozen_epochs < 1:
-            issues.append(("settings.frozen_epochs", settings.frozen_epochs, "an integer >= 1 (epochs of a frozen node's pretraining)"))
-        if not (math.isfinite(settings.kd_temperature) and settings.kd_temperature > 0):
-            issues.append(("settings.kd_temperature", settings.kd_temperature, "a finite temperature > 0 (1: the seed's graphs; 2: its Table 2 KD)"))
-        return issues
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         dev, graph = self.device, self.graph
@@ -233,19 +157,20 @@ class GraphGatesTrainer:
         means = {f"node{k}_train_loss": v / max(1, batches) for k, v in sums.items()}
         return {"train_loss": means[f"node{TARGET}_train_loss"], **means}
 
-    def _scores(self, split_name: Literal["val", "test"]) -> dict[int, dict[str, float]]:
+    def _scores(self, split_name: Literal["val", "test"]) -> dict[int, Evaluation]:
         split = self.data.val if split_name == "val" else self.data.test
         return {k: evaluate_classifier(net, split, self.device) for k, net in self.nets.items()}
 
     def evaluate(self) -> dict[str, float]:
         """``val_acc``/``val_loss`` of the target, and ``nodeK_val_acc`` of every node that runs."""
         scores = self._scores("val")
-        return {"val_acc": scores[TARGET]["acc"], "val_loss": scores[TARGET]["loss"], **{f"node{k}_val_acc": v["acc"] for k, v in scores.items()}}
+        self.val_correct = scores[TARGET].correct
+        return {"val_acc": scores[TARGET].acc, "val_loss": scores[TARGET].loss, **{f"node{k}_val_acc": v.acc for k, v in scores.items()}}
 
     def test(self) -> dict[str, float]:
         """``test_acc``/``test_loss`` of the target, and ``nodeK_test_acc`` of every node that runs."""
         scores = self._scores("test")
-        return {"test_acc": scores[TARGET]["acc"], "test_loss": scores[TARGET]["loss"], **{f"node{k}_test_acc": v["acc"] for k, v in scores.items()}}
+        return {"test_acc": scores[TARGET].acc, "test_loss": scores[TARGET].loss, **{f"node{k}_test_acc": v.acc for k, v in scores.items()}}
 
     def state_dict(self) -> dict[str, Any]:
         """Every trainable node's model, optimiser and schedule, the step count and the data

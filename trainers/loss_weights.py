@@ -32,50 +32,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdsweep.trainers.base import TrialContext
-from kdsweep.trainers.data import DataSettings, check_data, load_data, uses_flip
-from kdsweep.trainers.losses import HintReduction, kd_loss, rkd_loss, self_distillation_loss
-from kdsweep.trainers.models import STEM_MODELS, HeadOutput, ModelOutput, SelfDistillationHeads, Stem, build_model
-from kdsweep.trainers.teachers import TeacherSettings
-from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
-
-#: The searched loss weights, in METHODS.md's order.
-WEIGHTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
-
-
-@dataclasses.dataclass(frozen=True)
-class LossWeightsSettings(SGDSettings, TeacherSettings):
-    """Student, teacher and fixed loss settings; a..i default to the seed's research baseline
-    and are overridden by the trial's parameters of the same name."""
-
-    student: str = "resnet18"
-    student_width: float = 1.0
-    #: Stem of a ResNet18 student: "imagenet" (torchvision's, which seed 000 trained) or
-    #: "cifar" (3×3 stride 1, no max-pool: 15× the MACs at 32×32). Students of the registry
-    #: without a stem choice (``models.STEM_MODELS``) have their own and need none.
-    stem: Stem = "imagenet"
-    #: Reduction of the self-distillation feature hint: "sum" as the BYOT reference.
-    hint_reduction: HintReduction = "sum"
-    f_ce: float = 1.0
-    kd_temperature: float = 4.0
-    skd_temperature: float = 3.0
-    head_kernels: tuple[int, ...] = (8, 4, 2)
-    a: float = 0.1
-    b: float = 0.05
-    c: float = 0.09
-    d: float = 25.0
-    e: float = 50.0
-    f: float = 1.0
-    g: float = 1.0
-    h: float = 0.1
-    i: float = 1e-6
-
+from kdsweep.trainers.base import Training, TrialContext
+from kdsweep.trainers.data import DataSettings, load_data, uses_flip
+from kdsweep.trainers.loss_weights_spec import WEIGHTS, LossWeightsSettings
+from kdsweep.trainers.losses import kd_loss, rkd_loss, self_distillation_loss
+from kdsweep.trainers.models import STEM_MODELS, HeadOutput, ModelOutput, SelfDistillationHeads, build_model
+from kdsweep.trainers.teachers import load_teacher
+from kdsweep.trainers.training import Device, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
 
 class LossTerms(NamedTuple):
     """The loss of one batch and its parts (float32 scalars): ``total`` = f_ce·ce + a·kd +
@@ -108,11 +77,8 @@ def combined_loss(w: Mapping[str, float], s: LossWeightsSettings, student: Model
     return LossTerms(total, ce, kd, rkd, skd)
 
 
-class LossWeightsTrainer:
+class LossWeightsTrainer(Training):
     """One student trained with CE + KD + RKD + self-distillation under weights a..i."""
-
-    Settings: ClassVar[type] = LossWeightsSettings
-    Data: ClassVar[type | None] = DataSettings
 
     def __init__(self, params: Mapping[str, Any], settings: LossWeightsSettings, ctx: TrialContext) -> None:
         unknown = set(params) - set(WEIGHTS)
@@ -123,7 +89,7 @@ class LossWeightsTrainer:
         self.device = Device(ctx.device, settings)
         data_settings: DataSettings = ctx.data
         self.data = load_data(data_settings, self.device.torch)
-        self.teacher = settings.load_teacher(data_settings, self.device, self.data)
+        self.teacher = load_teacher(settings, data_settings, self.device, self.data)
         num_classes = self.data.num_classes
         stem = {"stem": settings.stem} if settings.student in STEM_MODELS else {}
         student = seeded(ctx.seed, lambda: build_model(settings.student, num_classes, settings.student_width, **stem))
@@ -134,21 +100,6 @@ class LossWeightsTrainer:
         self.batches = train_batches(self.data.train, settings, self.generator, augment=data_settings.augment, flip=uses_flip(data_settings))
         self.optimizer = make_optimizer(list(self.student.parameters()) + list(self.heads.parameters()), settings)
         self.schedule = StepSchedule(self.optimizer, settings, ctx.budget_epochs * len(self.batches))
-
-    @classmethod
-    def metric_names(cls, settings: Any) -> Sequence[str]:
-        return ("train_loss", "train_ce", "train_kd", "train_rkd", "train_skd", "val_acc", "val_loss", "teacher_val_acc", "test_acc", "test_loss")
-
-    @classmethod
-    def validate(cls, settings: LossWeightsSettings, data: DataSettings, space: Sequence[Any], objective: None) -> list[tuple[str, object, str]]:
-        """Cross-field checks run by the config loader before anything is written."""
-        issues = list(check_data(data))
-        for p in space:
-            if p.name not in WEIGHTS:
-                issues.append((f"space.{p.name}", p.name, f"loss_weights searches {', '.join(WEIGHTS)}"))
-        if len(settings.head_kernels) != 3 or any(k < 1 for k in settings.head_kernels):
-            issues.append(("settings.head_kernels", list(settings.head_kernels), "three positive kernel sizes, one per shallow head (stages 1-3)"))
-        return issues
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         w, s, dev = self.w, self.s, self.device
@@ -175,11 +126,12 @@ class LossWeightsTrainer:
 
     def evaluate(self) -> dict[str, float]:
         val = evaluate_classifier(self.student, self.data.val, self.device)
-        return {"val_acc": val["acc"], "val_loss": val["loss"], "teacher_val_acc": float(self.teacher.info["val_acc"])}
+        self.val_correct = val.correct
+        return {"val_acc": val.acc, "val_loss": val.loss, "teacher_val_acc": float(self.teacher.info["val_acc"])}
 
     def test(self) -> dict[str, float]:
         test = evaluate_classifier(self.student, self.data.test, self.device)
-        return {"test_acc": test["acc"], "test_loss": test["loss"]}
+        return {"test_acc": test.acc, "test_loss": test.loss}
 
     def state_dict(self) -> dict[str, Any]:
         return {

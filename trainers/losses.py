@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kdsweep.trainers.settings import HINT_REDUCTIONS, AlphaOn, HintReduction
+
 __all__ = [
     "HINT_REDUCTIONS",
     "AlphaOn",
@@ -36,13 +38,6 @@ __all__ = [
 ]
 
 
-#: How the self-distillation feature hint reduces its squared differences (see
-#: :func:`self_distillation_loss`).
-HintReduction = Literal["sum", "mean"]
-HINT_REDUCTIONS: tuple[str, ...] = get_args(HintReduction)
-
-#: Which term of :func:`label_kd_loss` the weight α multiplies.
-AlphaOn = Literal["ce", "kd"]
 
 
 def _check_logits_pair(student_logits: Tensor, teacher_logits: Tensor) -> None:

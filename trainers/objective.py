@@ -49,6 +49,9 @@ class ObjectiveSettings:
     a_min: float = 0.0
     t_max: float | None = None
     a_max: float | None = None
+    #: Hard limits: a student over either is rejected before its first epoch (None: no limit).
+    max_latency_s: float | None = None
+    max_params: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +75,10 @@ def check_objective(o: ObjectiveSettings) -> list[tuple[str, object, str]]:
         issues.append(("objective.a_min", o.a_min, "an accuracy floor in [0, 1)"))
     if o.t_max is not None and not (math.isfinite(o.t_max) and o.t_max > o.t_min):
         issues.append(("objective.t_max", o.t_max, f"unset (the teacher's latency) or a finite latency > t_min = {o.t_min}"))
+    if o.max_latency_s is not None and not (math.isfinite(o.max_latency_s) and o.max_latency_s > 0):
+        issues.append(("objective.max_latency_s", o.max_latency_s, "unset (no limit) or a finite latency > 0 in seconds"))
+    if o.max_params is not None and not o.max_params > 0:
+        issues.append(("objective.max_params", o.max_params, "unset (no limit) or an integer > 0"))
     if o.a_max is not None and not (o.a_min < o.a_max <= 1):
         issues.append(("objective.a_max", o.a_max, f"unset (the teacher's accuracy) or an accuracy in (a_min = {o.a_min}, 1]"))
     return issues

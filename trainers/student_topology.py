@@ -56,79 +56,23 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from kdsweep.orchestrator.atomic import write_atomic
-from kdsweep.orchestrator.space import ParamSpec, missing_and_unknown
-from kdsweep.trainers.base import TrialContext
-from kdsweep.trainers.data import DataSettings, Split, check_data, load_data, uses_flip
-from kdsweep.trainers.losses import AlphaOn, label_kd_loss
-from kdsweep.trainers.models import MODELS, ResNetStudent, StagedClassifier, Stem, VGGStudent, count_macs, count_parameters
-from kdsweep.trainers.models.backbone import layer_widths
-from kdsweep.trainers.models.resnet import STUDENT_LAYOUT
-from kdsweep.trainers.models.vgg import VGG16_FILTERS
+from kdsweep.trainers.base import Screening, Training, TrialContext
+from kdsweep.trainers.data import DataSettings, Split, load_data, uses_flip
+from kdsweep.trainers.losses import label_kd_loss
+from kdsweep.trainers.models import ResNetStudent, StagedClassifier, Stem, VGGStudent, count_macs, count_parameters
 from kdsweep.trainers.objective import ObjectiveSettings, Scores, check_objective, scores
-from kdsweep.trainers.teachers import TeacherSettings
-from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
-
-Form = Literal["vgg", "resnet"]
-
-#: Number of searched filter counts per form: VGG16's 13 convs; the ResNet34 layout's stem
-#: plus 16 basic blocks.
-LAYER_COUNTS: dict[str, int] = {"vgg": len(VGG16_FILTERS), "resnet": 1 + sum(STUDENT_LAYOUT)}
-
-#: The seed's filter choices (0 removes the layer); the sweep files search exactly these.
-FILTER_CHOICES: tuple[int, ...] = (0, 16, 32, 64, 128, 256, 512)
+from kdsweep.trainers.student_topology_spec import StudentTopologySettings, filters_of
+from kdsweep.trainers.teachers import load_teacher
+from kdsweep.trainers.training import Device, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
 
 #: Where the once-per-sweep teacher reference is recorded, inside the sweep's cache directory.
 REFERENCE_FILE = "objective_reference.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class StudentTopologySettings(SGDSettings, TeacherSettings):
-    """Student form, teacher, distillation and latency-measurement settings."""
-
-    form: Form = "vgg"
-    teacher: str = "vgg16"
-    #: The seed's α = 0.9, weighting the term ``kd_alpha_on`` names; the other gets 1 − α.
-    alpha: float = 0.9
-    #: "ce": α·CE + (1 − α)·T²·KL, seed 002's eq. 3 as printed; "kd": (1 − α)·CE + α·T²·KL,
-    #: the widely used reference code's reading.
-    kd_alpha_on: AlphaOn = "ce"
-    temperature: float = 4.0
-    #: Stem of a ResNet-form student: "imagenet" (torchvision's, the seed's ResNet18) or
-    #: "cifar" (3×3 stride 1, no max-pool). No effect on the VGG form.
-    stem: Stem = "imagenet"
-    #: Latency is the time to classify the first ``latency_images`` validation images (all
-    #: of them when the split is smaller) in batches of ``latency_batch_size``.
-    latency_images: int = 1024
-    latency_batch_size: int = 128
-    #: Untimed passes first (lazy initialisation, allocator and cache warm-up).
-    latency_warmup: int = 2
-    #: Timed passes; the latency is their median, robust to a pass slowed by other work.
-    latency_repeats: int = 5
-
-
-def layer_names(form: str) -> tuple[str, ...]:
-    """The trial parameters of ``form``: ``f01``..``f13`` (vgg) or ``f01``..``f17`` (resnet)."""
-    return tuple(f"f{i:02d}" for i in range(1, LAYER_COUNTS[form] + 1))
-
-
-def filters_of(params: Mapping[str, Any], form: str) -> tuple[int, ...]:
-    """The filter list of a trial, in layer order. Raises ValueError naming the problem: the
-    parameter names are not exactly the form's layers, a count is not a non-negative integer,
-    or every count is 0 (no layer left)."""
-    names = layer_names(form)
-    missing, unknown = missing_and_unknown(params, names)
-    if missing or unknown:
-        raise ValueError(
-            f"a {form} student takes exactly the parameters {names[0]}..{names[-1]} "
-            f"(missing {missing}, unknown {unknown})"
-        )
-    return layer_widths(f"{form} student", [params[n] for n in names], len(names))
 
 
 def build_student(form: str, filters: Sequence[int], num_classes: int, in_channels: int = 3, stem: Stem = "imagenet") -> StagedClassifier:
@@ -212,12 +156,8 @@ def teacher_reference(cache_dir: Path, conditions: Mapping[str, Any], measure: C
         return record
 
 
-class StudentTopologyTrainer:
+class StudentTopologyTrainer(Training):
     """One student of a searched topology, distilled from the teacher and scored by J."""
-
-    Settings: ClassVar[type] = StudentTopologySettings
-    Data: ClassVar[type | None] = DataSettings
-    Objective: ClassVar[type] = ObjectiveSettings
 
     def __init__(self, params: Mapping[str, Any], settings: StudentTopologySettings, ctx: TrialContext) -> None:
         self.filters = filters_of(params, settings.form)
@@ -231,7 +171,7 @@ class StudentTopologyTrainer:
         self.device = Device(ctx.device, settings)
         data_settings: DataSettings = ctx.data
         self.data = load_data(data_settings, self.device.torch)
-        self.teacher = settings.load_teacher(data_settings, self.device, self.data)
+        self.teacher = load_teacher(settings, data_settings, self.device, self.data)
         num_classes = self.data.num_classes
         student = seeded(ctx.seed, lambda: build_student(settings.form, self.filters, num_classes, stem=settings.stem))
         image_shape = list(self.data.val.x.shape[1:])
@@ -271,51 +211,6 @@ class StudentTopologyTrainer:
     def _time(self, model: nn.Module) -> float:
         return measure_latency(model, self.timed, self.device, warmup=self.s.latency_warmup, repeats=self.s.latency_repeats)
 
-    @classmethod
-    def metric_names(cls, settings: Any) -> Sequence[str]:
-        return (
-            "train_loss", "val_acc", "val_loss", "latency_s", "num_params", "macs", "t_max", "a_max",
-            "j_t", "j_a", "J", "teacher_val_acc", "test_acc", "test_loss", "test_J",
-        )  # fmt: skip
-
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any], settings: StudentTopologySettings) -> str | None:
-        """Why ``params`` is no trainable student of ``settings.form`` (e.g. all filter counts
-        0), or None."""
-        try:
-            filters_of(params, settings.form)
-        except ValueError as e:
-            return str(e)
-        return None
-
-    @classmethod
-    def validate(cls, settings: StudentTopologySettings, data: DataSettings, space: Sequence[ParamSpec], objective: ObjectiveSettings) -> list[tuple[str, object, str]]:
-        """Cross-field checks run by the config loader before anything is written: the data,
-        the objective, the settings, and a space of exactly the form's layers, each taking
-        non-negative integer filter counts."""
-        issues = list(check_data(data)) + check_objective(objective)
-        s = settings
-        if s.teacher not in MODELS:
-            issues.append(("settings.teacher", s.teacher, f"one of {', '.join(sorted(MODELS))} (METHODS: vgg16)"))
-        if not 0.0 <= s.alpha <= 1.0:
-            issues.append(("settings.alpha", s.alpha, f"a weight in [0, 1] (on the {s.kd_alpha_on.upper()} term, settings.kd_alpha_on; the other gets 1 - alpha)"))
-        if not (math.isfinite(s.temperature) and s.temperature > 0):
-            issues.append(("settings.temperature", s.temperature, "a finite temperature > 0"))
-        for name, low in (("latency_images", 1), ("latency_batch_size", 1), ("latency_warmup", 0), ("latency_repeats", 1)):
-            if getattr(s, name) < low:
-                issues.append((f"settings.{name}", getattr(s, name), f"an integer >= {low}"))
-        names = layer_names(s.form)
-        by_name = {p.name: p for p in space}
-        missing = [name for name in names if name not in by_name]
-        if missing:
-            issues.append(("space", missing, f"one filter count per layer of a {s.form} student, {names[0]}..{names[-1]}; these are missing"))
-        for p in space:
-            if p.name not in names:
-                issues.append((f"space.{p.name}", p.name, f"a {s.form} student searches {names[0]}..{names[-1]}"))
-            elif not _counts_only(p):
-                issues.append((f"space.{p.name}", p.kind, f"filter counts: a choice of integers >= 0 (the seed's {list(FILTER_CHOICES)}) or an int range with low >= 0"))
-        return issues
-
     def train_epoch(self, epoch: int) -> dict[str, float]:
         s, dev = self.s, self.device
         self.student.train()
@@ -343,16 +238,37 @@ class StudentTopologyTrainer:
             self.latency = self._time(self.student)
         return self.latency
 
+    def screen(self) -> Screening | None:
+        """Before the first epoch: latency, parameters and MACs depend only on the
+        architecture, so a student slower than t_max (J = 0 whatever its accuracy, eq. 4) or
+        over ``objective.max_latency_s`` / ``max_params`` is rejected before it costs an
+        epoch; the measurements go into the rejected row."""
+        latency, o = self._latency(), self.objective
+        measured = {"latency_s": latency, "num_params": float(self.num_params), "macs": float(self.macs), "t_max": self.t_max, "a_max": self.a_max}
+        if latency > self.t_max:
+            reason = f"latency {latency:.4g} s > t_max {self.t_max:.4g} s: J = 0 whatever its accuracy (seed 002 eq. 4)"
+            # Its J is known: the searcher is told 0, not a failure, so that a model-based
+            # one (GP) learns where the latency boundary lies.
+            measured |= {"j_t": 0.0, "J": 0.0}
+        elif o.max_latency_s is not None and latency > o.max_latency_s:
+            reason = f"latency {latency:.4g} s > objective.max_latency_s {o.max_latency_s:.4g} s"
+        elif o.max_params is not None and self.num_params > o.max_params:
+            reason = f"{self.num_params} parameters > objective.max_params {o.max_params}"
+        else:
+            return None
+        return Screening(reason, measured)
+
     def _scores(self, accuracy: float) -> Scores:
         o = self.objective
         return scores(self._latency(), accuracy, r_t=o.r_t, t_min=o.t_min, t_max=self.t_max, a_min=o.a_min, a_max=self.a_max)
 
     def evaluate(self) -> dict[str, float]:
         val = evaluate_classifier(self.student, self.data.val, self.device)
-        sc = self._scores(val["acc"])
+        self.val_correct = val.correct
+        sc = self._scores(val.acc)
         return {
-            "val_acc": val["acc"],
-            "val_loss": val["loss"],
+            "val_acc": val.acc,
+            "val_loss": val.loss,
             "latency_s": self._latency(),
             "num_params": float(self.num_params),
             "macs": float(self.macs),
@@ -368,7 +284,7 @@ class StudentTopologyTrainer:
         """Test-split accuracy and loss, and J with the test accuracy in place of the
         validation one (same latency, same t_max and a_max)."""
         test = evaluate_classifier(self.student, self.data.test, self.device)
-        return {"test_acc": test["acc"], "test_loss": test["loss"], "test_J": self._scores(test["acc"]).J}
+        return {"test_acc": test.acc, "test_loss": test.loss, "test_J": self._scores(test.acc).J}
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -385,10 +301,3 @@ class StudentTopologyTrainer:
         self.schedule.load_state_dict(state["schedule"])
         self.generator.set_state(state["generator"])
         self.latency = state["latency"]
-
-
-def _counts_only(p: ParamSpec) -> bool:
-    """Whether search parameter ``p`` proposes only integers >= 0."""
-    if p.kind == "choice":
-        return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p.values)
-    return p.kind == "int" and p.low is not None and p.low >= 0

@@ -13,6 +13,12 @@ finishers, which is what makes early stopping a real decision. ``noise`` is a Ga
 drawn from a generator seeded by (trial seed, epoch), so a curve is a pure function of
 (params, seed, epoch): resuming from a checkpoint reproduces exactly what an uninterrupted
 run reports.
+
+A second metric, ``latency_s``, trades off against accuracy for multi-objective sweeps: the
+inference latency of a model ``width`` wide, ``LATENCY_S_PER_UNIT · width`` seconds times a
+log-normal measurement factor (σ = ``LATENCY_NOISE``) drawn once from the trial's seed. Wider
+is more accurate and slower, so no width wins both; like a real student's latency it depends
+on the architecture alone, and is the same at every epoch.
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from kdsweep.trainers.base import TrialContext
+from kdsweep.trainers.base import TrainerSpec, Training, TrialContext
+
+
+#: Seconds of inference latency per unit of ``width`` (16 wide: 1.6 ms).
+LATENCY_S_PER_UNIT = 1e-4
+#: σ of the log-normal measurement noise on ``latency_s``: a constant, not a setting, so that
+#: the settings (and the hash) of synthetic sweeps made before latency existed are unchanged.
+LATENCY_NOISE = 0.05
 
 
 class InjectedCrash(RuntimeError):
@@ -55,29 +68,15 @@ class SyntheticSettings:
     max_width: float | None = None
 
 
-class SyntheticTrainer:
-    """Closed-form learning curves over ``lr``, ``momentum`` and ``width`` (all optional); any
-    other parameter, such as ``decoy`` in ``synthetic.toml``, is accepted and has no effect."""
+class Synthetic(TrainerSpec):
+    """The synthetic trainer's description: its settings, metrics and checks (no torch)."""
 
     Settings: ClassVar[type] = SyntheticSettings
-    Data: ClassVar[type | None] = None
-
-    def __init__(self, params: Mapping[str, Any], settings: SyntheticSettings, ctx: TrialContext) -> None:
-        self.settings = settings
-        self.ctx = ctx
-        lr = float(params.get("lr", 0.05))
-        momentum = float(params.get("momentum", 0.9))
-        width = float(params.get("width", 64))
-        if lr <= 0 or width <= 0:
-            raise ValueError(f"synthetic trainer needs lr > 0 and width > 0, got lr={lr}, width={width}")
-        lr_gap = math.log10(lr / 0.05)
-        self.a_inf = 0.97 - 0.06 * lr_gap**2 - 0.15 * abs(momentum - 0.9) - 0.04 / math.sqrt(width / 16)
-        self.tau = 6.0 / (1.0 + 3.0 * max(0.0, lr_gap + 2.0))
-        self.epoch = 0
+    training: ClassVar[str] = "kdsweep.trainers.synthetic:SyntheticTrainer"
 
     @classmethod
     def metric_names(cls, settings: Any) -> Sequence[str]:
-        return ("train_loss", "val_acc", "val_loss", "test_acc", "test_loss")
+        return ("train_loss", "val_acc", "val_loss", "test_acc", "test_loss", "latency_s")
 
     @classmethod
     def validate(cls, settings: SyntheticSettings, data: None, space: Sequence[Any], objective: None) -> list[tuple[str, object, str]]:
@@ -100,6 +99,28 @@ class SyntheticTrainer:
             return f"width {width:g} exceeds settings.max_width {settings.max_width:g}"
         return None
 
+
+
+class SyntheticTrainer(Training):
+    """Closed-form learning curves over ``lr``, ``momentum`` and ``width`` (all optional), and
+    a latency that grows with ``width``; any
+    other parameter, such as ``decoy`` in ``synthetic.toml``, is accepted and has no effect."""
+
+    def __init__(self, params: Mapping[str, Any], settings: SyntheticSettings, ctx: TrialContext) -> None:
+        self.settings = settings
+        self.ctx = ctx
+        lr = float(params.get("lr", 0.05))
+        momentum = float(params.get("momentum", 0.9))
+        width = float(params.get("width", 64))
+        if lr <= 0 or width <= 0:
+            raise ValueError(f"synthetic trainer needs lr > 0 and width > 0, got lr={lr}, width={width}")
+        lr_gap = math.log10(lr / 0.05)
+        self.a_inf = 0.97 - 0.06 * lr_gap**2 - 0.15 * abs(momentum - 0.9) - 0.04 / math.sqrt(width / 16)
+        self.tau = 6.0 / (1.0 + 3.0 * max(0.0, lr_gap + 2.0))
+        noise = random.Random(f"{ctx.seed}:latency").gauss(0.0, LATENCY_NOISE)
+        self.latency_s = LATENCY_S_PER_UNIT * width * math.exp(noise)
+        self.epoch = 0
+
     def _accuracy(self, epoch: int, stream: int) -> float:
         rng = random.Random(f"{self.ctx.seed}:{epoch}:{stream}")
         mean = self.a_inf - (self.a_inf - 0.1) * math.exp(-epoch / self.tau)
@@ -118,7 +139,7 @@ class SyntheticTrainer:
 
     def evaluate(self) -> dict[str, float]:
         acc = self._accuracy(self.epoch, 0)
-        return {"val_acc": acc, "val_loss": -math.log(max(1e-6, acc))}
+        return {"val_acc": acc, "val_loss": -math.log(max(1e-6, acc)), "latency_s": self.latency_s}
 
     def test(self) -> dict[str, float]:
         acc = self._accuracy(self.epoch, 2)  # the same curve, an independent noise draw

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from kdsweep.orchestrator.checkpoint import load_checkpoint, save_checkpoint
 from kdsweep.trainers.data import DataSettings, ImageData, load_data, uses_flip
 from kdsweep.trainers.models import StagedClassifier, build_model
-from kdsweep.trainers.training import Device, SGDSettings, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
+from kdsweep.trainers.settings import SGDSettings, TeacherSettings
+from kdsweep.trainers.training import Device, StepSchedule, evaluate_classifier, make_optimizer, seeded, train_batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,24 +50,6 @@ class TeacherSpec:
         fields["data"].pop("root")
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.data.dataset}-{self.arch}-w{self.width:g}-e{self.epochs}-s{self.seed}-{digest}"
-
-
-@dataclasses.dataclass(frozen=True)
-class TeacherSettings:
-    """The ``[settings]`` keys of a trainer that distils from one cached teacher; trainers'
-    settings dataclasses inherit them (overriding the default ``teacher`` where theirs differs)."""
-
-    teacher: str = "resnet18"
-    teacher_width: float = 1.0
-    teacher_epochs: int = 30
-    teacher_seed: int = 0
-    #: Teacher cache directory (default: $KDSWEEP_CACHE/teachers or ~/.cache/kdsweep/teachers).
-    teacher_cache: str | None = None
-
-    def load_teacher(self, data_settings: DataSettings, device: Device, data: ImageData) -> Teacher:
-        """The teacher these settings name, trained into the cache first if no one has."""
-        spec = TeacherSpec(data=data_settings, arch=self.teacher, width=self.teacher_width, epochs=self.teacher_epochs, seed=self.teacher_seed)
-        return get_teacher(spec, device, cache_root(self.teacher_cache), data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,10 +118,16 @@ def _train(spec: TeacherSpec, data: ImageData, device: Device) -> dict[str, Any]
         "seed": spec.seed,
         "dataset": spec.data.dataset,
         "num_classes": data.num_classes,
-        "val_acc": val["acc"],
-        "test_acc": test["acc"],
+        "val_acc": val.acc,
+        "test_acc": test.acc,
         "train_s": time.perf_counter() - started,
         "trained_by": f"{socket.gethostname()}:{os.getpid()}",
     }
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return {"model": cpu_state, "info": info}
+
+
+def load_teacher(settings: TeacherSettings, data_settings: DataSettings, device: Device, data: ImageData) -> Teacher:
+    """The teacher ``settings`` name, trained into the cache first if no one has."""
+    spec = TeacherSpec(data=data_settings, arch=settings.teacher, width=settings.teacher_width, epochs=settings.teacher_epochs, seed=settings.teacher_seed)
+    return get_teacher(spec, device, cache_root(settings.teacher_cache), data)

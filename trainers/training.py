@@ -15,32 +15,16 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdsweep.trainers.data import Batches, Split
+from kdsweep.trainers.settings import SGDSettings
 
 M = TypeVar("M", bound=nn.Module)
-
-
-@dataclasses.dataclass(frozen=True)
-class SGDSettings:
-    """METHODS.md's common defaults: SGD, momentum 0.9, weight decay 5e-4, lr 0.1, batch 128."""
-
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = False
-    #: "cosine" decays to 0 over the budget; "step" multiplies by ``step_gamma`` at each
-    #: fraction of the budget in ``step_at`` (the graph seed: 0.3, 0.6, 0.9).
-    schedule: Literal["cosine", "step"] = "cosine"
-    step_at: tuple[float, ...] = (0.3, 0.6, 0.9)
-    step_gamma: float = 0.1
-    batch_size: int = 128
-    #: CUDA only: bf16 autocast and channels_last memory layout (no effect on CPU).
-    bf16: bool = True
-    channels_last: bool = True
 
 
 def lr_factor(s: SGDSettings, step: int, total_steps: int) -> float:
@@ -111,20 +95,34 @@ def seeded(seed: int, build: Callable[[], M]) -> M:
         return build()
 
 
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """A classifier on one split: top-1 accuracy, mean cross-entropy, and ``correct``, which
+    examples it got right (a CPU bool array in the split's order; ``acc`` is its mean). The
+    per-example record is what paired tests between trials need (the worker stores it packed
+    in ``val_correct``)."""
+
+    acc: float
+    loss: float
+    correct: npt.NDArray[np.bool_]
+
+
 @torch.no_grad()
-def evaluate_classifier(model: nn.Module, split: Split, device: Device, batch_size: int = 512) -> dict[str, float]:
-    """Top-1 accuracy and mean cross-entropy of ``model`` on ``split`` (eval mode, restored after)."""
+def evaluate_classifier(model: nn.Module, split: Split, device: Device, batch_size: int = 512) -> Evaluation:
+    """``model`` on ``split`` (eval mode, restored after); see :class:`Evaluation`."""
     was_training = model.training
     model.eval()
-    correct, loss_sum = 0, 0.0
+    hits: list[Tensor] = []
+    loss_sum = 0.0
     for x, y in _plain_batches(split, batch_size):
         with device.autocast():
             logits = model(device.batch(x)).float()
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == y).sum())
+        hits.append((logits.argmax(dim=1) == y).cpu())
     model.train(was_training)
+    correct = torch.cat(hits).numpy() if hits else np.zeros(0, dtype=bool)
     n = max(1, len(split.y))
-    return {"acc": correct / n, "loss": loss_sum / n}
+    return Evaluation(acc=int(correct.sum()) / n, loss=loss_sum / n, correct=correct)
 
 
 def _plain_batches(split: Split, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:

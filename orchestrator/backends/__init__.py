@@ -8,6 +8,7 @@ collects :class:`Finished` records; a backend never interprets results.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Protocol
 
 from kdsweep.orchestrator.config import SweepConfig
@@ -25,13 +26,27 @@ class Finished:
 
 
 class Backend(Protocol):
-    """Runs trial attempts somewhere; at most ``slots`` at once."""
+    """Runs trial attempts somewhere; at most ``slots`` at once. Each backend a sweep file
+    can name (:data:`BACKENDS`) is built by its classmethod ``from_config(cfg)`` from its own
+    part of ``[backend]``; the simulated one by ``kdsweep simulate``."""
 
     #: How many attempts may run at once.
     slots: int
 
     def submit(self, spec: TrialSpec) -> None:
         """Start an attempt; the caller never submits more than ``slots`` at once."""
+        ...
+
+    def adopt(self, spec: TrialSpec) -> bool:
+        """On resume, before an unfinished trial is submitted again: True when this backend
+        still runs (or ran to a result) that very attempt for an earlier driver and now
+        tracks it as if submitted here, so no duplicate starts (a SLURM job outlives its
+        driver); False when the driver must submit it (every backend whose attempts die
+        with their driver)."""
+        ...
+
+    def busy(self) -> int:
+        """How many attempts are submitted or adopted and not yet reported by ``wait``."""
         ...
 
     def wait(self, timeout_s: float) -> list[Finished]:
@@ -47,29 +62,21 @@ class Backend(Protocol):
         ...
 
 
-# Optional hook, looked up with getattr by the driver:
-#   adopt(spec: TrialSpec) -> bool
-# On resume, before submitting an unfinished trial, the driver offers it to the backend; a
-# backend whose attempts outlive the driver (a SLURM job still queued or running) returns True
-# and tracks it as if it had submitted it, so no duplicate is started.
+#: ``backend.kind`` -> "module:Class" of the backend, imported when used (Ray and submitit
+#: are heavy, and only one kind runs per sweep).
+BACKENDS: dict[str, str] = {
+    "local": "kdsweep.orchestrator.backends.local:LocalBackend",
+    "ray": "kdsweep.orchestrator.backends.ray:RayBackend",
+    "slurm": "kdsweep.orchestrator.backends.slurm:SlurmBackend",
+}
 
 
 def make_backend(cfg: SweepConfig) -> Backend:
-    """The backend named by ``cfg.backend.kind``."""
-    if cfg.backend.kind == "local":
-        from kdsweep.orchestrator.backends.local import LocalBackend
-
-        return LocalBackend(cfg.backend.max_concurrent, timeout_s=cfg.backend.timeout_min * 60)
-    if cfg.backend.kind == "ray":
-        from kdsweep.orchestrator.backends.ray import RayBackend
-
-        b = cfg.backend
-        return RayBackend(
-            b.max_concurrent, cpus_per_trial=b.cpus_per_trial, gpus_per_trial=b.gpus_per_trial,
-            timeout_s=b.timeout_min * 60, address=b.ray.address,
-        )  # fmt: skip
-    if cfg.backend.kind == "slurm":
-        from kdsweep.orchestrator.backends.slurm import SlurmBackend
-
-        return SlurmBackend(cfg)
-    raise ValueError(f"unknown backend kind {cfg.backend.kind!r}; valid: local, ray, slurm")
+    """The backend named by ``cfg.backend.kind``, built from ``cfg``."""
+    try:
+        target = BACKENDS[cfg.backend.kind]
+    except KeyError:
+        raise ValueError(f"unknown backend kind {cfg.backend.kind!r}; valid: {', '.join(BACKENDS)}") from None
+    module_name, _, class_name = target.partition(":")
+    backend: Backend = getattr(importlib.import_module(module_name), class_name).from_config(cfg)
+    return backend

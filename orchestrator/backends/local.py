@@ -26,6 +26,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from kdsweep.orchestrator.backends import Finished
+from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.worker import TrialSpec, run_trial
 
 def _die_with_driver(alive: Connection) -> None:
@@ -94,6 +95,14 @@ class LocalBackend:
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["kdsweep.orchestrator.worker", "torch"])
         self._workers: list[_Slot | None] = [None] * slots
+
+    @classmethod
+    def from_config(cls, cfg: SweepConfig) -> LocalBackend:
+        return cls(cfg.backend.max_concurrent, timeout_s=cfg.backend.timeout_min * 60)
+
+    def adopt(self, spec: TrialSpec) -> bool:
+        """Local workers die with their driver: nothing to re-attach to."""
+        return False
 
     def submit(self, spec: TrialSpec) -> None:
         for i, slot in enumerate(self._workers):

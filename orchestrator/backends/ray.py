@@ -42,6 +42,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from kdsweep.orchestrator.backends import Finished
+from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.worker import NODE_ENV, TrialOutcome, TrialSpec, run_trial
 
 # Ray terminates a driver whose GCS has not answered for this many seconds (Ray's default;
@@ -152,7 +153,19 @@ class RayBackend:
         self._lost = False
         self._closed = False
 
+    @classmethod
+    def from_config(cls, cfg: SweepConfig) -> RayBackend:
+        b = cfg.backend
+        return cls(
+            b.max_concurrent, cpus_per_trial=b.cpus_per_trial, gpus_per_trial=b.gpus_per_trial,
+            timeout_s=b.timeout_min * 60, address=b.ray.address,
+        )  # fmt: skip
+
     # -- the Backend protocol ---------------------------------------------------------------
+
+    def adopt(self, spec: TrialSpec) -> bool:
+        """Trial actors belong to their driver and end with it: nothing to re-attach to."""
+        return False
 
     def submit(self, spec: TrialSpec) -> None:
         """Queue an attempt; it starts as soon as an actor is free (created if needed)."""

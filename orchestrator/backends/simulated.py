@@ -21,6 +21,7 @@ from collections.abc import Callable, Generator
 from kdsweep.orchestrator.backends import Finished
 from kdsweep.orchestrator.clock import VirtualClock
 from kdsweep.orchestrator.worker import TrialOutcome, TrialSpec, attempt_steps
+from kdsweep.trainers.base import TrainerFactory
 
 
 @dataclasses.dataclass
@@ -34,7 +35,8 @@ class _Running:
 
 class SimulatedBackend:
     """Runs attempts on ``clock``; ``epoch_seconds(spec, epoch)`` is how long an epoch takes;
-    ``timeout_s`` bounds one attempt in virtual seconds, as ``backend.timeout_min`` does."""
+    ``timeout_s`` bounds one attempt in virtual seconds, as ``backend.timeout_min`` does;
+    ``make_trainer`` builds each attempt's trainer (default: the sweep's trainer class)."""
 
     def __init__(
         self,
@@ -42,11 +44,13 @@ class SimulatedBackend:
         clock: VirtualClock,
         epoch_seconds: Callable[[TrialSpec, int], float],
         timeout_s: float = float("inf"),
+        make_trainer: TrainerFactory | None = None,
     ) -> None:
         self.slots = slots
         self.vclock = clock
         self.epoch_seconds = epoch_seconds
         self.timeout_s = timeout_s
+        self.make_trainer = make_trainer
         self._running: dict[str, _Running] = {}
         # (virtual time, sequence, trial id, attempt object id): the next step of an attempt.
         self._events: list[tuple[float, int, str, int]] = []
@@ -59,7 +63,7 @@ class SimulatedBackend:
     def submit(self, spec: TrialSpec) -> None:
         if len(self._running) >= self.slots:
             raise RuntimeError(f"all {self.slots} simulated slots are busy; the driver must wait first")
-        run = _Running(spec, attempt_steps(spec, self.vclock.clock), self.vclock.t)
+        run = _Running(spec, attempt_steps(spec, self.vclock.clock, self.make_trainer), self.vclock.t)
         self._running[spec.trial_id] = run
         self._push(self.vclock.t, run)
 

@@ -53,9 +53,7 @@ from submitit.helpers import Checkpointable, clean_env
 from kdsweep.orchestrator.backends import Finished
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
 from kdsweep.orchestrator.atomic import write_atomic
-from kdsweep.orchestrator.rundir import RunDir
-from kdsweep.orchestrator.schema import Event
-from kdsweep.orchestrator.worker import TrialOutcome, TrialSpec, results_store, run_trial
+from kdsweep.orchestrator.worker import TrialOutcome, TrialSpec, run_trial
 
 logger = logging.getLogger("kdsweep.slurm")
 
@@ -67,7 +65,6 @@ ENDED_STATES = frozenset(
 )
 
 # Events with which the worker itself ends an attempt (``failed`` is the driver's).
-_ENDING_EVENTS = frozenset({Event.COMPLETED.value, Event.STOPPED.value})
 
 #: (Trial id, attempt, until_epoch): one attempt, the unit that is submitted once.
 AttemptKey = tuple[str, int, int | None]
@@ -86,32 +83,9 @@ class TrialJob(Checkpointable):
     """
 
     def __call__(self, spec: TrialSpec) -> TrialOutcome:
-        ended = ended_outcome(spec)
-        return ended if ended is not None else run_trial(spec)
-
-
-def ended_outcome(spec: TrialSpec) -> TrialOutcome | None:
-    """How this attempt already ended according to the store, or None if it has not.
-
-    A job requeued after its trial wrote its last row (the signal or the kill landed between
-    that row and the process's exit) must not train again: the worker would append a second
-    completed (or, for a stopped trial whose checkpoint is gone, a completed after a stopped)
-    row.
-    """
-    metric = RunDir(spec.run_dir).load_config().asha.metric
-    for row in reversed(results_store(spec.run_dir).trial_rows(spec.trial_id)):
-        event = row["event"]
-        if event in _ENDING_EVENTS or (event == Event.PAUSED.value and row["epoch"] == spec.until_epoch):
-            value = row.get(metric)
-            wall_s = row.get("wall_s")
-            return TrialOutcome(
-                spec.trial_id,
-                event,
-                int(row["epoch"]),
-                math.nan if value is None else float(value),
-                0.0 if wall_s is None else float(wall_s),
-            )
-    return None
+        # A job requeued after its trial wrote its last row gets that row back: run_trial
+        # never trains an attempt the store says has ended.
+        return run_trial(spec)
 
 
 # -- what a job asks SLURM for --------------------------------------------------------------------
@@ -259,6 +233,10 @@ class SlurmBackend:
     #: Consecutive failed ``sbatch`` calls (controller down, submit limits) after which the
     #: queued attempts are reported as failed; between tries the backend backs off.
     max_submit_failures: int = 5
+
+    @classmethod
+    def from_config(cls, cfg: SweepConfig) -> SlurmBackend:
+        return cls(cfg)
 
     def __init__(self, cfg: SweepConfig, slots: int | None = None) -> None:
         self.cfg = cfg

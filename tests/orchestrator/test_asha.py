@@ -9,7 +9,9 @@ import pytest
 from kdsweep.orchestrator.asha import (
     Decision,
     decide,
+    pareto_front,
     promotion,
+    rank,
     rung_index,
     rung_ladder,
     stop_decision,
@@ -219,3 +221,107 @@ def test_promotion_rejects() -> None:
         promotion([{}], [set()], 3, "best")
     with pytest.raises(ValueError, match="reduction_factor"):
         promotion([{}], [set()], 1, "max")
+
+
+# --- several objectives (MOASHA) ---------------------------------------------------------------
+
+#: Accuracy up, latency down: the modes of the multi-objective scenarios below.
+ACC_LAT = ("max", "min")
+#: A front of three (none dominates another): more accurate is slower.
+FRONT = {"a": (0.9, 0.010), "b": (0.8, 0.005), "c": (0.7, 0.002)}
+
+
+def test_dominated_trial_stops() -> None:
+    # Worse than every trial of the front in both objectives: last of 4; 3 * 3 > 4.
+    assert decide(FRONT, "d", (0.6, 0.020), 3, ACC_LAT) is STOP
+    # Dominated by one trial only, but still in the second front: last again.
+    assert decide(FRONT, "d", (0.69, 0.003), 3, ACC_LAT) is STOP
+
+
+def test_front_member_continues() -> None:
+    # Most accurate of all: the ε-net starts a front with the best first objective.
+    assert decide(FRONT, "d", (0.95, 0.030), 3, ACC_LAT) is CONTINUE
+    # Fastest of all: in the front, farthest from the most accurate, so placed second;
+    # the first floor(4 / 3) + 1 = 2 places continue.
+    assert decide(FRONT, "d", (0.5, 0.001), 3, ACC_LAT) is CONTINUE
+
+
+def test_crowded_front_member_stops_when_the_front_exceeds_the_quota() -> None:
+    # (0.85, 0.007) is on the front too, but between a and b: the ε-net places a, then c
+    # (farthest from a), then b (0.1 from a) before it (0.05 from a). Fourth of 4 stops.
+    assert decide(FRONT, "d", (0.85, 0.007), 3, ACC_LAT) is STOP
+    assert rank({**FRONT, "d": (0.85, 0.007)}, ACC_LAT) == ["a", "c", "b", "d"]
+    # With eta 2 the first 3 places continue; the crowded member is still fourth.
+    assert decide(FRONT, "d", (0.85, 0.007), 2, ACC_LAT) is STOP
+    # Two dominated trials more (n = 6): the first 4 places continue, the fourth included.
+    assert decide({**FRONT, "e": (0.1, 0.5), "f": (0.2, 0.6)}, "d", (0.85, 0.007), 2, ACC_LAT) is CONTINUE
+
+
+def test_ties_go_to_the_trial_already_recorded() -> None:
+    # An identical value ranks after the one recorded, whatever the trial ids.
+    for me in ("0", "z"):
+        assert decide({"m": (1.0, 1.0)}, me, (1.0, 1.0), 2, ACC_LAT) is CONTINUE  # 2nd of 2: 1 * 2 > 2 is False
+        assert decide({"m": (1.0, 1.0)}, me, (1.0, 1.0), 3, ACC_LAT) is STOP  # 1 * 3 > 2
+    # A front of three whose last two are equally far from the first (the ε-net's seed, best
+    # in objective 0): the smaller trial id is placed first, whichever point it has.
+    x, y, z = (2.0, 0.0, 0.0), (0.0, 2.0, 0.0), (0.0, 0.0, 2.0)
+    assert rank({"p": x, "q": y, "r": z}, ("max",) * 3) == ["p", "q", "r"]
+    assert rank({"p": x, "r": y, "q": z}, ("max",) * 3) == ["p", "q", "r"]
+    # Equally far from the seed as a recorded trial, the new one is placed after it: third of
+    # 3 (2 * 2 > 3 stops); a hair farther, it is placed second and continues.
+    assert stop_decision(z, [x, y], 2, ("max",) * 3) is STOP
+    assert stop_decision((0.0, 0.0, 2.01), [x, y], 2, ("max",) * 3) is CONTINUE
+
+
+def test_nans_in_several_objectives() -> None:
+    # A NaN coordinate: the trial itself continues; others with one are ignored (as Ray
+    # ignores NaN values for one objective).
+    assert decide(FRONT, "d", (NAN, 0.001), 3, ACC_LAT) is CONTINUE
+    assert decide({"n": (NAN, 0.0), "m": (0.5, NAN)}, "d", (0.0, 9.0), 3, ACC_LAT) is CONTINUE
+    assert rank({"n": (NAN, 0.0), **FRONT, "m": (0.5, NAN)}, ACC_LAT)[-2:] == ["m", "n"]
+    assert pareto_front({"n": (NAN, 0.0)}, ACC_LAT) == set()
+
+
+def test_pareto_front() -> None:
+    rung = {**FRONT, "d": (0.6, 0.020), "e": (0.8, 0.005)}  # e ties b: both on the front
+    assert pareto_front(rung, ACC_LAT) == {"a", "b", "c", "e"}
+    assert pareto_front({"x": 1.0, "y": 2.0, "z": 2.0}, "max") == {"y", "z"}
+
+
+def test_promotion_with_several_objectives() -> None:
+    rung0 = {**FRONT, "d": (0.6, 0.020), "e": (0.5, 0.030), "f": (0.4, 0.040)}
+    # Quota 6 // 3 = 2: the ε-net's first two of the front (a, then c); d, e, f are dominated.
+    assert promotion([rung0, {}], _empty(2), 3, ACC_LAT) == ("a", 1)
+    assert promotion([rung0, {}], [{"a"}, set()], 3, ACC_LAT) == ("c", 1)
+    assert promotion([rung0, {}], [{"a", "c"}, set()], 3, ACC_LAT) is None
+
+
+def test_one_objective_rank_is_a_sort_by_value_then_trial_id() -> None:
+    # The degenerate case of non-dominated sorting: what promotion ranked by before objectives.
+    import random
+
+    rng = random.Random(5)
+    for _ in range(300):
+        values = {f"t{i}": rng.choice((NAN, 0.0, -0.0, 1.0, 2.0, math.inf, -math.inf, rng.random())) for i in rng.sample(range(40), rng.randint(0, 12))}
+        for mode, sign in (("max", 1.0), ("min", -1.0)):
+            expected = sorted(values, key=lambda t: (math.isnan(values[t]), 0.0 if math.isnan(values[t]) else -sign * values[t], t))
+            assert rank(values, mode) == expected
+            assert rank({t: (v,) for t, v in values.items()}, (mode,)) == expected
+
+
+def test_one_objective_as_a_tuple_is_the_same_stop_rule() -> None:
+    others = [3.0, 1.0, NAN, 4.0, 2.0]
+    for value in (2.4, 2.5, 2.6, NAN):
+        for mode in ("max", "min"):
+            assert stop_decision((value,), [(v,) for v in others], 2, (mode,)) is stop_decision(value, others, 2, mode)
+
+
+def test_objectives_must_match_the_value() -> None:
+    with pytest.raises(ValueError, match="coordinates"):
+        stop_decision((1.0, 2.0), [(1.0, 2.0)], 3, "max")
+    with pytest.raises(ValueError, match="coordinates"):
+        decide({"a": (1.0,)}, "b", (1.0, 2.0), 3, ACC_LAT)
+    with pytest.raises(ValueError, match="at least one"):
+        rank({"a": ()}, ())
+    with pytest.raises(ValueError, match="mode"):
+        promotion([{"a": (1.0, 2.0)}], [set()], 3, ("max", "best"))

@@ -3,11 +3,13 @@ allowed), all at once, with exit code 2 and no run directory created."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from kdsweep.orchestrator.config import ConfigError, load_sweep, load_sweep_text, to_toml
+from kdsweep.orchestrator.rundir import RunDir
 from tests.conftest import SMALL_SWEEP, kdsweep
 
 
@@ -44,7 +46,7 @@ def test_hash_ignores_backend_and_budget_but_not_the_experiment() -> None:
         (replace("num_trials = 12", 'num_trials = "ten"'), "num_trials = 'ten': must be int"),
         (replace("num_trials = 12", "num_trials = 0"), "num_trials = 0: must be an integer >= 1"),
         (replace("num_trials = 12\n", ""), "num_trials = (missing): required (int)"),
-        (replace('searcher = "tpe"', 'searcher = "grid"'), "searcher = 'grid': 'tpe' or 'random'"),
+        (replace('searcher = "tpe"', 'searcher = "grid"'), "searcher = 'grid': one of tpe, random, gp, ga"),
         (replace('mode = "max"', 'mode = "maximize"'), "asha.mode = 'maximize': must be one of 'max', 'min'"),
         (replace("reduction_factor = 3", "reduction_factor = 1"), "asha.reduction_factor = 1: an integer >= 2"),
         (replace("max_epochs = 9", "max_epochs = 0"), "asha.max_epochs = 0: an integer >= asha.min_epochs (1)"),
@@ -120,3 +122,66 @@ def test_cli_missing_file_and_bad_set(tmp_path: Path) -> None:
 def test_cli_report_on_non_run_directory(tmp_path: Path) -> None:
     result = kdsweep("report", str(tmp_path))
     assert result.returncode == 2 and "not a run directory" in result.stderr
+
+
+# -- searcher options -------------------------------------------------------------------------
+
+
+def test_searcher_options_default_and_enter_the_document_only_for_their_searcher() -> None:
+    cfg = load_sweep_text(SMALL_SWEEP, "x")
+    assert (cfg.searcher, cfg.searcher_options) == ("tpe", {"n_startup_trials": 4})
+    ga = load_sweep_text(replace('searcher = "tpe"', 'searcher = "ga"').replace("n_startup_trials = 4\n", ""), "x")
+    assert ga.searcher_options == {"population_size": 20}
+    assert ga.document["population_size"] == 20 and "n_startup_trials" not in ga.document
+    assert load_sweep_text(to_toml(ga.document), "frozen").config_hash == ga.config_hash
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "expected"),
+    [
+        (replace("n_startup_trials = 4", "n_startup_trials = 4\npopulation_size = 20"), (),
+         "bad.toml: population_size = 20: not an option of searcher 'tpe'; its options: n_startup_trials"),
+        (replace('searcher = "tpe"', 'searcher = "random"'), (),
+         "bad.toml: n_startup_trials = 4: not an option of searcher 'random'; its options: none"),
+        (SMALL_SWEEP, ('searcher="ga"', "n_startup_trials=8"),
+         "--set: n_startup_trials = 8: not an option of searcher 'ga'; its options: population_size"),
+        (SMALL_SWEEP, ('searcher="ga"', "population_size=1"),
+         "--set: population_size = 1: an integer >= 2 (individuals per generation (NSGA-II needs 2 parents))"),
+        (replace("n_startup_trials = 4", "n_startup_trials = 0"), (),
+         "bad.toml: n_startup_trials = 0: an integer >= 1"),
+    ],
+)  # fmt: skip
+def test_an_option_the_searcher_does_not_take_is_named(text: str, overrides: tuple[str, ...], expected: str) -> None:
+    found = issues_of(text, overrides)
+    assert any(line.startswith(expected) for line in found), found
+
+
+def test_set_searcher_leaves_the_files_options_of_the_old_searcher_behind() -> None:
+    """The file's n_startup_trials configures its TPE; --set searcher=ga replaces both, while
+    gp, which takes n_startup_trials too, keeps it."""
+    ga = load_sweep_text(SMALL_SWEEP, "x", ('searcher="ga"', "population_size=6"))
+    assert ga.searcher_options == {"population_size": 6}
+    gp = load_sweep_text(SMALL_SWEEP, "x", ('searcher="gp"',))
+    assert gp.searcher_options == {"n_startup_trials": 4}
+
+
+def test_wrong_option_exits_2_on_the_command_line(tmp_path: Path) -> None:
+    result = kdsweep("launch", "synthetic", "--set", "population_size=20", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "--set: population_size = 20: not an option of searcher 'tpe'; its options: n_startup_trials" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_frozen_with_an_option_its_searcher_ignored_still_resumes(tmp_path: Path) -> None:
+    """Before options were checked per searcher, every frozen file held n_startup_trials, a
+    random search's too; such a run resumes, and an edit of it is still caught."""
+    text = replace('searcher = "tpe"', 'searcher = "random"').replace("n_startup_trials = 4\n", "")
+    cfg = load_sweep_text(text, "x")
+    old = dataclasses.replace(cfg, document={**cfg.document, "n_startup_trials": 10})
+    run = RunDir.create(tmp_path / "run", old)
+    assert "n_startup_trials = 10" in run.frozen.read_text()
+    resumed = run.load_config()
+    assert (resumed.searcher, resumed.searcher_options) == ("random", {})
+    run.frozen.write_text(run.frozen.read_text().replace("n_startup_trials = 10", "n_startup_trials = 11"))
+    with pytest.raises(ConfigError, match="unchanged since the run began"):
+        run.load_config()

@@ -48,3 +48,17 @@ def test_a_reading_command_imports_no_torch(finished: Path, args: list[str]) -> 
     assert line[1] == "0", done.stderr
     assert line[2:] == [""], f"{argv} imported {line[2]}"
     print(f"[light] kdsweep {' '.join(args)}: {elapsed:.2f} s")
+
+
+@pytest.mark.parametrize("sweep", ["demo", "student_topology_vgg", "graph_gates"])
+@pytest.mark.parametrize("args", [["status"], ["report", "--format", "json"]], ids=" ".join)
+def test_reading_a_distillation_run_imports_no_torch(tmp_path: Path, sweep: str, args: list[str]) -> None:
+    """The KD trainers' descriptions are torch-free (``TrainerSpec``): the loader validates
+    their sweep files and reads their runs without importing the training code."""
+    from kdsweep.orchestrator.config import load_sweep
+    from kdsweep.orchestrator.rundir import RunDir
+
+    run = RunDir.create(tmp_path / "run", load_sweep(sweep, ["data.dataset=\"digits\""]))
+    done = subprocess.run([sys.executable, "-c", PROBE, args[0], str(run.path), *args[1:]], capture_output=True, text=True, timeout=120)
+    line = [ln for ln in done.stderr.splitlines() if ln.startswith("HEAVY")][-1].split(" ")
+    assert line[2:] == [""], f"kdsweep {args[0]} on a {sweep} run imported {line[2]}"

@@ -23,6 +23,7 @@ import pytest
 
 from kdsweep.orchestrator.checkpoint import UnsafeCheckpointError, load_checkpoint
 from kdsweep.orchestrator.config import load_sweep_text
+from kdsweep.orchestrator.policies import order_of
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord
 from kdsweep.orchestrator.schema import TERMINAL_EVENTS
 from kdsweep.orchestrator.worker import TrialSpec, run_trial
@@ -145,7 +146,8 @@ def test_on_ray_the_attempts_of_a_killed_driver_end_with_it(sweep_file: Path, tm
 
 def _attempt(run_dir: str, barrier: object) -> None:
     barrier.wait()  # type: ignore[attr-defined]
-    run_trial(TrialSpec(run_dir, "t0000", {"lr": 0.1, "momentum": 0.9, "width": 64}, "fixed"))
+    record = TrialRecord("t0000", {"lr": 0.1, "momentum": 0.9, "width": 64}, "fixed")
+    run_trial(TrialSpec.of(run_dir, record, order_of(RunDir(run_dir).load_config(), record)))
 
 
 def test_two_attempts_of_one_trial_at_once_record_every_row_once(tmp_path: Path) -> None:

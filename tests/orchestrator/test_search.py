@@ -1,4 +1,6 @@
-"""Tests of the hyperopt ask/tell searcher (orchestrator/search.py).
+"""Tests of the ask/tell searcher (orchestrator/search.py): the behaviour every algorithm
+shares (determinism, replay, types and bounds, fixed points, tells), hyperopt's documents,
+and what the Optuna-driven ``gp`` and ``ga`` add.
 
 Run with ``-s`` to see the per-ask timings that ``test_ask_timing`` prints.
 """
@@ -13,14 +15,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import hyperopt
+import optuna
 import numpy as np
 import pyarrow as pa
 import pytest
 from hyperopt.base import Domain
 
 from kdsweep.orchestrator import search
-from kdsweep.orchestrator.search import Searcher, hyperopt_space
-from kdsweep.orchestrator.space import ParamSpec
+from kdsweep.orchestrator.search import HyperoptAlgorithm, OptunaAlgorithm, Searcher, hyperopt_space
+from kdsweep.orchestrator.search_options import SEARCHERS, SearcherName
+from kdsweep.orchestrator.space import Codec, ParamSpec
 
 MIXED_SPACE = (
     ParamSpec("x", "uniform", low=-1.0, high=2.0),
@@ -83,29 +87,43 @@ def run(
     return proposals
 
 
-def make(algorithm: search.Algorithm = "tpe", seed: int = 0, **kwargs: Any) -> Searcher:
+#: Small options, so that every model takes over within a few trials.
+OPTIONS: dict[str, dict[str, int]] = {
+    "tpe": {"n_startup_trials": 5},
+    "random": {},
+    "gp": {"n_startup_trials": 5},
+    "ga": {"population_size": 4},
+}
+
+
+def make(algorithm: SearcherName = "tpe", seed: int = 0, **kwargs: Any) -> Searcher:
     kwargs.setdefault("mode", "max")
-    kwargs.setdefault("n_startup_trials", 5)
+    kwargs.setdefault("options", OPTIONS[algorithm])
     return Searcher(MIXED_SPACE, algorithm, seed, **kwargs)
+
+
+def trials_of(searcher: Searcher) -> hyperopt.Trials:
+    """hyperopt's record of a tpe or random searcher."""
+    return cast(HyperoptAlgorithm, searcher.algorithm).trials
 
 
 def vals_of(searcher: Searcher) -> list[dict[str, Any]]:
     """Each trial's ``misc.vals`` as a flat {name: value} dict, in trial order."""
-    return [{k: v[0] for k, v in doc["misc"]["vals"].items()} for doc in searcher.trials.trials]
+    return [{k: v[0] for k, v in doc["misc"]["vals"].items()} for doc in trials_of(searcher).trials]
 
 
 # -- determinism ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", ["tpe", "random"])
-def test_same_seed_same_calls_same_proposals(algorithm: search.Algorithm) -> None:
-    first = run(make(algorithm, seed=7), 20, mixed_objective)
-    second = run(make(algorithm, seed=7), 20, mixed_objective)
-    other = run(make(algorithm, seed=8), 20, mixed_objective)
+@pytest.mark.parametrize("algorithm", SEARCHERS)
+def test_same_seed_same_calls_same_proposals(algorithm: SearcherName) -> None:
+    first = run(make(algorithm, seed=7), 9, mixed_objective)
+    second = run(make(algorithm, seed=7), 9, mixed_objective)
+    other = run(make(algorithm, seed=8), 9, mixed_objective)
     assert first == second
     assert first != other
-    # Past the startup phase too, where TPE's model (not just the seed) shapes the proposal.
-    assert first[10:] != other[10:]
+    # Past the startup phase (the first generation) too, where the model shapes the proposal.
+    assert first[6:] != other[6:]
 
 
 # -- proposals --------------------------------------------------------------------------------
@@ -141,9 +159,10 @@ def test_random_proposals_within_bounds_with_declared_types() -> None:
     assert min(counts) >= 40 and max(counts) <= 60, counts
 
 
-def test_tpe_proposals_within_bounds_with_declared_types() -> None:
-    searcher = make("tpe", seed=4)
-    for params in run(searcher, 40, mixed_objective):
+@pytest.mark.parametrize("algorithm, n", [("tpe", 40), ("gp", 14), ("ga", 40)])
+def test_model_proposals_within_bounds_with_declared_types(algorithm: SearcherName, n: int) -> None:
+    searcher = make(algorithm, seed=4)
+    for params in run(searcher, n, mixed_objective):
         check_proposal(params)
 
 
@@ -160,7 +179,7 @@ def test_int_bounds_never_exceeded_at_the_sampling_edges() -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["tpe", "random"])
-def test_misc_vals_are_the_encoding_of_the_proposal(algorithm: search.Algorithm) -> None:
+def test_misc_vals_are_the_encoding_of_the_proposal(algorithm: SearcherName) -> None:
     searcher = make(algorithm, seed=5, points_to_evaluate=[BASELINE])
     proposals = run(searcher, 15, mixed_objective)
     space = hyperopt_space(MIXED_SPACE)
@@ -172,9 +191,10 @@ def test_misc_vals_are_the_encoding_of_the_proposal(algorithm: search.Algorithm)
 # -- fixed points -----------------------------------------------------------------------------
 
 
-def test_fixed_points_come_first_and_exactly() -> None:
+@pytest.mark.parametrize("algorithm", SEARCHERS)
+def test_fixed_points_come_first_and_exactly(algorithm: SearcherName) -> None:
     second = dict(BASELINE, x=1.5, gate="cutoff", flag=True)
-    searcher = make("tpe", points_to_evaluate=[BASELINE, second])
+    searcher = make(algorithm, points_to_evaluate=[BASELINE, second])
     proposals = run(searcher, 4, mixed_objective)
     assert proposals[0] == BASELINE and proposals[1] == second
     # Normalised to the declared types: x=0 was given as an int for a float parameter.
@@ -188,7 +208,7 @@ def test_fixed_points_are_learnt_from_once_told() -> None:
     searcher = make("tpe", points_to_evaluate=[BASELINE])
     searcher.ask("base")
     searcher.tell("base", 3.0)
-    assert searcher.trials.losses() == [-3.0]
+    assert trials_of(searcher).losses() == [-3.0]
 
 
 @pytest.mark.parametrize(
@@ -218,8 +238,9 @@ def parabola(p: Mapping[str, Any]) -> float:
     return -((p["x"] - 0.7) ** 2)
 
 
-def mean_distance_of_last_20(algorithm: search.Algorithm, seed: int) -> float:
-    searcher = Searcher(LINE, algorithm, seed, "max", n_startup_trials=10)
+def mean_distance_of_last_20(algorithm: SearcherName, seed: int) -> float:
+    options = {"n_startup_trials": 10} if algorithm == "tpe" else {}
+    searcher = Searcher(LINE, algorithm, seed, "max", options=options)
     proposals = run(searcher, 60, parabola)
     return statistics.fmean(abs(p["x"] - 0.7) for p in proposals[-20:])
 
@@ -246,7 +267,7 @@ def test_sequential_proposals_match_hyperopt_fmin(seed: int) -> None:
         rstate=np.random.default_rng(seed),
         show_progressbar=False,
     )
-    searcher = Searcher(LINE, "tpe", seed, "min", n_startup_trials=10)
+    searcher = Searcher(LINE, "tpe", seed, "min", options={"n_startup_trials": 10})
     ours = run(searcher, 30, lambda p: (p["x"] - 0.7) ** 2)
     assert [p["x"] for p in ours] == [doc["misc"]["vals"]["x"][0] for doc in trials.trials]
 
@@ -256,13 +277,13 @@ def test_mode_sets_the_sign_of_hyperopt_losses() -> None:
         searcher = Searcher(LINE, "tpe", 0, mode)
         searcher.ask("a")
         searcher.tell("a", 0.25)
-        assert searcher.trials.losses() == [sign * 0.25]
+        assert trials_of(searcher).losses() == [sign * 0.25]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_mode_min_searches_for_low_values(seed: int) -> None:
     """Told the same parabola, "min" moves away from 0.7 where "max" closes in on it."""
-    searcher = Searcher(LINE, "tpe", seed, "min", n_startup_trials=10)
+    searcher = Searcher(LINE, "tpe", seed, "min", options={"n_startup_trials": 10})
     proposals = run(searcher, 60, parabola)
     away = statistics.fmean(abs(p["x"] - 0.7) for p in proposals[-20:])
     assert away > mean_distance_of_last_20("tpe", seed) + 0.1
@@ -280,7 +301,7 @@ def test_startup_phase_counts_told_values_not_pending_trials(
 
     real_suggest = search.tpe.suggest
     monkeypatch.setattr(search.tpe, "suggest", recording)
-    searcher = Searcher(LINE, "tpe", 0, "max", n_startup_trials=5)
+    searcher = Searcher(LINE, "tpe", 0, "max", options={"n_startup_trials": 5})
     for i in range(10):
         searcher.ask(f"t{i}")
     for i in range(4):
@@ -302,21 +323,21 @@ def test_latest_tell_wins() -> None:
     assert searcher.pending() == ["a"] and searcher.n_told() == 0
     searcher.tell("a", 0.5)  # e.g. its first rung
     searcher.tell("a", 0.9)  # a later, higher rung
-    assert searcher.trials.losses() == [-0.9]
+    assert trials_of(searcher).losses() == [-0.9]
     assert searcher.pending() == [] and searcher.n_told() == 1
     searcher.tell("a", None, status="fail")
-    assert searcher.trials.statuses() == ["fail"] and searcher.trials.losses() == [None]
+    assert trials_of(searcher).statuses() == ["fail"] and trials_of(searcher).losses() == [None]
     searcher.tell("a", 0.8)
-    assert searcher.trials.losses() == [-0.8]
+    assert trials_of(searcher).losses() == [-0.8]
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_values_are_failures(value: float) -> None:
-    searcher = Searcher(LINE, "tpe", 0, "max", n_startup_trials=1)
+    searcher = Searcher(LINE, "tpe", 0, "max", options={"n_startup_trials": 1})
     searcher.ask("a")
     searcher.tell("a", value)
-    assert searcher.trials.statuses() == ["fail"]
-    assert searcher.trials.losses() == [None]
+    assert trials_of(searcher).statuses() == ["fail"]
+    assert trials_of(searcher).losses() == [None]
     assert searcher.n_told() == 1
     # A failure does not end the startup phase (nothing to model yet), and asking still works.
     assert LINE[0].contains(searcher.ask("b")["x"])
@@ -339,9 +360,9 @@ def test_tell_errors() -> None:
 # -- replay -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", ["tpe", "random"])
+@pytest.mark.parametrize("algorithm", SEARCHERS)
 @pytest.mark.parametrize("k", [1, 4, 12])
-def test_replayed_searcher_continues_the_original(algorithm: search.Algorithm, k: int) -> None:
+def test_replayed_searcher_continues_the_original(algorithm: SearcherName, k: int) -> None:
     """Rebuilt from the first k (params, value) pairs, it proposes what the original did next."""
     original = make(algorithm, seed=11, points_to_evaluate=[BASELINE])
     proposals = run(original, k + 3, mixed_objective)
@@ -363,7 +384,7 @@ def test_replay_consumes_fixed_points() -> None:
     assert after not in points
     check_proposal(after)
     rebuilt.tell("t1", 2.0)  # the resumed trial finishes
-    assert rebuilt.pending() == ["t2", "t3"] and rebuilt.trials.losses()[:2] == [-1.0, -2.0]
+    assert rebuilt.pending() == ["t2", "t3"] and trials_of(rebuilt).losses()[:2] == [-1.0, -2.0]
 
 
 def test_replay_in_any_order_consumes_the_matching_point() -> None:
@@ -381,7 +402,7 @@ def test_replay_maps_choices_to_their_index() -> None:
     (vals,) = vals_of(searcher)
     assert (vals["width"], vals["mix"], vals["gate"], vals["flag"]) == (2, 1, 3, 0)
     assert hyperopt.space_eval(hyperopt_space(MIXED_SPACE), vals) == params
-    assert searcher.trials.statuses() == ["fail"]
+    assert trials_of(searcher).statuses() == ["fail"]
 
 
 def test_replay_accepts_values_as_read_back_from_the_store() -> None:
@@ -391,7 +412,7 @@ def test_replay_accepts_values_as_read_back_from_the_store() -> None:
     searcher.replay("r", stored, np.float64(2.0))
     (vals,) = vals_of(searcher)
     assert (vals["layers"], vals["mix"], vals["flag"]) == (3.0, 0, 0)
-    assert searcher.trials.losses() == [-2.0]
+    assert trials_of(searcher).losses() == [-2.0]
 
 
 def test_replay_errors_leave_the_searcher_unchanged() -> None:
@@ -403,7 +424,7 @@ def test_replay_errors_leave_the_searcher_unchanged() -> None:
     searcher.ask("a")
     with pytest.raises(ValueError, match="already exists"):
         searcher.replay("a", BASELINE, 1.0)
-    assert searcher.pending() == ["a"] and len(searcher.trials) == 1
+    assert searcher.pending() == ["a"] and len(trials_of(searcher)) == 1
 
 
 # -- the types --------------------------------------------------------------------------------
@@ -491,9 +512,12 @@ def test_invalid_param_specs(kwargs: dict[str, Any], match: str) -> None:
     [
         ((), {}, "at least one parameter"),
         (LINE + LINE, {}, r"duplicate parameter names.*\['x'\]"),
-        (LINE, dict(algorithm="gp"), "algorithm"),
+        (LINE, dict(algorithm="cma"), "algorithm"),
         (LINE, dict(mode="maximise"), "mode"),
-        (LINE, dict(n_startup_trials=0), "n_startup_trials"),
+        (LINE, dict(options={"n_startup_trials": 0}), "n_startup_trials = 0: an integer >= 1"),
+        (LINE, dict(options={"population_size": 20}), "population_size.*not an option of searcher 'tpe'; its options: n_startup_trials"),
+        (LINE, dict(algorithm="random", options={"n_startup_trials": 5}), "its options: none"),
+        (LINE, dict(algorithm="ga", options={"population_size": 1}), "population_size = 1: an integer >= 2"),
     ],
 )
 def test_invalid_searcher_arguments(
@@ -564,3 +588,123 @@ def test_ask_timing(monkeypatch: pytest.MonkeyPatch) -> None:
                 f"{name:32s} told={n_told:3d}  ask {total * 1e3:6.2f} ms"
                 f"  (tpe.suggest {algo * 1e3:6.2f} ms, searcher {(total - algo) * 1e6:4.0f} us)"
             )
+
+
+# -- every searcher: replay mid-flight, Optuna's gp and ga ----------------------------------
+
+
+@pytest.mark.parametrize("algorithm", SEARCHERS)
+def test_replay_mid_flight_continues_the_original(algorithm: SearcherName) -> None:
+    """A driver stopped with trials pending, failed and told out of order, one of them twice:
+    rebuilt from each trial's (params, latest state) in proposal order, the searcher proposes
+    what the uninterrupted one does next, pending trials included in both."""
+    original = make(algorithm, seed=21, points_to_evaluate=[BASELINE])
+    proposals = [original.ask(f"t{i}") for i in range(10)]
+    told: dict[int, float | None] = {}  # index → value, None for a failure
+    for i in (3, 0, 7, 1, 5, 9, 2):  # 4, 6 and 8 stay pending
+        told[i] = mixed_objective(proposals[i])
+        original.tell(f"t{i}", told[i])
+    told[5] = None
+    original.tell("t5", None, status="fail")
+    told[3] = told[3] + 1.0  # a later rung's value replaces the first
+    original.tell("t3", told[3])
+    rebuilt = make(algorithm, seed=21, points_to_evaluate=[BASELINE])
+    for i, params in enumerate(proposals):
+        if i not in told:
+            rebuilt.replay(f"t{i}", params, None)
+        elif told[i] is None:
+            rebuilt.replay(f"t{i}", params, None, status="fail")
+        else:
+            rebuilt.replay(f"t{i}", params, told[i])
+    assert rebuilt.pending() == original.pending() == ["t4", "t6", "t8"]
+    assert [rebuilt.ask(f"n{j}") for j in range(2)] == [original.ask(f"n{j}") for j in range(2)]
+
+
+@pytest.mark.parametrize("algorithm", ["gp", "ga"])
+def test_optuna_startup_draws_log_parameters_on_the_log_scale(algorithm: SearcherName) -> None:
+    """Before the model (gp) or within the first generation (ga) Optuna samples at random,
+    loguniform parameters uniformly in log space: lr in [1e-5, 1e-1] has a median near 1e-3."""
+    options = {"gp": {"n_startup_trials": 200}, "ga": {"population_size": 200}}[algorithm]
+    searcher = make(algorithm, seed=3, options=options)
+    proposals = [searcher.ask(f"t{i}") for i in range(150)]
+    for params in proposals:
+        check_proposal(params)
+    assert -3.5 < statistics.median(math.log10(p["lr"]) for p in proposals) < -2.5
+
+
+def test_gp_acquisition_is_log_expected_improvement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPSampler maximises log-EI over the GP once n_startup_trials values are in, and its
+    q-batch form (qLogEI, conditioned on the pending trials) while trials are running."""
+    import optuna.samplers._gp.sampler as gp_sampler
+
+    used: list[str] = []
+    for name in ("LogEI", "qLogEI"):
+        real = getattr(gp_sampler.acqf_module, name)
+
+        def recording(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            used.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(gp_sampler.acqf_module, name, recording)
+    searcher = Searcher(LINE, "gp", 0, "max", options={"n_startup_trials": 3})
+    run(searcher, 3, parabola)
+    assert used == []
+    run(searcher, 1, parabola, start=3)
+    assert used == ["LogEI"]
+    searcher.ask("pending")  # nothing running yet: log-EI
+    searcher.ask("next")  # "pending" is running
+    assert used == ["LogEI", "LogEI", "qLogEI"]
+
+
+def test_optuna_record_keeps_the_latest_tell_and_failures() -> None:
+    searcher = Searcher(LINE, "gp", 0, "max")
+    searcher.ask("a")
+    algorithm = cast(OptunaAlgorithm, searcher.algorithm)
+    assert [t.state for t in algorithm.frozen_trials()] == [optuna.trial.TrialState.RUNNING]
+    searcher.tell("a", 0.5)
+    searcher.tell("a", 0.9)
+    (trial,) = algorithm.frozen_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == -0.9
+    for value in (math.nan, math.inf):
+        searcher.tell("a", value)
+        assert [t.state for t in algorithm.frozen_trials()] == [optuna.trial.TrialState.FAIL]
+
+
+def test_choices_reach_optuna_as_categoricals_over_their_indices() -> None:
+    """GPSampler models a categorical by the Hamming distance (same index or not) in its
+    kernel, NSGA-II crosses it over uniformly and mutates it by resampling: neither reads an
+    order into the values, so a numeric choice (filter counts) is unordered for them too."""
+    by_name = {p.name: search.optuna_distribution(Codec.of(p)) for p in MIXED_SPACE}
+    assert by_name["width"] == optuna.distributions.CategoricalDistribution((0, 1, 2, 3))
+    assert by_name["layers"] == optuna.distributions.IntDistribution(1, 4)
+    assert by_name["lr"] == optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)
+    assert by_name["step"] == optuna.distributions.FloatDistribution(0.1, 1.0, step=0.1)
+
+
+def test_ga_generations_count_proposals_in_order() -> None:
+    """Trial n is in generation n // population_size whatever had completed when it was asked,
+    and a generation's population is its completed trials."""
+    sampler = search.GenerationalNSGAII(population_size=4, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    distributions = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    for n in range(10):
+        state = optuna.trial.TrialState.RUNNING if n in (1, 5) else optuna.trial.TrialState.COMPLETE
+        value = None if state == optuna.trial.TrialState.RUNNING else float(n)
+        study.add_trial(optuna.trial.create_trial(state=state, value=value, params={"x": n / 10}, distributions=distributions))
+    trials = study.get_trials(deepcopy=False)
+    assert [sampler.get_trial_generation(study, t) for t in trials] == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
+    assert [t.number for t in sampler.get_population(study, 1)] == [4, 6, 7]
+    # For one objective the elite is the best population_size of everything completed before.
+    assert sorted(t.number for t in sampler.get_parent_population(study, 2)) == [0, 2, 3, 4]
+
+
+def test_ga_breeds_once_two_parents_have_completed() -> None:
+    """Asynchronous: generation 1 (population 2) is asked with one result in; crossover needs
+    two parents, so that child is random, and the next, with two results in, is bred."""
+    searcher = Searcher(MIXED_SPACE, "ga", 0, "max", options={"population_size": 2})
+    searcher.ask("t0")
+    searcher.ask("t1")
+    searcher.tell("t0", 1.0)
+    check_proposal(searcher.ask("t2"))
+    searcher.tell("t1", 2.0)
+    check_proposal(searcher.ask("t3"))

@@ -121,3 +121,92 @@ def test_a_timed_out_attempt_is_killed_retried_then_failed(tmp_path: Path) -> No
     assert failed["attempt"] == 1 and clock.t == pytest.approx(90.0)
     # The retry resumed from the rung-1 checkpoint (epoch 3): no epoch reported twice.
     assert sorted(r["epoch"] for r in rows if r["event"] == "report") == [1, 2, 3, 4, 5, 6, 7]
+
+
+def replayed(run: Path) -> dict[tuple[str, int], float]:
+    """(trial, epoch) -> val_acc of every report row."""
+    return {(r["trial_id"], r["epoch"]): r["val_acc"] for r in ds.dataset(run / "results").to_table().to_pylist() if r["event"] == "report"}
+
+
+def test_a_replay_reruns_a_run_and_never_invents_an_epoch(sweep_file: Path, tmp_path: Path) -> None:
+    """``--replay``: with the recorded settings it records exactly what the run recorded; under
+    a gentler ASHA it reports only recorded values and censors (counts) the rest; a replay
+    that would change the experiment is refused."""
+    sets = ["--set", "num_trials=24", "--set", "asha.max_epochs=9", "--set", "asha.reduction_factor=3"]
+    source = tmp_path / "source"
+    made = kdsweep("simulate", str(sweep_file), "--out", str(source), "--workers", "3", "--format", "json", *sets)
+    assert made.returncode == 0, made.stderr
+    again = kdsweep("simulate", "--replay", str(source), "--out", str(tmp_path / "again"), "--format", "json")
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert events(tmp_path / "again") == events(source)
+    assert result["censored"] == 0 and result["best_trial"] == result["recorded_best_trial"] == json.loads(made.stdout)["best_trial"]
+    assert result["wall_s"] == pytest.approx(json.loads(made.stdout)["wall_s"])
+
+    gentle = tmp_path / "gentle"
+    out = kdsweep("simulate", "--replay", str(source), "--out", str(gentle), "--workers", "6", "--set", "asha.reduction_factor=2", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    recorded, replay = replayed(source), replayed(gentle)
+    assert replay.items() <= recorded.items()  # every replayed value was recorded, unchanged
+    rows = ds.dataset(gentle / "results").to_table().to_pylist()
+    censored = [r for r in rows if r["event"] == "stopped" and (r["error"] or "").startswith("censored")]
+    assert result["censored"] == len(censored) > 0
+    for r in censored:  # stopped at its last recorded epoch, with that epoch's value
+        assert r["epoch"] == max(e for t, e in recorded if t == r["trial_id"]) and r["val_acc"] == recorded[r["trial_id"], r["epoch"]]
+    assert kdsweep("report", str(gentle), "--format", "json").returncode == 0
+
+    for bad in (["--set", "settings.noise_std=0"], ["--set", "num_trials=25"]):
+        refused = kdsweep("simulate", "--replay", str(source), "--out", str(tmp_path / "bad"), *bad)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert bad[1].split("=")[0] in refused.stderr + refused.stdout
+        assert not (tmp_path / "bad").exists()
+
+
+def test_an_evaluate_without_the_sweep_metric_fails_the_trial_naming_trainer_and_metric(tmp_path: Path) -> None:
+    from kdsweep.trainers.synthetic import SyntheticTrainer
+
+    class Forgetful(SyntheticTrainer):
+        def evaluate(self) -> dict[str, float]:
+            return {k: v for k, v in super().evaluate().items() if k != "val_acc"}
+
+    cfg = load_sweep_text(SMALL_SWEEP, "small", ["num_trials=1", "backend.max_retries=0", "points_to_evaluate=[]"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    clock = VirtualClock(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    backend = SimulatedBackend(1, clock, synthetic_epoch_seconds(cfg), make_trainer=Forgetful)
+    Driver(cfg, run, backend, clock=clock.clock, poll_s=0.0).run_sweep()
+    (end,) = [r for r in ds.dataset(run.results).to_table().to_pylist() if r["event"] in TERMINAL_EVENTS]
+    assert end["event"] == "failed"
+    assert "trainer 'synthetic': evaluate() returned no 'val_acc'" in end["error"] and "train_loss" not in end["error"].split("returned")[0]
+
+
+def test_a_training_screened_out_before_its_first_epoch_is_rejected_and_not_counted(tmp_path: Path) -> None:
+    """``Training.screen``: measured before the first epoch (never on a resume), a trial not
+    worth training is recorded as rejected with the reason and measurements, trains no epoch,
+    is not counted in num_trials, and a space where every proposal is screened out stops."""
+    from kdsweep.trainers.base import Screening
+    from kdsweep.trainers.synthetic import SyntheticTrainer
+
+    class Screened(SyntheticTrainer):
+        def screen(self) -> Screening | None:
+            return Screening(f"latency {self.latency_s:.3g} s too slow", {"latency_s": self.latency_s}) if self.latency_s > 0.005 else None
+
+    def run(name: str, *overrides: str) -> tuple[Driver, SimulatedBackend]:
+        cfg = load_sweep_text(SMALL_SWEEP, "small", ["points_to_evaluate=[]", "settings.epoch_s_spread=0", *overrides])
+        clock = VirtualClock(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+        backend = SimulatedBackend(2, clock, synthetic_epoch_seconds(cfg), make_trainer=Screened)
+        return Driver(cfg, RunDir.create(tmp_path / name, cfg), backend, clock=clock.clock, poll_s=0.0), backend
+
+    driver, backend = run("mixed", "num_trials=8")  # latency 0.1 ms per width unit: 64 and 128 are too slow
+    driver.run_sweep()
+    rows = store(driver)
+    rejected = [r for r in rows if r["event"] == "rejected"]
+    assert rejected and all(r["param.width"] >= 64 and r["error"].startswith("latency") and r["latency_s"] > 0.005 for r in rejected)
+    assert not {r["trial_id"] for r in rejected} & {r["trial_id"] for r in rows if r["event"] == "report"}
+    ends = [r for r in rows if r["event"] in ("completed", "stopped")]
+    assert len(ends) == 8 and all(r["param.width"] < 64 for r in ends)
+    assert backend.epochs == sum(1 for r in rows if r["event"] == "report")  # a screened trial trains nothing
+
+    everything, _ = run("all", "num_trials=3", "space.width={ type = \"choice\", values = [64, 128] }")
+    with pytest.raises(RejectedSpaceError, match="rejected the last 200 proposals"):
+        everything.run_sweep()

@@ -20,7 +20,8 @@ from kdsweep.trainers import graph_report
 from kdsweep.trainers.base import TrialContext
 from kdsweep.trainers.data import DataSettings
 from kdsweep.trainers.graph import CUTOFF, Edge, Graph, baseline, edges, gate_param
-from kdsweep.trainers.graph_gates import GraphGatesSettings, GraphGatesTrainer, node_loss
+from kdsweep.trainers.graph_gates import GraphGatesTrainer, node_loss
+from kdsweep.trainers.graph_gates_spec import GraphGates, GraphGatesSettings
 from kdsweep.trainers.models import build_model
 from tests.conftest import kdsweep
 
@@ -110,11 +111,11 @@ def test_a_frozen_node_never_changes_and_an_unused_one_is_not_loaded(tmp_path: P
 def test_a_frozen_target_is_rejected_before_training() -> None:
     params = baseline("all_through", "resnet32", OTHERS).to_params()
     params.update({gate_param(s, 1): CUTOFF for s in (0, 2, 3)})
-    reason = GraphGatesTrainer.check_params(params, TINY)
+    reason = GraphGates.check_params(params, TINY)
     assert reason is not None and "target node 1" in reason
-    assert GraphGatesTrainer.check_params({**params, "gate_0_1": "linear"}, TINY) is None
-    assert "not among settings.models" in str(GraphGatesTrainer.check_params({**params, "gate_0_1": "linear", "model_2": "vgg16"}, TINY))
-    assert "missing" in str(GraphGatesTrainer.check_params({"gate_0_1": "through", "model_2": "resnet32"}, TINY))
+    assert GraphGates.check_params({**params, "gate_0_1": "linear"}, TINY) is None
+    assert "not among settings.models" in str(GraphGates.check_params({**params, "gate_0_1": "linear", "model_2": "vgg16"}, TINY))
+    assert "missing" in str(GraphGates.check_params({"gate_0_1": "through", "model_2": "resnet32"}, TINY))
 
 
 def test_sweep_file_generates_the_space_for_any_node_count() -> None:
@@ -140,13 +141,15 @@ def test_tiny_digits_run_reports_its_metrics_and_resumes_exactly(tmp_path: Path)
     params.update({gate_param(s, 3): CUTOFF for s in (0, 1, 2)})
     params.update({gate_param(3, 1): "linear", gate_param(1, 2): "correct", gate_param(3, 2): CUTOFF})
     straight = make(tmp_path, params)
-    declared = set(GraphGatesTrainer.metric_names(TINY))
+    declared = set(GraphGates.metric_names(TINY))
     metrics = straight.train_epoch(1)
     assert set(metrics) == {"train_loss", "node1_train_loss", "node2_train_loss"} and all(v > 0 for v in metrics.values())
     val, test = straight.evaluate(), straight.test()
     assert set(val) == {"val_acc", "val_loss", "node1_val_acc", "node2_val_acc", "node3_val_acc"}
     assert set(test) == {"test_acc", "test_loss", "node1_test_acc", "node2_test_acc", "node3_test_acc"}
     assert set(metrics) | set(val) | set(test) <= declared and val["val_acc"] == val["node1_val_acc"]
+    # The target's per-example record, which the worker stores as val_n and val_correct.
+    assert straight.val_correct.shape == (len(straight.data.val.y),) and straight.val_correct.mean() == val["val_acc"]
     save_checkpoint(tmp_path / "ck.pt", {"trainer": straight.state_dict()})
     straight.train_epoch(2)
 

@@ -65,6 +65,8 @@ def test_trains_one_epoch_from_a_cifar_copy_on_disk(tmp_path: Path) -> None:
     assert all(v == v and v > 0 for v in metrics.values()), metrics
     evaluation = trainer.evaluate()
     assert 0.0 <= evaluation["val_acc"] <= 1.0 and "teacher_val_acc" in evaluation
+    # The per-example record behind val_acc (the worker's val_n and val_correct).
+    assert trainer.val_correct.shape == (len(trainer.data.val.y),) and trainer.val_correct.mean() == evaluation["val_acc"]
 
 
 def _teacher_worker(cache: str, queue: mp.Queue) -> None:  # type: ignore[type-arg]

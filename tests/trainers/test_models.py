@@ -378,3 +378,13 @@ def test_eval_is_deterministic_and_init_is_seeded(name: str) -> None:
     first.eval()
     x = torch.randn(B, 3, 32, 32)
     torch.testing.assert_close(first(x), first(x), rtol=0, atol=0)
+
+
+def test_the_torch_free_model_facts_match_the_registry() -> None:
+    """``trainers/architectures.py`` states the zoo without torch for the config loader; the
+    registry that builds the models must have exactly those names and stems."""
+    from kdsweep.trainers import architectures
+    from kdsweep.trainers.models import MODELS, STEM_MODELS
+
+    assert tuple(MODELS) == architectures.MODEL_NAMES
+    assert STEM_MODELS == architectures.STEM_MODELS

@@ -24,7 +24,8 @@ from kdsweep.trainers.base import TrialContext
 from kdsweep.trainers.data import DataSettings
 from kdsweep.trainers.models import count_parameters
 from kdsweep.trainers.objective import ObjectiveSettings, scores
-from kdsweep.trainers.student_topology import REFERENCE_FILE, StudentTopologySettings, StudentTopologyTrainer, build_student, layer_names
+from kdsweep.trainers.student_topology import REFERENCE_FILE, StudentTopologyTrainer, build_student
+from kdsweep.trainers.student_topology_spec import StudentTopology, StudentTopologySettings, layer_names
 from kdsweep.trainers.topology_report import limit_curve, pareto_front
 from tests.conftest import kdsweep
 
@@ -121,7 +122,7 @@ def test_resnet_student_imagenet_stem_is_a_7x7_stride_2_conv_and_a_max_pool() ->
 
 
 def test_check_params_rejects_all_zero_wrong_length_and_unknown_names() -> None:
-    check = StudentTopologyTrainer.check_params
+    check = StudentTopology.check_params
     vgg, resnet = StudentTopologySettings(form="vgg"), StudentTopologySettings(form="resnet")
     zeros = dict.fromkeys(layer_names("vgg"), 0)
     assert "must not all be 0" in (check(zeros, vgg) or "")
@@ -182,8 +183,10 @@ def make(tmp_path: Path, form: str, objective: ObjectiveSettings | None = None) 
 def test_one_epoch_reports_every_metric_and_a_resumed_trial_its_latency(tmp_path: Path, form: str) -> None:
     trainer = make(tmp_path, form)
     metrics = trainer.train_epoch(1) | trainer.evaluate() | trainer.test()
-    assert set(metrics) == set(StudentTopologyTrainer.metric_names(TINY))
+    assert set(metrics) == set(StudentTopology.metric_names(TINY))
     assert all(math.isfinite(v) for v in metrics.values()), metrics
+    # The per-example record behind val_acc (the worker's val_n and val_correct).
+    assert trainer.val_correct.shape == (len(trainer.data.val.y),) and trainer.val_correct.mean() == metrics["val_acc"]
     assert set(trainer.test()) == {"test_acc", "test_loss", "test_J"}
     assert metrics["num_params"] == count_parameters(build_student(form, STUDENTS[form], 10))
     assert metrics["latency_s"] > 0 and metrics["macs"] > 0
@@ -209,6 +212,23 @@ def test_objective_values_override_the_measured_reference(tmp_path: Path) -> Non
     assert (metrics["t_max"], metrics["a_max"]) == (5.0, 0.99)
     assert not (tmp_path / "run-cache" / REFERENCE_FILE).exists()  # nothing to measure
     assert metrics["j_t"] == pytest.approx((5.0 - metrics["latency_s"]) / 5.0 / 10.0)  # j_t in [0, 1/r_t]
+
+
+def test_a_student_slower_than_t_max_or_over_a_limit_is_screened_out_before_training(tmp_path: Path) -> None:
+    """Latency, parameters and MACs depend only on the architecture: measured before the first
+    epoch, a student slower than t_max (J = 0 whatever its accuracy) or over a hard limit is
+    rejected then, with the measurements; otherwise it trains, keeping that latency."""
+    fast = make(tmp_path, "vgg", ObjectiveSettings(t_max=10.0))
+    assert fast.screen() is None
+    measured = fast.latency
+    assert fast.evaluate()["latency_s"] == measured  # measured once, before training
+    slow = make(tmp_path, "vgg", ObjectiveSettings(t_max=1e-9, a_max=0.99)).screen()
+    assert slow is not None and "t_max" in slow.reason and "J = 0" in slow.reason and slow.metrics["J"] == 0.0
+    assert slow.metrics["latency_s"] > 1e-9 and slow.metrics["num_params"] == count_parameters(build_student("vgg", STUDENTS["vgg"], 10))
+    big = make(tmp_path, "vgg", ObjectiveSettings(t_max=10.0, max_params=100)).screen()
+    assert big is not None and "objective.max_params 100" in big.reason
+    capped = make(tmp_path, "vgg", ObjectiveSettings(t_max=10.0, max_latency_s=1e-9)).screen()
+    assert capped is not None and "objective.max_latency_s" in capped.reason
 
 
 # --------------------------------------------------------------------------- report
@@ -291,7 +311,6 @@ searcher = "random"
 num_trials = 3
 # Seed 2's second random proposal is f01 = f02 = 0 (checked against the Searcher).
 seed = 2
-n_startup_trials = 3
 
 [space]
 f01 = { type = "choice", values = [0, 16] }
@@ -354,7 +373,7 @@ def test_a_digits_sweep_records_one_reference_rejects_empty_students_and_reports
 
 def test_seed_sweep_file_trains_every_student_ten_epochs_150_random_then_guided() -> None:
     cfg = load_sweep("student_topology_vgg_seed", ["data.dataset=digits"])
-    assert (cfg.num_trials, cfg.n_startup_trials, cfg.asha.min_epochs, cfg.asha.max_epochs) == (300, 150, 10, 10)
+    assert (cfg.searcher, cfg.num_trials, cfg.searcher_options, cfg.asha.min_epochs, cfg.asha.max_epochs) == ("gp", 300, {"n_startup_trials": 150}, 10, 10)
     assert (cfg.settings.kd_alpha_on, cfg.settings.alpha, cfg.settings.form) == ("ce", 0.9, "vgg")
     with pytest.raises(ConfigError) as err:
         load_sweep("student_topology_vgg_seed", ["data.dataset=digits", 'settings.kd_alpha_on="both"'])

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from kdsweep.trainers.architectures import STEM_MODELS
+
 from .backbone import ModelOutput, StagedClassifier
 from .heads import HeadOutput, SelfDistillationHeads
 from .resnet import (
@@ -61,8 +63,6 @@ MODELS: dict[str, Callable[..., StagedClassifier]] = {
     "vgg16": vgg16,
 }
 
-#: Registry names whose builder takes ``stem`` ("imagenet" | "cifar", ``resnet.make_stem``).
-STEM_MODELS: frozenset[str] = frozenset({"resnet18"})
 
 
 def build_model(name: str, num_classes: int, width: float = 1.0, **kw: Any) -> StagedClassifier:

@@ -8,12 +8,13 @@ three through ``forward_features`` so that every architecture offers the same in
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from kdsweep.trainers.architectures import layer_widths
 
 
 class ModelOutput(NamedTuple):
@@ -34,23 +35,6 @@ def scale_channels(channels: int, width: float) -> int:
     if not (math.isfinite(width) and width > 0):
         raise ValueError(f"width multiplier must be a finite number > 0, got {width!r}")
     return max(1, round(channels * width))
-
-
-def layer_widths(name: str, widths: Sequence[int], length: int) -> tuple[int, ...]:
-    """Validate a searched student's per-layer filter counts: exactly ``length`` non-negative
-    integers (NumPy integers accepted), not all 0, since a 0 removes its layer and an
-    all-zero list would leave no layer at all. Raises ValueError naming the violated rule."""
-    if len(widths) != length:
-        raise ValueError(f"{name} needs {length} filter counts, got {len(widths)}")
-    try:
-        counts = tuple(operator.index(w) for w in widths)
-    except TypeError:
-        raise ValueError(f"{name} filter counts must be integers, got {list(widths)}") from None
-    if any(c < 0 for c in counts):
-        raise ValueError(f"{name} filter counts must be >= 0, got {list(counts)}")
-    if not any(counts):
-        raise ValueError(f"{name} filter counts must not all be 0 (0 removes a layer)")
-    return counts
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:

@@ -20,26 +20,21 @@ more parameters than the published counts (two projections: 16→32 and 32→64,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, get_args
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kdsweep.trainers.architectures import STEMS, STUDENT_LAYOUT, Stem, layer_widths
 
 from .backbone import (
     StagedClassifier,
     conv3x3,
     conv_bn_relu,
-    layer_widths,
     scale_channels,
 )
 
 #: Builds a residual block from (in_channels, out_channels, stride).
 BlockFactory = Callable[[int, int, int], nn.Module]
-
-#: The stem before a post-activation ResNet's first stage (see the module docstring).
-Stem = Literal["imagenet", "cifar"]
-STEMS: tuple[str, ...] = get_args(Stem)
-
 
 class Subsample(nn.Module):
     """Parameter-free spatial downsampling: keep every ``stride``-th pixel, channels unchanged.
@@ -248,8 +243,6 @@ def wide_resnet(
     return StagedClassifier(stem, stages, stage_channels, num_classes, final)
 
 
-#: Blocks per stage of the ResNet34 layout that the searched student follows.
-STUDENT_LAYOUT: tuple[int, ...] = (3, 4, 6, 3)
 
 
 class ResNetStudent(ResNet):

@@ -10,18 +10,17 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from kdsweep.trainers.architectures import VGG16_FILTERS, layer_widths
+
 from .backbone import (
     StagedClassifier,
     conv_bn_relu,
-    layer_widths,
     scale_channels,
 )
 
 #: Number of 3×3 convs before each of VGG16's five max-pools (after convs 2, 4, 7, 10, 13).
 VGG16_LAYOUT: tuple[int, ...] = (2, 2, 3, 3, 3)
 
-#: VGG16's 13 filter counts, in order.
-VGG16_FILTERS: tuple[int, ...] = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
 
 
 class VGGStudent(StagedClassifier):

@@ -17,7 +17,8 @@ import pytest
 
 from kdsweep.orchestrator.backends import Backend, Finished
 from kdsweep.orchestrator.config import SweepConfig, load_sweep_text
-from kdsweep.orchestrator.rundir import RunDir
+from kdsweep.orchestrator.policies import order_of
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord
 from kdsweep.orchestrator.worker import TrialSpec
 from tests.conftest import SMALL_SWEEP
 
@@ -30,8 +31,9 @@ def make_run(tmp_path: Path, *overrides: str) -> tuple[SweepConfig, RunDir]:
     return cfg, RunDir.create(tmp_path / "run", cfg)
 
 
-def spec(run: RunDir, tid: str, lr: float = 0.05, **kw: object) -> TrialSpec:
-    return TrialSpec(str(run.path), tid, {"lr": lr, "momentum": 0.9, "width": 64}, "random", **kw)  # type: ignore[arg-type]
+def spec(run: RunDir, tid: str, lr: float = 0.05, attempt: int = 0, until_epoch: int | None = None, stage: str = "search") -> TrialSpec:
+    record = TrialRecord(tid, {"lr": lr, "momentum": 0.9, "width": 64}, "random", attempt, until_epoch, stage)
+    return TrialSpec.of(run.path, record, order_of(run.load_config(), record))
 
 
 def wait_all(backend: Backend, n: int, timeout_s: float = 240.0) -> list[Finished]:
@@ -112,7 +114,15 @@ def test_an_exception_comes_back_as_an_error_with_its_traceback(backend_factory:
     assert "InjectedCrash: injected crash at epoch 2 (attempt 0)" in (finished.error or "")
 
 
-def test_a_dead_worker_process_is_reported_and_the_backend_keeps_working(backend_factory: Factory, tmp_path: Path) -> None:
+@pytest.fixture
+def in_process() -> bool:
+    """Whether the backend runs attempts in the test's own process (the simulated one)."""
+    return False
+
+
+def test_a_dead_worker_process_is_reported_and_the_backend_keeps_working(backend_factory: Factory, tmp_path: Path, in_process: bool) -> None:
+    if in_process:
+        pytest.skip("an attempt that kills its process kills the driver too when both are one process")
     cfg, run = make_run(tmp_path, "settings.crash_at_epoch=2", "settings.crash_mode=exit")
     backend = backend_factory(cfg, 1)
     try:
@@ -129,7 +139,8 @@ def test_a_dead_worker_process_is_reported_and_the_backend_keeps_working(backend
 
 
 def test_a_cancelled_attempt_is_not_reported(backend_factory: Factory, tmp_path: Path) -> None:
-    cfg, run = make_run(tmp_path, "settings.sleep_s=0.5")
+    # The promote variant, so that t0001 trains to its first rung and pauses there.
+    cfg, run = make_run(tmp_path, "settings.sleep_s=0.5", "asha.variant=promote")
     backend = backend_factory(cfg, 2)
     try:
         # A final-stage run: no ASHA that could end it before the cancel does.
@@ -164,3 +175,15 @@ def test_too_many_submissions_are_refused(backend_factory: Factory, tmp_path: Pa
             backend.submit(spec(run, "t0001"))
     finally:
         backend.close()
+
+
+def test_an_attempt_whose_trial_already_ended_returns_that_end_and_trains_nothing(backend_factory: Factory, tmp_path: Path) -> None:
+    """A resubmission of an attempt that ended (a requeued SLURM job, an orphan's race) gets
+    the recorded end back and writes no row."""
+    cfg, run = make_run(tmp_path, "asha.max_epochs=3")
+    first = run_one(backend_factory(cfg, 1), spec(run, "t0000"))
+    before = store_rows(run)
+    again = run_one(backend_factory(cfg, 1), spec(run, "t0000"))
+    assert first.outcome is not None and again.outcome is not None and again.error is None
+    assert (again.outcome.event, again.outcome.epoch, again.outcome.value) == (first.outcome.event, 3, first.outcome.value)
+    assert store_rows(run) == before

@@ -1,0 +1,315 @@
+"""How sure the search is: an interval for each accuracy, and paired tests of the leader
+against the sweep's fixed points and against the ranks just below it.
+
+What it reads (``orchestrator/schema.py``): ``val_n``, the number of validation examples
+``val_acc`` was counted over, on every row that comes from an evaluation; ``val_correct``,
+which of those examples the model got right, on reports at rung milestones and at the end of
+the budget.
+
+* **Interval** of an accuracy k/n: the 95 % Wilson score interval,
+  ``scipy.stats.binomtest(k, n).proportion_ci(0.95, method="wilson")``. Wilson rather than
+  Clopper–Pearson because its coverage stays close to the nominal 95 % where Clopper–Pearson's
+  is well above it (wider than it needs to be at the few hundred examples of a small
+  validation split), and because it stays informative at k = n, frequent there: 144 of 144
+  gives [0.974, 1] (Brown, Cai & DasGupta 2001).
+* **Paired test** of two trials: both were evaluated on the same validation examples (one
+  split per sweep), so the evidence is in the examples exactly one of them got right, b for
+  the first, c for the second. Exact McNemar test: under "equally good" each of those b + c
+  examples is the first's with probability 1/2, and p is the two-sided binomial p-value,
+  ``scipy.stats.binomtest(b, b + c, 0.5).pvalue`` (1 when they never disagree). Exact rather
+  than McNemar's χ² approximation: b + c is small on validation splits of a few hundred.
+  Two independent intervals would ignore the pairing and say "not distinguishable" far more
+  often than the data warrant.
+* **Where two trials are compared**: at the highest epoch at which both recorded per-example
+  correctness — the top rung when both reached it, else the highest rung both reached (a fixed
+  point ASHA stopped early is compared with the leader at the epoch it stopped), which the
+  output states. Without such an epoch (a run recorded before ``val_correct`` existed, a
+  trainer without examples such as the synthetic one, a trial that has not reached its first
+  rung, a different validation split) the verdict is :data:`NO_PAIRED_DATA`, never a guess
+  from unpaired numbers.
+* **Verdict**: "better" or "worse" (the first trial got more, or fewer, of the discordant
+  examples right, at p < 0.05), else "not distinguishable at 95 %". Higher accuracy is better
+  whatever the sweep's metric (a sweep ranking by a combined score J is still compared on
+  ``val_acc``, the quantity the examples count). Each comparison is at 95 % on its own, with
+  no correction for the several made.
+
+Like every reading module it imports no torch; scipy is imported by whoever imports this
+module (the report commands, lazily), never by ``kdsweep status``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from rich.console import Console
+from scipy import stats
+
+from kdsweep.orchestrator.report import CONFIDENCE, FIXED, NOT_DISTINGUISHABLE, RunSummary, TrialSummary, last_reports
+from kdsweep.orchestrator.schema import ACCURACY, Event, unpack_correct
+
+#: Which binomial interval every accuracy gets (``proportion_ci``'s ``method``).
+INTERVAL_METHOD = "wilson"
+#: The verdict when two trials have no epoch with per-example correctness in common.
+NO_PAIRED_DATA = "no paired data"
+#: The rule behind :data:`NO_PAIRED_DATA` and the tests, as the outputs state it.
+RULE = (
+    "exact McNemar test on the validation examples exactly one of the two got right, at the highest "
+    "epoch both recorded per-example correctness; 95 % each, uncorrected for the several comparisons"
+)
+
+Correct = npt.NDArray[np.bool_]
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A trial's ``val_acc`` at its last report, counted over ``n`` validation examples, and
+    its 95 % Wilson interval [``low``, ``high``]; ``n`` None and the bounds NaN when the
+    run recorded no ``val_n`` (older runs, trainers without examples)."""
+
+    trial_id: str
+    epoch: int
+    acc: float | None
+    n: int | None
+    low: float
+    high: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """``trial`` against ``other`` by the exact McNemar test (module docstring).
+
+    ``epoch``: where they were compared (None: no paired data, ``note`` says why); ``top``:
+    that epoch is the sweep's last (``asha.max_epochs``). ``acc``/``acc_other`` their
+    accuracies there over the same ``n`` examples; ``only_trial``/``only_other`` the examples
+    only ``trial``/only ``other`` got right; ``p_value`` two-sided; ``verdict`` for ``trial``:
+    "better", "worse", "not distinguishable at 95 %" or "no paired data". ``other_rank`` is
+    ``other``'s place on the leaderboard (1 = leader).
+    """
+
+    trial: str
+    other: str
+    other_rank: int
+    other_origin: str
+    epoch: int | None
+    top: bool
+    n: int
+    acc: float
+    acc_other: float
+    only_trial: int
+    only_other: int
+    p_value: float
+    verdict: str
+    note: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Significance:
+    """Everything this module says about a run: ``intervals`` by trial id (every ranked
+    trial), ``fixed`` — the leader against every fixed point but itself — and ``ranks`` — the
+    leader against ranks 2..``top``. When the leader is a fixed point (the baseline still
+    leads), ``searched`` holds the best searched trial against every fixed point, which is
+    the question a sweep asks: did the search find anything better? ``leader`` is None for a
+    run without trials."""
+
+    leader: TrialSummary | None
+    intervals: dict[str, Interval]
+    fixed: list[Paired]
+    ranks: list[Paired]
+    searched: list[Paired]
+
+
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of k successes in n trials (scipy). Raises ValueError
+    unless 0 <= k <= n and n >= 1."""
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE, method=INTERVAL_METHOD)
+    return float(ci.low), float(ci.high)
+
+
+def accuracy_interval(acc: float, n: int) -> tuple[float, float]:
+    """The Wilson interval of an accuracy measured on ``n`` examples (``acc`` = k/n; k is
+    recovered by rounding, exact for any accuracy computed as a count over n)."""
+    return wilson_interval(round(acc * n), n)
+
+
+def mcnemar(first: Correct, second: Correct) -> tuple[int, int, float]:
+    """(b, c, p) of the exact McNemar test of two per-example correctness vectors of one
+    split: b examples only ``first`` got right, c only ``second``, and the two-sided p-value
+    of b successes in b + c fair coin flips (1.0 when b + c = 0). Raises ValueError when the
+    vectors differ in length (they were not measured on the same examples)."""
+    if first.shape != second.shape:
+        raise ValueError(f"paired test needs one split: {first.shape[0]} vs {second.shape[0]} examples")
+    b = int(np.count_nonzero(first & ~second))
+    c = int(np.count_nonzero(~first & second))
+    p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
+    return b, c, p
+
+
+def verdict(b: int, c: int, p: float) -> str:
+    """"better"/"worse" for the first of a McNemar pair when p < 1 − CONFIDENCE, else "not
+    distinguishable at 95 %"."""
+    if p < 1.0 - CONFIDENCE:
+        return "better" if b > c else "worse"
+    return NOT_DISTINGUISHABLE
+
+
+def analyse(summary: RunSummary, top: int = 10) -> Significance:
+    """Intervals of every ranked trial and the leader's paired comparisons (see
+    :class:`Significance`)."""
+    reports = last_reports(summary)
+    intervals = {t.trial_id: _interval(t.trial_id, reports.get(t.trial_id)) for t in summary.trials}
+    if not summary.trials:
+        return Significance(None, intervals, [], [], [])
+    records = _correctness(summary)
+    leader = summary.trials[0]
+    ranked = list(enumerate(summary.trials, start=1))
+    fixed = [_paired(summary, records, leader, t, rank) for rank, t in ranked[1:] if t.origin == FIXED]
+    ranks = [_paired(summary, records, leader, t, rank) for rank, t in ranked[1:top]]
+    best = next((t for t in summary.trials if t.origin != FIXED), None) if leader.origin == FIXED else None
+    searched = [] if best is None else [_paired(summary, records, best, t, rank) for rank, t in ranked if t.origin == FIXED]
+    return Significance(leader, intervals, fixed, ranks, searched)
+
+
+def _interval(trial_id: str, row: dict[str, Any] | None) -> Interval:
+    if row is None:
+        return Interval(trial_id, 0, None, None, math.nan, math.nan)
+    acc, n = row.get(ACCURACY), row.get("val_n")
+    if acc is None or n is None or math.isnan(acc):
+        return Interval(trial_id, int(row["epoch"]), acc, None, math.nan, math.nan)
+    low, high = accuracy_interval(float(acc), int(n))
+    return Interval(trial_id, int(row["epoch"]), float(acc), int(n), low, high)
+
+
+def _correctness(summary: RunSummary) -> dict[str, dict[int, Correct]]:
+    """Trial id -> epoch -> per-example correctness, from the search's report rows that
+    carry it (the latest row wins, as everywhere in the store)."""
+    out: dict[str, dict[int, Correct]] = {}
+    for row in summary.rows:
+        packed, n = row.get("val_correct"), row.get("val_n")
+        if row["event"] != Event.REPORT.value or packed is None or n is None:
+            continue
+        out.setdefault(row["trial_id"], {})[int(row["epoch"])] = unpack_correct(packed, int(n))
+    return out
+
+
+def _paired(summary: RunSummary, records: dict[str, dict[int, Correct]], trial: TrialSummary, other: TrialSummary, other_rank: int) -> Paired:
+    mine, theirs = records.get(trial.trial_id, {}), records.get(other.trial_id, {})
+    common = sorted(e for e in mine.keys() & theirs.keys() if mine[e].shape == theirs[e].shape)
+    if not common:
+        if not mine or not theirs:
+            missing = " and ".join(t.trial_id for t, r in ((trial, mine), (other, theirs)) if not r)
+            note = f"no per-example correctness recorded for {missing} (a run from before val_correct, a trainer without examples, or no rung reached yet)"
+        else:
+            note = "no epoch at which both recorded per-example correctness on the same examples"
+        return Paired(trial.trial_id, other.trial_id, other_rank, other.origin, None, False, 0, math.nan, math.nan, 0, 0, math.nan, NO_PAIRED_DATA, note)
+    epoch = common[-1]
+    first, second = mine[epoch], theirs[epoch]
+    b, c, p = mcnemar(first, second)
+    top = epoch == summary.cfg.asha.max_epochs
+    note = "" if top else f"at epoch {epoch}, the highest both reached with per-example correctness (the top rung is epoch {summary.cfg.asha.max_epochs})"
+    return Paired(trial.trial_id, other.trial_id, other_rank, other.origin, epoch, top, int(first.size), float(first.mean()), float(second.mean()), b, c, p, verdict(b, c, p), note)
+
+
+def fmt_interval(iv: Interval) -> str:
+    """"[low, high]", or "-" without ``val_n``."""
+    return "-" if iv.n is None else f"[{iv.low:.4f}, {iv.high:.4f}]"
+
+
+def against_leader(p: Paired) -> str:
+    """The verdict of a leaderboard trial (``p.other``) against the leader (``p.trial``): a
+    row of the leaderboard reads "worse" when the leader is better than it."""
+    return {"better": "worse", "worse": "better"}.get(p.verdict, p.verdict)
+
+
+def short(p: Paired) -> str:
+    """A leaderboard cell: :func:`against_leader` with p and the epoch compared at."""
+    if p.epoch is None:
+        return NO_PAIRED_DATA
+    word = "not distinguishable" if p.verdict == NOT_DISTINGUISHABLE else against_leader(p)
+    return f"{word} (p={p.p_value:.3g}, e{p.epoch})"
+
+
+def sentence(p: Paired, role: str = "leader") -> str:
+    """The comparison of ``p.trial`` (the ``role`` it plays: "leader", "best searched
+    trial") with the fixed point ``p.other``, in words."""
+    if p.epoch is None:
+        return f"{role} {p.trial} vs fixed point {p.other}: {NO_PAIRED_DATA} ({p.note}); cannot tell whether the {role} beats it"
+    outcome = {
+        "better": f"the {role} beats this fixed point",
+        "worse": f"the {role} is worse than this fixed point",
+    }.get(p.verdict, f"{NOT_DISTINGUISHABLE}: the {role} does not beat this fixed point")
+    where = f"at epoch {p.epoch} (top rung)" if p.top else p.note
+    return (
+        f"{role} {p.trial} vs fixed point {p.other} {where}: {ACCURACY} {p.acc:.4f} vs {p.acc_other:.4f} on the same {p.n} "
+        f"examples, {p.only_trial} right only by {p.trial} and {p.only_other} only by {p.other}; exact McNemar p = {p.p_value:.3g}: {outcome}"
+    )
+
+
+def leader_sentences(sig: Significance) -> list[str]:
+    """Whether the leader beats each fixed point (:func:`sentence`); when the leader is a
+    fixed point itself, whether the best searched trial beats the fixed points; a word when
+    the sweep has no fixed point."""
+    leader = sig.leader
+    if leader is None:
+        return []
+    lines = []
+    if leader.origin == FIXED:
+        lines.append(f"the leader {leader.trial_id} is a fixed point itself: no searched trial ranks above it")
+    lines += [sentence(p) for p in sig.fixed]
+    lines += [sentence(p, "best searched trial") for p in sig.searched]
+    if leader.origin != FIXED and not sig.fixed:
+        lines.append("no fixed point (points_to_evaluate) to compare the leader with")
+    return lines
+
+
+def ties(sig: Significance) -> str | None:
+    """Which of the ranks below the leader it cannot be told from (one line), or None
+    without a second trial."""
+    if sig.leader is None or not sig.ranks:
+        return None
+    def ranks(verdicts: set[str], keep: bool) -> str:
+        return ", ".join(f"{p.other_rank} ({p.other})" for p in sig.ranks if (p.verdict in verdicts) == keep)
+
+    leader = sig.leader.trial_id
+    same, unpaired = ranks({NOT_DISTINGUISHABLE}, True), ranks({NO_PAIRED_DATA}, True)
+    told = ranks({NOT_DISTINGUISHABLE, NO_PAIRED_DATA}, False)
+    parts = []
+    if same:
+        parts.append(f"not distinguishable from the leader {leader} at 95 %: rank {same}")
+    elif told:
+        parts.append(f"the leader {leader} is distinguishable at 95 % from every rank below it with paired data: {told}")
+    if unpaired:
+        parts.append(f"{NO_PAIRED_DATA} to tell the leader {leader} from rank {unpaired}")
+    return "; ".join(parts) + f" (rule: {RULE})"
+
+
+def render(sig: Significance, console: Console) -> None:
+    """The leader against the fixed points, in words, and the line on the top ranks."""
+    tie = ties(sig)
+    if tie is not None:
+        console.print(tie, highlight=False)
+    for line in leader_sentences(sig):
+        console.print(line, highlight=False)
+
+
+def to_dict(sig: Significance) -> dict[str, Any]:
+    """The JSON form: the methods, the fixed-point comparisons with their sentences, and the
+    top-rank comparisons; NaN (no paired data) as null, which strict JSON readers need."""
+
+    def record(p: Paired) -> dict[str, Any]:
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in dataclasses.asdict(p).items()}
+
+    return {
+        "confidence": CONFIDENCE,
+        "interval": INTERVAL_METHOD,
+        "test": "exact McNemar (scipy.stats.binomtest on the discordant counts)",
+        "rule": RULE,
+        "leader_vs_fixed": [record(p) for p in sig.fixed],
+        "searched_vs_fixed": [record(p) for p in sig.searched],
+        "leader_sentences": leader_sentences(sig),
+        "leader_vs_ranks": [record(p) for p in sig.ranks],
+        "ties": ties(sig),
+    }
