@@ -10,16 +10,11 @@ one cannot execute code.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 from kdsweep.orchestrator.atomic import write_atomic
-
-
-def checkpoint_path(run_dir: str | os.PathLike[str], trial_id: str) -> Path:
-    return Path(run_dir) / "checkpoints" / f"{trial_id}.pt"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

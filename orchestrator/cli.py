@@ -117,7 +117,7 @@ def launch(
     console.print(f"run directory: {run.path}  ({cfg.num_trials} trials of {cfg.trainer}, {cfg.searcher}, ASHA {cfg.asha.variant}, backend {cfg.backend.kind})", highlight=False)
     # The demo writes the HTML page too: it is the quickest look at what a report shows.
     html = html or (sweep is None and resume is None)
-    page = run.path / "report.html"
+    page = run.report_html
     refresher = None
     if html:
         from kdsweep.orchestrator.html_report import HtmlRefresher, write_html

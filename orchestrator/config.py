@@ -37,7 +37,6 @@ from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS, 
 from kdsweep.orchestrator.space import ParamSpec
 from kdsweep.trainers.base import TrainerSpec, trainer_names, trainer_spec
 
-FROZEN_NAME = "sweep.toml"
 
 #: The most trials one sweep may propose: trial ids, records and the store are sized for
 #: this (ids t0000..t9999999); a larger value is a typo, not a plan.

@@ -1,17 +1,6 @@
-"""The run directory: its layout, its frozen config, and the trial records.
+"""The run directory: its paths, its frozen config, and the trial records.
 
-::
-
-    RUN_DIR/
-      sweep.toml        frozen, normalised copy of the sweep (what every worker loads)
-      run.json          config hash, creation time, kdsweep version
-      results/          the Parquet dataset (orchestrator/store.py): the source of truth
-      trials/<id>.json  one record per trial: params, origin, attempt, target epoch
-      final/<id>.json   records of ``kdsweep retrain``'s runs (ids <source trial>.r<repeat>)
-      checkpoints/      <trial_id>.pt at rung boundaries
-      cache/            shared by trials of the sweep (teachers)
-      quarantine/       files moved out of results/ because no reader can use them
-      .driver.lock      held (flock) by the one live driver
+The layout itself is ``orchestrator/layout.py``.
 
 Trial records exist so that a trial proposed by a driver that was then killed is resumed
 with the same id and parameters instead of being proposed again: "no lost and no
@@ -34,7 +23,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from kdsweep.orchestrator.config import (
-    FROZEN_NAME,
     RESUMABLE_FIELDS,
     ConfigError,
     ConfigIssue,
@@ -43,6 +31,7 @@ from kdsweep.orchestrator.config import (
     parse_override,
     to_toml,
 )
+from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.atomic import write_atomic
 from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS
 from kdsweep.orchestrator.schema import kdsweep_version
@@ -86,14 +75,15 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.results = self.path / "results"
-        self.trials = self.path / "trials"
-        self.final = self.path / "final"
-        self.checkpoints = self.path / "checkpoints"
-        self.cache = self.path / "cache"
-        self.frozen = self.path / FROZEN_NAME
-        self.meta = self.path / "run.json"
-        self.lock = self.path / ".driver.lock"
+        self.results = self.path / layout.RESULTS
+        self.trials = self.path / layout.TRIALS
+        self.final = self.path / layout.FINAL
+        self.checkpoints = self.path / layout.CHECKPOINTS
+        self.cache = self.path / layout.CACHE
+        self.frozen = self.path / layout.FROZEN
+        self.meta = self.path / layout.META
+        self.lock = self.path / layout.DRIVER_LOCK
+        self.report_html = self.path / layout.REPORT_HTML
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], cfg: SweepConfig) -> RunDir:
@@ -144,7 +134,7 @@ class RunDir:
         itself, or sweep.toml was edited since the run began (its hash no longer matches).
         """
         if not self.is_run():
-            raise ConfigError([ConfigIssue(str(self.path), "(run directory)", str(self.path), f"a run directory made by 'kdsweep launch' (with {FROZEN_NAME} and run.json)")])
+            raise ConfigError([ConfigIssue(str(self.path), "(run directory)", str(self.path), f"a run directory made by 'kdsweep launch' (with {layout.FROZEN} and {layout.META})")])
         issues = []
         for item in overrides:
             keys, _ = parse_override(item)

@@ -59,6 +59,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.atomic import fsync_dir, write_temp
 from kdsweep.orchestrator.schema import (
     LEADING_FIELDS,
@@ -76,17 +77,17 @@ SOURCES_KEY = b"kdsweep.sources"
 ROW_KEY = b"kdsweep.key"
 
 #: Directory under ``results/`` holding one claim (a symbolic link) per keyed row.
-KEYS_DIR = ".keys"
+KEYS_DIR = layout.KEYS
 #: Where unusable files of ``results/`` are moved, under the run directory.
-QUARANTINE_DIR = "quarantine"
+QUARANTINE_DIR = layout.QUARANTINE
 # A key is one or two path components of safe characters ("t0001/report-e3"), never "..".
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 
-_RESULTS = "results"
+_RESULTS = layout.RESULTS
 _SUFFIX = ".parquet"
 # Held (flock) while compacting: two compactors merging the same fragments would publish
 # their rows twice. The leading "." keeps it out of every reader's listing.
-_LOCK_NAME = ".compact.lock"
+_LOCK_NAME = layout.COMPACT_LOCK
 # The declared columns every fragment must carry, by name (the schema module owns them).
 _REQUIRED_FIELDS: dict[str, pa.Field] = {f.name: f for f in LEADING_FIELDS + TRAILING_FIELDS}
 

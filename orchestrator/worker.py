@@ -27,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from kdsweep.orchestrator import asha
-from kdsweep.orchestrator.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from kdsweep.orchestrator.checkpoint import load_checkpoint, save_checkpoint
+from kdsweep.orchestrator.layout import checkpoint_path
 from kdsweep.orchestrator.clock import REAL_CLOCK, Clock
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.policies import WorkOrder

@@ -50,6 +50,7 @@ import submitit
 from submitit.core.utils import FailedJobError, FailedSubmissionError, pickle_load
 from submitit.helpers import Checkpointable, clean_env
 
+from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.backends import Finished
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
 from kdsweep.orchestrator.atomic import write_atomic
@@ -136,7 +137,7 @@ def make_executor(cfg: SweepConfig, folder: Path) -> Executor:
 def slurm_folder(run_dir: str | Path) -> Path:
     """Where submitit keeps a run's job pickles and logs (absolute: jobs need not share the
     driver's working directory)."""
-    return Path(run_dir).resolve() / "slurm"
+    return Path(run_dir).resolve() / layout.SLURM
 
 
 def preflight(cfg: SweepConfig, run_dir: str | Path) -> str:

@@ -12,7 +12,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from kdsweep.orchestrator.backends.simulated import SimulatedBackend
-from kdsweep.orchestrator.checkpoint import checkpoint_path, save_checkpoint
+from kdsweep.orchestrator.checkpoint import save_checkpoint
+from kdsweep.orchestrator.layout import checkpoint_path
 from kdsweep.orchestrator.clock import VirtualClock
 from kdsweep.orchestrator.config import load_sweep_text
 from kdsweep.orchestrator.driver import Driver, RejectedSpaceError, Snapshot

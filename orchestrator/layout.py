@@ -1,0 +1,48 @@
+"""The run directory's layout: every name under ``RUN_DIR``, in one place.
+
+::
+
+    RUN_DIR/
+      sweep.toml          frozen, normalised copy of the sweep (what every worker loads)
+      run.json            config hash, creation time, kdsweep version
+      results/            the Parquet dataset (orchestrator/store.py): the source of truth
+        .keys/<trial>/<event>   one claim (symbolic link) per keyed row
+        .compact.lock     held (flock) while compacting
+      trials/<id>.json    one record per trial: params, origin, attempt, target epoch
+      final/<id>.json     records of ``kdsweep retrain``'s runs (ids <source trial>.r<repeat>)
+      checkpoints/        <trial_id>.pt at rung boundaries
+      cache/              shared by trials of the sweep (teachers, the objective reference)
+      quarantine/         files moved out of results/ because no reader can use them
+      slurm/              submitit's job folders and logs; jobs/<job id>.json per sbatch
+      report.html         the self-contained HTML report (``launch --html``, the demo)
+      .driver.lock        held (flock) by the one live driver
+
+Modules that own what is inside a path (the store, checkpoints, the SLURM backend) take its
+name from here; ``rundir.RunDir`` gives the paths of one run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FROZEN = "sweep.toml"
+META = "run.json"
+RESULTS = "results"
+#: Under ``results/``.
+KEYS = ".keys"
+#: Under ``results/``.
+COMPACT_LOCK = ".compact.lock"
+TRIALS = "trials"
+FINAL = "final"
+CHECKPOINTS = "checkpoints"
+CACHE = "cache"
+QUARANTINE = "quarantine"
+SLURM = "slurm"
+REPORT_HTML = "report.html"
+DRIVER_LOCK = ".driver.lock"
+
+
+def checkpoint_path(run_dir: str | os.PathLike[str], trial_id: str) -> Path:
+    """Where trial ``trial_id``'s checkpoint lives."""
+    return Path(run_dir) / CHECKPOINTS / f"{trial_id}.pt"
