@@ -115,6 +115,13 @@ def trial_device(cfg: SweepConfig) -> str:
     """The device a trial computes on (``backend.device``; "auto" means CUDA if visible)."""
     if cfg.backend.device != "auto":
         return cfg.backend.device
+    return _visible_device()
+
+
+@functools.cache
+def _visible_device() -> str:
+    """"cuda" if this process sees a GPU, else "cpu". Asked once per process: the answer does
+    not change, and asking costs milliseconds per trial."""
     import torch  # deferred: the orchestrator must not pay torch's import time
 
     return "cuda" if torch.cuda.is_available() else "cpu"
