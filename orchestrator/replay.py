@@ -78,6 +78,9 @@ class RecordedRun:
     curves: Mapping[str, RecordedCurve]
     #: The metric names of the run's trainer (the columns a curve may carry).
     metrics: Sequence[str]
+    #: How many trials the recorded run trained (rejected proposals not counted): the most
+    #: a replay can run.
+    searched: int
 
     @classmethod
     def read(cls, run_dir: str) -> RecordedRun:
@@ -87,9 +90,14 @@ class RecordedRun:
         metrics = list(trainer_spec(cfg.trainer).metric_names(cfg.settings))
         records = run.read_trials(Stage.SEARCH.value)
         by_trial: dict[str, dict[int, dict[str, Any]]] = {}
+        rejected: set[str] = set()
         for row in Store(run.path).rows():
-            if row["event"] == Event.REPORT.value and row.get("stage") in (None, Stage.SEARCH.value):
+            if row.get("stage") not in (None, Stage.SEARCH.value):
+                continue
+            if row["event"] == Event.REPORT.value:
                 by_trial.setdefault(row["trial_id"], {})[int(row["epoch"])] = row
+            elif row["event"] == Event.REJECTED.value:
+                rejected.add(row["trial_id"])
         curves = {}
         for tid, record in records.items():
             reports = by_trial.get(tid, {})
@@ -101,14 +109,8 @@ class RecordedRun:
                 epochs=epochs,
                 wall_s=[float(reports[e].get("wall_s") or 0.0) for e in epochs],
             )
-        return cls(str(run.path), cfg, records, curves, metrics)
-
-    def searched(self) -> int:
-        """How many trials the recorded run trained (rejected proposals not counted)."""
-        rejected = {
-            r["trial_id"] for r in Store(self.path).rows() if r["event"] == Event.REJECTED.value
-        }
-        return sum(1 for tid in self.records if tid not in rejected)
+        searched = sum(1 for tid in records if tid not in rejected)
+        return cls(str(run.path), cfg, records, curves, metrics, searched)
 
     def epoch_seconds(self, spec: TrialSpec, epoch: int) -> float:
         """The simulated backend's ``epoch_seconds``: what this epoch took in the recorded run."""

@@ -124,7 +124,7 @@ def replay(run_dir: str, overrides: Sequence[str]) -> Simulation:
         raise ConfigError(issues)
     frozen = RunDir(run_dir).frozen
     cfg = load_sweep_text(frozen.read_text(encoding="utf-8"), str(frozen), overrides)
-    available = recorded.searched()
+    available = recorded.searched
     if cfg.num_trials > available:
         raise ConfigError([ConfigIssue("--set", "num_trials", cfg.num_trials, f"at most {available}: the trials {run_dir} trained")])
     cfg = dataclasses.replace(cfg, num_trials=min(cfg.num_trials, available))
