@@ -1,107 +1,178 @@
 """The GPU path measured: what the seed-faithful sweep files' time estimates rest on.
 
-Prints one line per figure, ``name key=value ...``:
+Prints one line per figure, ``name key=value ...``, to stdout:
 
-- ``train``: epoch seconds and images/s of the ResNet18 student (CE step: forward, backward,
-  SGD, on device-resident generated CIFAR-sized data with the trainers' batched crop + flip),
-  ImageNet stem (the seeds') with and without bf16 autocast + channels_last, and the CIFAR
-  stem with them, for comparison;
+- ``device``: the GPU (or ``cpu`` in tiny mode), the torch version and whether tiny mode ran;
+- ``train`` (3 lines): epoch seconds and images/s of the ResNet18 student (CE step: forward,
+  backward, SGD, on device-resident generated CIFAR-sized data with the trainers' batched
+  crop + flip), ImageNet stem (the seeds') with and without bf16 autocast + channels_last,
+  and the CIFAR stem with them, for comparison;
 - ``loss_weights_step``: the loss-weights trainer's step (ResNet18 student + BYOT heads, a
-  frozen ResNet18 teacher, ``combined_loss``), its epoch time is what a trial costs;
+  frozen ResNet18 teacher, ``combined_loss``); its epoch time is what a trial costs;
 - ``topology_step``: the student-topology step with the largest seed-space VGG form there is
   in practice, VGG16 itself, distilled from a VGG16 teacher (``label_kd_loss``);
-- ``packed``: total images/s of 1 and of 4 processes training the ResNet18 student at once on
-  the one device (what ``backend.gpus_per_trial = 0.25`` does);
-- ``latency``: student (ResNet18, ImageNet stem) and teacher (VGG16) latency as the
+- ``graph_gates_step``: the graph-gates trainer's step of ``graph_gates.toml``'s 3-node
+  all-through graph (ResNet32 target, ResNet110, WRN-28-2; CIFAR-100's 100 classes, batch 64,
+  ``node_loss`` for every node, one backward, three SGD steps), for that file's estimate;
+- ``latency`` (2 lines): student (ResNet18, ImageNet stem) and teacher (VGG16) latency as the
   student-topology trainer measures it (``measure_latency``: the first 1024 images in batches
-  of 128, 2 warm-up passes, median of 5).
+  of 128, 2 warm-up passes, median of 5);
+- ``packed`` (2 lines): a real kdsweep sweep through kdsweep's own Ray backend, one at a time
+  (``backend.gpus_per_trial = 1``, ``max_concurrent = 1``) and four trials packed on the one
+  GPU (``gpus_per_trial = 0.25``, ``max_concurrent = 4``). The sweep is
+  ``search_spaces/loss_weights_seed.toml`` (its research baseline and 3 random proposals:
+  4 trials) on generated CIFAR-10 files in torchvision's layout (20 000 training images,
+  18 000 after the validation split), 3 epochs each, one ASHA rung at epoch 3 (no early
+  stopping), its ResNet18 teacher pretrained for 1 epoch before either sweep so that neither
+  pays for it. Ray runs locally with one GPU (``ray.init(num_gpus=1)``). From the results
+  store: ``epochs_trained`` = the completed trials' epochs, summed; ``images`` = that × the
+  full batches of the training split × batch size (what the trainer steps through);
+  ``total_images_per_s`` = images / ``wall_s``, the sweep's wall time from the driver's start
+  to its end (actor start-up, data loading and evaluation included, as a user waits for it);
+  ``train_images_per_s`` = images / ``train_window_s``, from the first trial's training start
+  (its first report's ``reported_at`` − ``wall_s``: after its data, teacher and models were
+  built) to the last trial's end. The packed line adds ``vs_one_at_a_time``, the ratio of the
+  total images/s. Any failed trial stops the script with the trial's error.
 
-Epoch figures are projected for CIFAR-10's 45 000 training images (val_fraction 0.1) at batch
-128 from the measured step rate, after warm-up steps; on CUDA the clock reads after a
-synchronize. Tiny mode (``GPU_CHECK_TINY=1``, or automatically without CUDA): few steps,
-small batches and data, so that the script itself is tested on a CPU; its numbers mean nothing.
+Epoch figures are projected for CIFAR-10's 45 000 training images (val_fraction 0.1) at the
+step's batch size from the measured step rate, after warm-up steps; on CUDA the clock reads
+after a synchronize.
 
-Run it through ``benchmarks/gpu_check.sh``, which makes ``kdsweep.trainers`` importable from
-the source tree without installing (no ray, hyperopt or submitit needed).
+Time on one H200 (an estimate, from the rates the ``*_seed.toml`` headers quote for this
+script's earlier run on an H200: loss-weights step ~3000 images/s, topology step 6800-8400):
+start-up and CUDA initialisation ~20 s; ``train`` 3 × 240 steps of 128 ≤ 30 s; the
+loss-weights step 240 × 128 / 3000 ≈ 10 s; topology ≈ 5 s; graph gates 240 × 64 images at
+an assumed ≥ 1500 images/s ≤ 10 s; latency < 5 s; ``packed``: generated files, Ray start and
+the teacher's epoch ~20 s, one at a time 4 trials × 3 epochs × 18 000 images / 3000 ≈ 72 s
+plus ~25 s of actor start and data loading, packed ~72 / 3.9 ≈ 20 s plus ~25 s: ~2.7 min.
+In all about 4 min; at half the quoted rates about 6.5 min, still under 8.
+
+Tiny mode (``--tiny``): one torch thread, one warm-up and one timed step of batch 8 for each
+step figure, 8 latency images, and the packed sweeps at width 0.25 (student and teacher),
+batch 16, on 200 generated training images, one epoch per trial; Ray's one GPU is then a
+declared resource only where there is no CUDA (the trials compute on the CPU), and Ray gets
+at least 4 logical CPUs whatever the cores. It checks that the script and its Ray path work,
+e.g. on a CPU in the test suite (28 s on a 2-core CPU, 2026-11-30); its first line says that
+its numbers mean nothing. Without CUDA and without ``--tiny`` the script exits with status 2
+and a message saying so, measuring nothing.
+
+kdsweep must be installed from this checkout (``pip install -e .``, README): the sweep runs
+through its entry points and Ray workers import it. ``benchmarks/gpu_check.sh`` runs the
+script with the repository's ``.venv/bin/python`` when there is one.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
-import subprocess
+import pickle
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdsweep.trainers.data import Batches, Split
+import kdsweep.trainers
+from kdsweep.trainers.architectures import Stem
+from kdsweep.trainers.data import Batches, Split, load_data
+from kdsweep.trainers.graph import baseline
+from kdsweep.trainers.graph_gates import node_loss
 from kdsweep.trainers.loss_weights import LossWeightsSettings, combined_loss
 from kdsweep.trainers.losses import label_kd_loss
 from kdsweep.trainers.models import SelfDistillationHeads, build_model, resnet18
 from kdsweep.trainers.student_topology import measure_latency
+from kdsweep.trainers.teachers import load_teacher
 from kdsweep.trainers.training import Device, SGDSettings, make_optimizer
 
+ROOT = Path(__file__).resolve().parents[1]
 #: CIFAR-10's training images with the sweeps' val_fraction 0.1.
 EPOCH_IMAGES = 45_000
+#: The sweep the packed figures run (its research baseline first).
+PACKED_SWEEP = ROOT / "search_spaces" / "loss_weights_seed.toml"
+PACKED_TRIALS = 4
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Sizes of one run: full on CUDA, tiny elsewhere (or with GPU_CHECK_TINY=1)."""
+    """Sizes of one run: full on CUDA, tiny with ``--tiny``."""
 
     device: str
+    tiny: bool
+    #: Generated images the step figures cycle through.
     images: int
     batch: int
     warmup: int
     steps: int
-    packed_steps: int
     latency_images: int
+    #: Generated CIFAR-10 files of the packed sweeps: images per training batch file (5 of
+    #: them) and in the test file.
+    sweep_images_per_file: int
+    sweep_test_images: int
+    sweep_epochs: int
+    #: ``--set`` overrides that shrink the packed sweeps' models in tiny mode.
+    sweep_overrides: tuple[str, ...]
 
 
-def plan() -> Plan:
-    cuda = torch.cuda.is_available()
-    if os.environ.get("GPU_CHECK_TINY") == "1" or not cuda:
-        return Plan("cuda" if cuda else "cpu", images=256, batch=16, warmup=1, steps=2, packed_steps=2, latency_images=32)
-    return Plan("cuda", images=EPOCH_IMAGES, batch=128, warmup=40, steps=200, packed_steps=300, latency_images=1024)
+def plan(tiny: bool) -> Plan:
+    """The sizes of a tiny or a full run, on CUDA when torch sees it, else on the CPU."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if tiny:
+        shrink = ("settings.student_width=0.25", "settings.teacher_width=0.25", "settings.batch_size=16")
+        return Plan(device, True, images=32, batch=8, warmup=1, steps=1, latency_images=8,
+                    sweep_images_per_file=40, sweep_test_images=20, sweep_epochs=1, sweep_overrides=shrink)  # fmt: skip
+    return Plan(device, False, images=EPOCH_IMAGES, batch=128, warmup=40, steps=200, latency_images=1024,
+                sweep_images_per_file=4_000, sweep_test_images=1_000, sweep_epochs=3, sweep_overrides=())  # fmt: skip
 
 
-def generated_data(p: Plan, device: torch.device) -> Split:
+def generated_data(p: Plan, device: torch.device, num_classes: int = 10) -> Split:
     """Uniform random CIFAR-sized images and labels, seeded, on the device (as ``load_data``
     keeps the real ones); the convolutions cost the same whatever the pixels."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(p.images, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (p.images,), generator=g)
+    y = torch.randint(0, num_classes, (p.images,), generator=g)
     return Split(x.to(device), y.to(device))
 
 
-def timed_steps(p: Plan, dev: Device, batches: Batches, step: Callable[[torch.Tensor, torch.Tensor], None], steps: int) -> float:
-    """Seconds for ``steps`` calls of ``step`` after ``p.warmup`` untimed ones, cycling
+def batches_of(data: Split, batch: int) -> Batches:
+    """The trainers' training batches: shuffled, random crop + flip, full batches only."""
+    generator = torch.Generator(device=data.x.device).manual_seed(0)
+    return Batches(data, batch, shuffle=True, augment=True, flip=True, generator=generator, drop_last=True)
+
+
+def timed_steps(p: Plan, dev: Device, batches: Batches, step: Callable[[torch.Tensor, torch.Tensor], None]) -> float:
+    """Seconds for ``p.steps`` calls of ``step`` after ``p.warmup`` untimed ones, cycling
     through ``batches``; CUDA work is synchronised before each clock read."""
-
-    def draw() -> list[tuple[torch.Tensor, torch.Tensor]]:
-        out: list[tuple[torch.Tensor, torch.Tensor]] = []
-        while len(out) < p.warmup + steps:
-            out.extend(batches)
-        return out
-
-    pairs = draw()
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    while len(pairs) < p.warmup + p.steps:
+        pairs.extend(batches)
     for x, y in pairs[: p.warmup]:
         step(dev.batch(x), y)
     if dev.cuda:
         torch.cuda.synchronize()
     started = time.perf_counter()
-    for x, y in pairs[p.warmup :]:
+    for x, y in pairs[p.warmup : p.warmup + p.steps]:
         step(dev.batch(x), y)
     if dev.cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
+def report(name: str, p: Plan, seconds: float, batch: int, **extra: object) -> None:
+    """Print the line of a step figure: ``p.steps`` steps of ``batch`` took ``seconds``."""
+    rate = p.steps * batch / seconds
+    fields = " ".join(f"{k}={v}" for k, v in extra.items())
+    print(f"{name} {fields} batch={batch} images_per_s={rate:.0f} epoch_s={EPOCH_IMAGES / rate:.2f}", flush=True)
+
+
 def ce_step(dev: Device, model: torch.nn.Module, settings: SGDSettings) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One cross-entropy SGD step of ``model`` per call, as the teacher cache trains."""
     optimizer = make_optimizer(model.parameters(), settings)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -114,23 +185,19 @@ def ce_step(dev: Device, model: torch.nn.Module, settings: SGDSettings) -> Calla
     return step
 
 
-def report(name: str, p: Plan, seconds: float, steps: int, **extra: object) -> None:
-    rate = steps * p.batch / seconds
-    fields = " ".join(f"{k}={v}" for k, v in extra.items())
-    print(f"{name} {fields} images_per_s={rate:.0f} epoch_s={EPOCH_IMAGES / rate:.2f}", flush=True)
-
-
 def train_figures(p: Plan, data: Split) -> None:
-    for stem, fast in (("imagenet", False), ("imagenet", True), ("cifar", True)):
+    """The ResNet18 student's CE step: both stems, with and without bf16 + channels_last."""
+    variants: tuple[tuple[Stem, bool], ...] = (("imagenet", False), ("imagenet", True), ("cifar", True))
+    for stem, fast in variants:
         settings = SGDSettings(batch_size=p.batch, bf16=fast, channels_last=fast)
         dev = Device(p.device, settings)
         model = dev.model(resnet18(10, stem=stem)).train()
-        batches = Batches(data, p.batch, shuffle=True, augment=True, flip=True, generator=torch.Generator(device=data.x.device).manual_seed(0), drop_last=True)
-        seconds = timed_steps(p, dev, batches, ce_step(dev, model, settings), p.steps)
-        report("train", p, seconds, p.steps, model=f"resnet18_{stem}_stem", bf16_channels_last=fast)
+        seconds = timed_steps(p, dev, batches_of(data, p.batch), ce_step(dev, model, settings))
+        report("train", p, seconds, p.batch, model=f"resnet18_{stem}_stem", bf16_channels_last=fast)
 
 
 def loss_weights_figure(p: Plan, data: Split) -> None:
+    """``LossWeightsTrainer.train_epoch``'s step at the seed's baseline weights."""
     s = LossWeightsSettings(batch_size=p.batch)
     dev = Device(p.device, s)
     student = dev.model(build_model("resnet18", 10, stem=s.stem)).train()
@@ -151,11 +218,12 @@ def loss_weights_figure(p: Plan, data: Split) -> None:
         terms.total.backward()
         optimizer.step()
 
-    batches = Batches(data, p.batch, shuffle=True, augment=True, flip=True, generator=torch.Generator(device=data.x.device).manual_seed(0), drop_last=True)
-    report("loss_weights_step", p, timed_steps(p, dev, batches, step, p.steps), p.steps, student="resnet18_imagenet_stem", teacher="resnet18_cifar_stem")
+    seconds = timed_steps(p, dev, batches_of(data, p.batch), step)
+    report("loss_weights_step", p, seconds, p.batch, student="resnet18_imagenet_stem", teacher="resnet18_cifar_stem")
 
 
 def topology_figure(p: Plan, data: Split) -> None:
+    """The student-topology step: VGG16 student, VGG16 teacher, 0.9·CE + 0.1·T²·KL at T = 4."""
     s = SGDSettings(batch_size=p.batch)
     dev = Device(p.device, s)
     student = dev.model(build_model("vgg16", 10)).train()
@@ -172,11 +240,38 @@ def topology_figure(p: Plan, data: Split) -> None:
         loss.backward()
         optimizer.step()
 
-    batches = Batches(data, p.batch, shuffle=True, augment=True, flip=True, generator=torch.Generator(device=data.x.device).manual_seed(0), drop_last=True)
-    report("topology_step", p, timed_steps(p, dev, batches, step, p.steps), p.steps, student="vgg16", teacher="vgg16")
+    report("topology_step", p, timed_steps(p, dev, batches_of(data, p.batch), step), p.batch, student="vgg16", teacher="vgg16")
+
+
+def graph_gates_figure(p: Plan) -> None:
+    """``GraphGatesTrainer.train_epoch``'s step for graph_gates.toml's all-through baseline
+    (ResNet32, ResNet110, WRN-28-2, every node trained): 1.61 GMAC per image forward and
+    backward, against 1.28 for the average random graph of that file's header."""
+    batch = 64 if not p.tiny else p.batch
+    s = SGDSettings(batch_size=batch, nesterov=True)
+    dev = Device(p.device, s)
+    graph = baseline("all_through", "resnet32", ("resnet110", "wrn28_2"))
+    nets = {k: dev.model(build_model(graph.model(k), 100)).train() for k in graph.trainable}
+    optimizers = {k: make_optimizer(nets[k].parameters(), s) for k in graph.trainable}
+    total_steps = p.warmup + p.steps
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        with dev.autocast():
+            logits = {k: net(x).float() for k, net in nets.items()}
+        losses = [node_loss(graph, k, logits, y, step=0, total_steps=total_steps) for k in graph.trainable]
+        for optimizer in optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()
+        for optimizer in optimizers.values():
+            optimizer.step()
+
+    data = generated_data(p, torch.device(p.device), num_classes=100)
+    models = "+".join(graph.models)
+    report("graph_gates_step", p, timed_steps(p, dev, batches_of(data, batch), step), batch, graph="all_through", models=models)
 
 
 def latency_figures(p: Plan, data: Split) -> None:
+    """Student and teacher latency on the first ``p.latency_images`` of ``data``."""
     dev = Device(p.device, SGDSettings())
     timed = [dev.batch(data.x[i : min(i + 128, p.latency_images)]) for i in range(0, p.latency_images, 128)]
     for name, model in (("student_resnet18_imagenet_stem", resnet18(10, stem="imagenet")), ("teacher_vgg16", build_model("vgg16", 10))):
@@ -184,49 +279,161 @@ def latency_figures(p: Plan, data: Split) -> None:
         print(f"latency model={name} images={sum(len(x) for x in timed)} seconds={seconds:.4f}", flush=True)
 
 
-def worker(p: Plan, steps: int) -> float:
-    """One packed process: the ResNet18 student's CE step (bf16 + channels_last on CUDA) for
-    ``steps`` steps; returns its images/s."""
-    data = generated_data(p, torch.device(p.device))
-    settings = SGDSettings(batch_size=p.batch)
-    dev = Device(p.device, settings)
-    model = dev.model(resnet18(10, stem="imagenet")).train()
-    batches = Batches(data, p.batch, shuffle=True, augment=True, flip=True, generator=torch.Generator(device=data.x.device).manual_seed(0), drop_last=True)
-    return steps * p.batch / timed_steps(p, dev, batches, ce_step(dev, model, settings), steps)
+# ---------------------------------------------------------------------------- packed sweeps
 
 
-def packed_figures(p: Plan) -> None:
-    """Total images/s of 1 and of 4 concurrent worker processes on the one device. Each
-    process times its own steps after its own warm-up; the total is the sum of their rates,
-    which holds while their timed windows overlap (they start together and run equally long)."""
-    for n in (1, 4):
-        procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(p.packed_steps)], stdout=subprocess.PIPE, text=True) for _ in range(n)]
-        rates = []
-        for proc in procs:
-            out, _ = proc.communicate()
-            if proc.returncode != 0:
-                raise RuntimeError(f"packed worker exited with {proc.returncode}")
-            rates.append(float(out.strip().splitlines()[-1]))
-        print(f"packed processes={n} total_images_per_s={sum(rates):.0f} per_process={'/'.join(f'{r:.0f}' for r in rates)}", flush=True)
+def write_generated_cifar10(root: Path, per_file: int, test_images: int) -> Path:
+    """``root/cifar-10-batches-py/`` in torchvision's layout (5 training files of ``per_file``
+    images, a test file, the meta file): uniform random pixels, labels cycling through the
+    classes. Returns ``root``, the sweep's ``data.root``."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    files = [(f"data_batch_{i}", per_file) for i in range(1, 6)] + [("test_batch", test_images)]
+    for name, n in files:
+        batch = {b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8), b"labels": [int(v) for v in rng.permutation(np.arange(n) % 10)]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [f"class_{i}".encode() for i in range(10)]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return root
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepTiming:
+    """What one packed sweep trained and how long it took (see the module docstring)."""
+
+    images: int
+    epochs: int
+    wall_s: float
+    train_window_s: float
+
+
+def run_sweep(overrides: Sequence[str], out: Path, epoch_images: int) -> SweepTiming:
+    """The packed sweep under ``overrides`` in the new run directory ``out``, driven here on
+    the Ray instance this process holds; its timing read back from the results store."""
+    from kdsweep.orchestrator.backends import make_backend
+    from kdsweep.orchestrator.config import load_sweep
+    from kdsweep.orchestrator.driver import Driver
+    from kdsweep.orchestrator.rundir import RunDir
+    from kdsweep.orchestrator.store import Store
+
+    cfg = load_sweep(PACKED_SWEEP, overrides)
+    run = RunDir.create(out, cfg)
+    with run.acquire_driver_lock():
+        started = time.perf_counter()
+        Driver(cfg, run, make_backend(cfg)).run_sweep()
+        wall = time.perf_counter() - started
+    rows = Store(run.path).rows()
+    failed = [r for r in rows if r["event"] not in ("report", "completed")]
+    if failed:
+        raise RuntimeError(f"packed sweep {out}: trial {failed[0]['trial_id']} ended {failed[0]['event']}: {failed[0]['error']}")
+    reports = [r for r in rows if r["event"] == "report"]
+    ends = [r for r in rows if r["event"] == "completed"]
+    if len(ends) != PACKED_TRIALS:
+        raise RuntimeError(f"packed sweep {out}: {len(ends)} trials completed, expected {PACKED_TRIALS}")
+    firsts: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        trial = str(r["trial_id"])
+        if trial not in firsts or int(r["epoch"]) < int(firsts[trial]["epoch"]):
+            firsts[trial] = r
+    # A trial's training started wall_s seconds before its first report (the worker's clock
+    # starts once the trainer is built).
+    start = min(r["reported_at"].timestamp() - float(r["wall_s"]) for r in firsts.values())
+    end = max(r["reported_at"].timestamp() for r in ends)
+    epochs = sum(int(r["epoch"]) for r in ends)
+    return SweepTiming(images=epochs * epoch_images, epochs=epochs, wall_s=wall, train_window_s=end - start)
+
+
+def packed_figures(p: Plan, work: Path) -> None:
+    """One at a time against four packed on the GPU, both through kdsweep's Ray backend."""
+    import ray
+
+    from kdsweep.orchestrator.config import load_sweep
+
+    data_root = write_generated_cifar10(work / "data", p.sweep_images_per_file, p.sweep_test_images)
+    common = [
+        f"data.root={str(data_root)!r}", f"num_trials={PACKED_TRIALS}",
+        f"asha.min_epochs={p.sweep_epochs}", f"asha.max_epochs={p.sweep_epochs}",
+        "settings.teacher_epochs=1", f"settings.teacher_cache={str(work / 'cache')!r}",
+        'backend.kind="ray"', "backend.max_retries=0", "backend.cpus_per_trial=1", *p.sweep_overrides,
+    ]  # fmt: skip
+    # The teacher, trained before either sweep so that neither pays for it; the same spec as
+    # the trials' (load_teacher from the sweep's own settings and data).
+    cfg = load_sweep(PACKED_SWEEP, common)
+    dev = Device(p.device, cfg.settings)
+    data = load_data(cfg.data, dev.torch)
+    load_teacher(cfg.settings, cfg.data, dev, data)
+    batch = min(cfg.settings.batch_size, len(data.train.y))
+    epoch_images = len(data.train.y) // batch * batch
+    del data
+    if dev.cuda:
+        torch.cuda.empty_cache()
+    # One GPU, declared: on a GPU machine Ray hands it to the trials (CUDA_VISIBLE_DEVICES);
+    # in tiny mode without CUDA it is a resource name only, and the trials compute on the CPU.
+    # Four logical CPUs at least, one per packed trial, whatever the cores. Worker output
+    # stays out of this script's one-line-per-figure stdout; failures come back as rows.
+    cpus = max(PACKED_TRIALS, len(os.sched_getaffinity(0)))
+    ray.init(address="local", num_cpus=cpus, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        single = run_sweep([*common, "backend.gpus_per_trial=1", "backend.max_concurrent=1"], work / "one-at-a-time", epoch_images)
+        packed = run_sweep([*common, "backend.gpus_per_trial=0.25", f"backend.max_concurrent={PACKED_TRIALS}"], work / "packed", epoch_images)
+    finally:
+        ray.shutdown()
+    for gpus, concurrent, t in ((1.0, 1, single), (0.25, PACKED_TRIALS, packed)):
+        total = t.images / t.wall_s
+        ratio = f" vs_one_at_a_time={total / (single.images / single.wall_s):.2f}x" if t is packed else ""
+        print(
+            f"packed backend=ray trials={PACKED_TRIALS} gpus_per_trial={gpus} max_concurrent={concurrent} epochs_trained={t.epochs} "
+            f"images={t.images} wall_s={t.wall_s:.1f} total_images_per_s={total:.0f} "
+            f"train_window_s={t.train_window_s:.1f} train_images_per_s={t.images / t.train_window_s:.0f}{ratio}",
+            flush=True,
+        )
+
+
+def check_checkout() -> None:
+    """Exit unless ``kdsweep`` is this checkout: the sweep's Ray workers import the installed
+    package, and a check of other code would be silently wrong."""
+    loaded = Path(kdsweep.trainers.__file__).resolve().parent
+    if loaded != ROOT / "trainers":
+        sys.exit(
+            f"gpu_check: kdsweep is imported from {loaded.parent}, not from this checkout {ROOT}; "
+            f"install it into the Python that runs the check: {sys.executable} -m pip install -e {ROOT}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", type=int, metavar="STEPS", help="internal: run one packed process")
+    parser.add_argument(
+        "--tiny", action="store_true",
+        help="a few steps and a tiny sweep, also without CUDA: checks that the script works; its numbers mean nothing",
+    )  # fmt: skip
     args = parser.parse_args()
-    p = plan()
-    if args.worker is not None:
-        print(worker(p, args.worker), flush=True)
-        return
+    check_checkout()
+    p = plan(args.tiny)
+    if p.device != "cuda" and not p.tiny:
+        print(
+            f"gpu_check: no CUDA device is visible (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+            "this check measures the GPU path and needs one. Run it on a GPU machine, or pass --tiny to check "
+            "that the script itself works (its numbers then mean nothing).",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if p.tiny:
+        # One thread, as the test suite trains: on a shared machine multi-threaded OMP spins
+        # collapse throughput, and tiny mode measures nothing anyway.
+        torch.set_num_threads(1)
+        print("tiny mode: a few steps on tiny data to check that the script works; every number below is meaningless", flush=True)
     name = torch.cuda.get_device_name() if p.device == "cuda" else "cpu"
-    print(f"device name={name.replace(' ', '_')} torch={torch.__version__} tiny={p.images != EPOCH_IMAGES}", flush=True)
+    print(f"device name={name.replace(' ', '_')} torch={torch.__version__} tiny={p.tiny}", flush=True)
     data = generated_data(p, torch.device(p.device))
     train_figures(p, data)
     loss_weights_figure(p, data)
     topology_figure(p, data)
+    graph_gates_figure(p)
     latency_figures(p, data)
     del data
-    packed_figures(p)
+    with tempfile.TemporaryDirectory(prefix="kdsweep-gpu-check-") as work:
+        packed_figures(p, Path(work))
 
 
 if __name__ == "__main__":

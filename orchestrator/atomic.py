@@ -81,3 +81,28 @@ def write_atomic(path: Path, data: bytes | Callable[[IO[bytes]], None]) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def unusable_output(path: Path, *, suffix: str | None = None, new: bool = False) -> str | None:
+    """Why ``path`` cannot be the file a command writes (what it must be instead), or None.
+
+    The one check of every output path a user names (``report --html/--plot``, ``export
+    --optuna/--tendencies``), made before any work so that a mistyped path fails at once: a
+    file name ending in ``suffix`` (when given), not a directory, new when ``new`` (the
+    command never overwrites), in an existing directory this user can write (a mistyped
+    directory is not created).
+    """
+    if suffix is not None and path.suffix.lower() != suffix:
+        return f"a file name ending in {suffix}"
+    if path.is_dir():
+        return "a file, not a directory"
+    if new and (path.exists() or path.is_symlink()):
+        return "a new file (the export never overwrites one)"
+    parent = path.parent
+    if not parent.is_dir():
+        blocked = next((p for p in [parent, *parent.parents] if p.exists()), None)
+        where = f"{blocked} is a file" if blocked is not None and not blocked.is_dir() else f"{parent} does not exist"
+        return f"a file in an existing directory ({where})"
+    if not os.access(parent, os.W_OK):
+        return f"a file in a directory this user can write ({parent} is not writable)"
+    return None

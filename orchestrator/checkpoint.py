@@ -1,16 +1,24 @@
-"""Trial checkpoints: written atomically, loaded with ``torch.load(weights_only=True)``.
+"""Trial checkpoints: written atomically; loading one never runs code.
 
-A checkpoint is written at every rung boundary (and on a preemption signal) as
-``RUN_DIR/checkpoints/<trial_id>.pt``. Writing goes to a temporary name in the same
-directory, is fsynced, then renamed over the old file, so a crash at any instant leaves
-either the previous checkpoint or the new one, never a torn file. ``weights_only=True``
-means a checkpoint can hold tensors, numbers, strings, lists, tuples and dicts, and loading
-one cannot execute code.
+A checkpoint is written at every rung milestone a trial goes on from (and at the end of an
+attempt) as ``RUN_DIR/checkpoints/<trial_id>.pt``, through :func:`write_atomic`: a crash at
+any instant leaves either the previous checkpoint or the new one, never a torn file.
+
+Two formats, chosen by what the state can hold:
+
+* in a process that uses torch, ``torch.save``, loaded with ``torch.load(weights_only=True)``:
+  tensors, numbers, strings, lists, tuples and dicts, and loading cannot execute code;
+* in a process that never imported torch (a torch-free trainer such as the synthetic one),
+  the state cannot hold a tensor, and it is written as JSON: such a worker never pays torch's
+  import (about 3 s per process here) for its checkpoints. A JSON checkpoint starts with
+  ``{``, a torch one never does (it is a zip archive), so loading needs no hint.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +26,12 @@ from kdsweep.orchestrator.atomic import write_atomic
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically replace ``path`` with ``state``."""
-    import torch  # deferred: the orchestrator itself must not pay torch's import time
-
-    write_atomic(path, lambda fh: torch.save(state, fh))
+    """Atomically replace ``path`` with ``state`` (module docstring for the format)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        write_atomic(path, json.dumps(state).encode())
+    else:
+        write_atomic(path, lambda fh: torch.save(state, fh))
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -31,12 +41,21 @@ class UnsafeCheckpointError(RuntimeError):
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
     """The state saved at ``path``, or None if there is none. Raises UnsafeCheckpointError
     naming the file when it holds anything but tensors and plain data (nothing in it runs)."""
-    import torch
-
-    if not path.exists():
-        return None
     try:
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+    except FileNotFoundError:
+        return None
+    if head == b"{":
+        try:
+            state: dict[str, Any] = json.loads(path.read_bytes())
+        except ValueError as exc:  # written atomically: damaged after the fact
+            raise ValueError(f"checkpoint {path} is damaged ({exc}); delete it to train this trial from scratch") from None
+        return state
+    import torch  # deferred: only a checkpoint with tensors needs it
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message advises weights_only=False, i.e. running the file's code: not
         # advice to pass on about a file that kdsweep did not write.

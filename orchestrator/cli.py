@@ -9,13 +9,15 @@ printed only with ``--debug`` or ``KDSWEEP_DEBUG=1``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
 import os
 import signal
 import sys
+import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Annotated, Any, NoReturn, Optional
@@ -23,10 +25,38 @@ from typing import IO, Annotated, Any, NoReturn, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
-from kdsweep.orchestrator.atomic import write_atomic
+from kdsweep.orchestrator import layout
+from kdsweep.orchestrator.atomic import unusable_output, write_atomic
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig, load_sweep, to_toml
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
+
+_DEBUG_HELP = "Show the traceback of any error (also KDSWEEP_DEBUG=1)."
+
+
+def _set_debug(ctx: Any, param: Any, value: bool) -> None:
+    """The ``--debug`` option's callback, wherever it is given (it never unsets the flag)."""
+    global _debug
+    _debug = _debug or value
+
+
+class _Commands(TyperGroup):
+    """The top command group: every command below it also takes the group's ``--debug``
+    after its name (``kdsweep compact RUN --debug``), as well as before it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The group's own option object, built by typer from ``_options``: its callback sets
+        # the flag wherever it is parsed.
+        debug = [p for p in self.params if p.name == "debug"]
+        todo = list(self.commands.values())
+        while todo:
+            command = todo.pop()
+            command.params.extend(debug)
+            if isinstance(command, TyperGroup):
+                todo.extend(command.commands.values())
+
 
 app = typer.Typer(
     help="Sweeps over knowledge-distillation experiments: hyperopt proposals, ASHA early "
@@ -34,6 +64,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_Commands,
 )
 console = Console()
 if not console.is_terminal:
@@ -50,23 +81,40 @@ _driving: tuple[Path, str] | None = None
 
 
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of any error (also KDSWEEP_DEBUG=1).")] = False) -> None:
-    global _debug
-    _debug = _debug or debug
+def _options(debug: Annotated[bool, typer.Option("--debug", help=_DEBUG_HELP, is_eager=True, callback=_set_debug, expose_value=False)] = False) -> None:
+    """Options of every command (``--debug``), set by their callback."""
 
 
-def _fail(exc: ConfigError) -> NoReturn:
-    err.print("[bold red]error:[/bold red] invalid input", highlight=False)
-    for issue in exc.issues:
-        err.print(f"  {issue}", highlight=False, markup=False)
-    raise typer.Exit(2)
+def _fail(exc: ConfigError, typed: Mapping[str, str] | None = None) -> NoReturn:
+    """Report every issue of ``exc`` and exit 2. ``typed`` maps a field to the option that set
+    it (:func:`_overrides`): a problem with it is named by what the user typed."""
+    typed = typed or {}
+    relabelled = [dataclasses.replace(i, source=typed[i.field]) if i.source == "--set" and i.field in typed else i for i in exc.issues]
+    raise typer.Exit(_report_error(ConfigError(relabelled)))
+
+
+def _overrides(set_: Sequence[str] | None, options: Sequence[tuple[str, str, object]]) -> tuple[list[str], dict[str, str]]:
+    """The ``--set`` items followed by one for each given option (``(option, field, value)``,
+    None when not given), so that an option wins over a ``--set`` of its field; and each
+    given option's field mapped to the option, for :func:`_fail`."""
+    items, typed = list(set_ or []), {}
+    for option, field, value in options:
+        if value is not None:
+            items.append(f"{field}={value}")
+            typed[field] = option
+    return items, typed
 
 
 def _run_dir(path: Path) -> RunDir:
+    """The run in ``path``; exit 2 with a message when it is not a run, or a folder of it is
+    not a directory (a command would fail on it half-way)."""
     run = RunDir(path)
     if not run.is_run():
         err.print(f"[bold red]error:[/bold red] {path}: not a run directory (no sweep.toml and run.json; made by 'kdsweep launch')", highlight=False)
         raise typer.Exit(2)
+    issues = run.layout_issues()
+    if issues:
+        _fail(ConfigError(issues))
     return run
 
 
@@ -87,21 +135,19 @@ def launch(
     """Run a sweep (or resume one), then print its report."""
     from kdsweep.orchestrator.report import render_table, summarize
 
-    overrides = list(set_ or [])
-    if backend is not None:
-        overrides.append(f"backend.kind={backend}")
-    if max_concurrent is not None:
-        overrides.append(f"backend.max_concurrent={max_concurrent}")
-    if num_trials is not None:
-        overrides.append(f"num_trials={num_trials}")
+    options = [("--backend", "backend.kind", backend), ("--max-concurrent", "backend.max_concurrent", max_concurrent), ("--num-trials", "num_trials", num_trials)]
+    overrides, typed = _overrides(set_, options)
     try:
         if resume is not None:
             if sweep is not None:
                 raise ConfigError([ConfigIssue("command line", "SWEEP", sweep, "omit the sweep file with --resume: the run directory holds its frozen copy")])
             run = _run_dir(resume)
             cfg = run.load_config(overrides)
+            # Every record is read as the driver will, before anything is written: a
+            # refused command (a bad record, a bad --set, a driver already running) changes
+            # nothing. The driver reads them again under the lock taken next.
+            run.check_trials(cfg)
             _check_backend(cfg, run.path, dry_run)
-            # Locked before anything is written: a refused second driver changes nothing.
             lock = run.acquire_driver_lock()
             if overrides:
                 # Backend and budget may change on resume; the hash (the experiment) does not.
@@ -113,7 +159,7 @@ def launch(
             run = RunDir.create(out, cfg)
             lock = run.acquire_driver_lock()
     except ConfigError as exc:
-        _fail(exc)
+        _fail(exc, typed)
     console.print(f"run directory: {run.path}  ({cfg.num_trials} trials of {cfg.trainer}, {cfg.searcher}, ASHA {cfg.asha.variant}, backend {cfg.backend.kind})", highlight=False)
     # The demo writes the HTML page too: it is the quickest look at what a report shows.
     html = html or (sweep is None and resume is None)
@@ -214,21 +260,19 @@ def retrain(
     from kdsweep.orchestrator.report import render_final, summarize, trainer_section
     from kdsweep.orchestrator.retrain import plan_final
 
-    overrides = []
-    if backend is not None:
-        overrides.append(f"backend.kind={backend}")
-    if max_concurrent is not None:
-        overrides.append(f"backend.max_concurrent={max_concurrent}")
+    overrides, typed = _overrides(None, [("--backend", "backend.kind", backend), ("--max-concurrent", "backend.max_concurrent", max_concurrent)])
     run = _run_dir(run_dir)
     try:
         cfg = run.load_config(overrides)
+        # As for launch --resume: everything is checked before the lock and the rewrite.
+        run.check_trials(cfg)
         plan = plan_final(run, summarize(str(run.path)), top=top, trials=list(trial or []), repeats=repeats, epochs=epochs)
         _check_backend(cfg, run.path, dry_run=False)
         lock = run.acquire_driver_lock()
         if overrides:
             write_atomic(run.frozen, to_toml(cfg.document).encode())
     except ConfigError as exc:
-        _fail(exc)
+        _fail(exc, typed)
     sources = sorted({source_of(r.trial_id) for r in plan}, key=trial_order)
     console.print(f"retraining {', '.join(sources)}: {repeats} runs each, {plan[0].until_epoch} epochs, test split at the end (backend {cfg.backend.kind})", highlight=False)
     again = f"kdsweep retrain {run.path} --top {top} --repeats {repeats} --epochs {plan[0].until_epoch}" + "".join(f" --trial {t}" for t in trial or [])
@@ -276,18 +320,11 @@ def report(
         raise typer.Exit(2)
     run = _run_dir(run_dir)
     try:
-        if html_path is not None:
-            from kdsweep.orchestrator.html_report import unusable_path
-
-            # Checked before the store is read: a mistyped path fails at once, not after a large run's summary.
-            why_html = unusable_path(html_path)
-            if why_html is not None:
-                raise ConfigError([ConfigIssue("command line", "--html", str(html_path), why_html)])
+        # Checked before the store is read: a mistyped path fails at once, not after a large run's summary.
+        _check_outputs([("--html", html_path, ".html", False), ("--plot", plot_path, ".png", False)])
         summary = summarize(str(run.path))
         if plot_path is not None:
             why = plot_unavailable(summary)
-            if why is None and plot_path.suffix.lower() != ".png":
-                why = "a file name ending in .png"
             if why is not None:
                 raise ConfigError([ConfigIssue("command line", "--plot", str(plot_path), why)])
     except ConfigError as exc:
@@ -320,13 +357,39 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory made by
         _fail(exc)
 
 
+def _check_outputs(outputs: Sequence[tuple[str, Path | None, str | None, bool]]) -> None:
+    """ConfigError naming every output file given as (option, path or None, suffix, new)
+    that cannot be written (:func:`~kdsweep.orchestrator.atomic.unusable_output`)."""
+    issues = []
+    for option, path, suffix, new in outputs:
+        why = None if path is None else unusable_output(path, suffix=suffix, new=new)
+        if why is not None:
+            issues.append(ConfigIssue("command line", option, str(path), why))
+    if issues:
+        raise ConfigError(issues)
+
+
 @app.command()
 def compact(run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'kdsweep launch'.")]) -> None:
-    """Merge the run's result fragments into one file, atomically, without changing a row."""
+    """Merge all the run's result fragments into one file, atomically, without changing a
+    row; move the files no reader can use to RUN_DIR/quarantine/, and say which and why."""
     from kdsweep.orchestrator.store import Store
 
     run = _run_dir(run_dir)
-    merged, rows = Store(run.path).compact()
+    store = Store(run.path)
+    quarantine = run.path / layout.QUARANTINE
+    # The store warns that an unusable file will be moved to quarantine/; compact moves it
+    # now, so it says so once, with the reason, instead of that warning.
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            merged, rows = store.compact(everything=True)
+        finally:
+            moved = [(path, why) for path, why in store.skipped if not path.exists() and (quarantine / path.name).exists()]
+            for w in caught:
+                if not any(str(path) in str(w.message) for path, _ in moved):
+                    _show_warning(w.message, w.category, w.filename, w.lineno)
+    for path, why in moved:
+        console.print(f"moved {path} to {quarantine / path.name} (reason beside it in {path.name}.reason): {why}", highlight=False, markup=False, soft_wrap=True)
     console.print(f"compacted {merged} fragments ({rows} rows) in {run.results}", highlight=False)
 
 
@@ -345,6 +408,8 @@ def export(
     try:
         if optuna_file is None and tendencies_file is None:
             raise ConfigError([ConfigIssue("command line", "--optuna/--tendencies", None, "at least one file to write")])
+        # Before the store is read, as for report's files.
+        _check_outputs([("--optuna", optuna_file, None, True), ("--tendencies", tendencies_file, None, False)])
         summary = summarize(str(run.path))
         if optuna_file is not None:
             n = write_journal(summary, optuna_file)
@@ -370,11 +435,12 @@ def simulate(
     """Run a sweep on a virtual clock: the real driver, ASHA and Parquet store with the
     synthetic trainer's curves (or, with --replay, a recorded run's), so hours of cluster
     time pass in seconds. The run directory is an ordinary one ('kdsweep report' reads it)."""
-    import dataclasses
     import json
 
     from kdsweep.orchestrator import simulate as sim
 
+    # A replay defaults to the recorded run's backend.max_concurrent, a synthetic sweep to 30.
+    overrides, typed = _overrides(set_, [("--workers", "backend.max_concurrent", workers if replay is not None else workers or 30)])
     try:
         issues = []
         if format not in ("table", "json"):
@@ -386,19 +452,18 @@ def simulate(
         if issues:
             raise ConfigError(issues)
         if replay is not None:
-            simulation = sim.replay(str(replay), [*(set_ or []), *([f"backend.max_concurrent={workers}"] if workers else [])])
+            simulation = sim.replay(str(replay), overrides)
             kind = "replay"
         else:
             # Virtual epochs take settings.epoch_s; the real sleep that stands in for training
             # in a launched synthetic sweep would only slow the simulation down.
-            overrides = [*(set_ or []), f"backend.max_concurrent={workers or 30}", "settings.sleep_s=0"]
-            simulation = sim.synthetic(load_sweep(sweep if sweep is not None else "synthetic", overrides))
+            simulation = sim.synthetic(load_sweep(sweep if sweep is not None else "synthetic", [*overrides, "settings.sleep_s=0"]))
             kind = "sim"
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         target = out or Path("runs") / f"{simulation.cfg.name}-{kind}-{stamp}"
         result = sim.simulate(simulation, target, simulation.cfg.backend.max_concurrent)
     except ConfigError as exc:
-        _fail(exc)
+        _fail(exc, typed)
     if format == "json":
         sys.stdout.write(json.dumps({**dataclasses.asdict(result), "epochs_saved": result.epochs_saved}, default=str) + "\n")
     else:
@@ -472,13 +537,13 @@ def teacher_list(cache: Annotated[Optional[str], typer.Option("--cache", help="C
 
 def main() -> None:
     """The entry point: every error ends in one message and an exit code (module docstring),
-    with the traceback only in debug mode."""
+    preceded by the traceback in debug mode (the exit code is the same)."""
     warnings.showwarning = _show_warning
     try:
         app()
-    except Exception as exc:  # noqa: BLE001 - the last line of defence; --debug re-raises
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
         if _debug:
-            raise
+            traceback.print_exc()
         sys.exit(_report_error(exc))
 
 

@@ -42,6 +42,16 @@ from kdsweep.trainers.base import TrainerSpec, trainer_names, trainer_spec
 #: this (ids t0000..t9999999); a larger value is a typo, not a plan.
 MAX_TRIALS = 10_000_000
 
+#: The most epochs a trial may train (``asha.max_epochs``, ``kdsweep retrain --epochs``): the
+#: store's ``epoch`` and ``rung`` columns are 32-bit integers, and a million epochs is far
+#: beyond any training budget, so a larger value is a typo.
+MAX_EPOCHS = 1_000_000
+
+#: The most trials in flight at once (``backend.max_concurrent``, ``kdsweep simulate
+#: --workers``): SLURM's default limit of jobs in a whole cluster (MaxJobCount), and the
+#: local backend keeps a slot per trial in flight, so a larger value is a typo.
+MAX_CONCURRENT = 10_000
+
 #: Fields that may differ between a run and its resumption: where and how fast trials run,
 #: and how many are wanted. Everything else defines the experiment and enters the hash.
 RESUMABLE_FIELDS = ("backend", "num_trials")
@@ -57,7 +67,7 @@ class ConfigIssue:
     allowed: str
 
     def __str__(self) -> str:
-        shown = "(missing)" if self.value is _MISSING else repr(self.value)
+        shown = "(missing)" if self.value is MISSING else repr(self.value)
         return f"{self.source}: {self.field} = {shown}: {self.allowed}"
 
 
@@ -74,7 +84,8 @@ class _Missing:
         return "(missing)"
 
 
-_MISSING: Any = _Missing()
+#: The value of a :class:`ConfigIssue` about an absent field (shown as "(missing)").
+MISSING: Any = _Missing()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,7 +255,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError([ConfigIssue("--set", text, _MISSING, "expected KEY.PATH=VALUE, e.g. asha.max_epochs=81")])
+        raise ConfigError([ConfigIssue("--set", text, MISSING, "expected KEY.PATH=VALUE, e.g. asha.max_epochs=81")])
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -289,7 +300,7 @@ def load_sweep_text(text: str, source: str, overrides: Sequence[str] = ()) -> Sw
     try:
         doc: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigIssue(source, "(syntax)", _MISSING, f"not valid TOML: {exc}")]) from None
+        raise ConfigError([ConfigIssue(source, "(syntax)", MISSING, f"not valid TOML: {exc}")]) from None
     overridden: set[str] = set()
     for item in overrides:
         keys, value = parse_override(item)
@@ -333,7 +344,7 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
     name = _scalar(c, doc, "name", str, "default")
     if isinstance(name, str) and (not name or any(ch in name for ch in "/\\\0")):
         c.add("name", name, "a non-empty name without path separators")
-    trainer = _scalar(c, doc, "trainer", str, _MISSING)
+    trainer = _scalar(c, doc, "trainer", str, MISSING)
     trainer_cls: type[TrainerSpec] | None = None
     if isinstance(trainer, str):
         if trainer in trainer_names():
@@ -352,12 +363,12 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
     options, option_issues = resolve_options(searcher, given_options)
     for field, value, allowed in option_issues:
         c.add(field, value, allowed)
-    num_trials = _positive_int(c, doc, "num_trials", _MISSING)
+    num_trials = _positive_int(c, doc, "num_trials", MISSING)
     if _is_type(num_trials, int) and num_trials > MAX_TRIALS:
         c.add("num_trials", num_trials, f"an integer from 1 to {MAX_TRIALS}")
     seed = _scalar(c, doc, "seed", int, 0)
 
-    asha_table = doc.get("asha", _MISSING)
+    asha_table = doc.get("asha", MISSING)
     asha = _dataclass(c, AshaConfig, asha_table, "asha")
     if isinstance(asha, AshaConfig):
         asha = _check_asha(c, asha, asha_table)
@@ -373,7 +384,7 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
         data = _trainer_table(c, doc, trainer, trainer_cls.Data, "data", "reads no dataset")
         objective = _trainer_table(c, doc, trainer, trainer_cls.Objective, "objective", "has no objective")
 
-    space_table, space_doc, generated = _space_table(c, doc.get("space", _MISSING), trainer_cls, settings)
+    space_table, space_doc, generated = _space_table(c, doc.get("space", MISSING), trainer_cls, settings)
     space = _space(c, space_table) if space_table is not None else ()
     baselines = _points(c, list(generated), space, "space (generated baseline)")
     explicit = _points(c, doc.get("points_to_evaluate", []), space, "points_to_evaluate")
@@ -467,8 +478,8 @@ def _space_table(
 
 def _scalar(c: _Collector, doc: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
     value = doc.get(key, default)
-    if value is _MISSING:
-        c.add(key, _MISSING, f"required ({kind.__name__})")
+    if value is MISSING:
+        c.add(key, MISSING, f"required ({kind.__name__})")
     elif not _is_type(value, kind):
         c.add(key, value, f"must be {kind.__name__}")
     return value
@@ -490,8 +501,19 @@ def _is_type(value: Any, kind: Any) -> bool:
     return isinstance(value, kind)
 
 
+def _is_finite(value: Any) -> bool:
+    """Whether ``value`` is a number (an int or a float, not a bool) that a float holds
+    finitely: not inf, NaN, nor an integer too large for a float (TOML's are unbounded here)."""
+    if not _is_type(value, float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _space(c: _Collector, table: Any) -> tuple[ParamSpec, ...]:
-    if table is _MISSING or not isinstance(table, Mapping) or not table:
+    if table is MISSING or not isinstance(table, Mapping) or not table:
         c.add("space", table, "a table with at least one parameter, e.g. lr = {type = \"uniform\", low = 0.01, high = 0.1}")
         return ()
     specs: list[ParamSpec] = []
@@ -500,7 +522,7 @@ def _space(c: _Collector, table: Any) -> tuple[ParamSpec, ...]:
         if not isinstance(entry, Mapping):
             c.add(field, entry, "a table with 'type' and its bounds or values")
             continue
-        kind = entry.get("type", _MISSING)
+        kind = entry.get("type", MISSING)
         if kind not in _PARAM_KEYS:
             c.add(f"{field}.type", kind, f"one of {', '.join(_PARAM_KEYS)}")
             continue
@@ -512,7 +534,7 @@ def _space(c: _Collector, table: Any) -> tuple[ParamSpec, ...]:
                 bad = True
         for key in wanted:
             if key not in entry:
-                c.add(f"{field}.{key}", _MISSING, f"required for type {kind!r}")
+                c.add(f"{field}.{key}", MISSING, f"required for type {kind!r}")
                 bad = True
         if bad:
             continue
@@ -536,7 +558,7 @@ def _space(c: _Collector, table: Any) -> tuple[ParamSpec, ...]:
             continue
         numbers = {k: entry[k] for k in wanted}
         for key, v in numbers.items():
-            if not _is_type(v, float) or not math.isfinite(v):
+            if not _is_finite(v):
                 c.add(f"{field}.{key}", v, "a finite number")
                 bad = True
         if bad:
@@ -587,9 +609,9 @@ def _points(c: _Collector, points: Any, space: Sequence[ParamSpec], label: str) 
                 c.add(f"{field}.{key}", point[key], f"not a searched parameter; valid: {', '.join(by_name)}")
                 ok = False
         for name, spec in by_name.items():
-            value = point.get(name, _MISSING)
-            if value is _MISSING:
-                c.add(f"{field}.{name}", _MISSING, "every searched parameter needs a value")
+            value = point.get(name, MISSING)
+            if value is MISSING:
+                c.add(f"{field}.{name}", MISSING, "every searched parameter needs a value")
                 ok = False
             elif spec.kind == "choice" and value not in spec.values:
                 c.add(f"{field}.{name}", value, f"one of {list(spec.values)}")
@@ -597,7 +619,7 @@ def _points(c: _Collector, points: Any, space: Sequence[ParamSpec], label: str) 
             elif spec.kind == "int" and not _is_type(value, int):
                 c.add(f"{field}.{name}", value, "an integer")
                 ok = False
-            elif spec.kind != "choice" and (not _is_type(value, float) or not math.isfinite(value)):
+            elif spec.kind != "choice" and not _is_finite(value):
                 c.add(f"{field}.{name}", value, "a finite number")
                 ok = False
             elif spec.kind == "loguniform" and value <= 0:
@@ -618,9 +640,9 @@ def _table_list_item(hint: Any) -> Any:
 
 def _dataclass(c: _Collector, cls: Any, table: Any, prefix: str) -> Any:
     """Build dataclass ``cls`` from a TOML table, reporting unknown, missing and mistyped keys."""
-    if table is _MISSING:
+    if table is MISSING:
         required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-        c.add(f"[{prefix}]", _MISSING, f"required table with keys: {', '.join(required)}" if required else "required table")
+        c.add(f"[{prefix}]", MISSING, f"required table with keys: {', '.join(required)}" if required else "required table")
         return None
     if not isinstance(table, Mapping):
         c.add(prefix, table, "must be a table")
@@ -636,7 +658,7 @@ def _dataclass(c: _Collector, cls: Any, table: Any, prefix: str) -> Any:
         field = f"{prefix}.{name}"
         if name not in table:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                c.add(field, _MISSING, f"required ({_describe(hints[name])})")
+                c.add(field, MISSING, f"required ({_describe(hints[name])})")
             continue
         if dataclasses.is_dataclass(hints[name]):
             nested = _dataclass(c, hints[name], table[name], field)
@@ -655,7 +677,7 @@ def _dataclass(c: _Collector, cls: Any, table: Any, prefix: str) -> Any:
                 kwargs[name] = tuple(entries)
             continue
         value = _coerce(table[name], hints[name])
-        if value is _MISSING:
+        if value is MISSING:
             c.add(field, table[name], f"must be {_describe(hints[name])}")
         else:
             kwargs[name] = value
@@ -665,11 +687,11 @@ def _dataclass(c: _Collector, cls: Any, table: Any, prefix: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any) -> Any:
-    """``value`` converted to ``hint`` (int→float, list→tuple), or ``_MISSING`` if it does not fit."""
+    """``value`` converted to ``hint`` (int→float, list→tuple), or ``MISSING`` if it does not fit."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is Literal:
-        return value if value in args and type(value) in {type(a) for a in args} else _MISSING
+        return value if value in args and type(value) in {type(a) for a in args} else MISSING
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -677,24 +699,26 @@ def _coerce(value: Any, hint: Any) -> Any:
             if arg is type(None):
                 continue
             got = _coerce(value, arg)
-            if got is not _MISSING:
+            if got is not MISSING:
                 return got
-        return _MISSING
+        return MISSING
     if origin in (tuple, list, Sequence):
         if not isinstance(value, list):
-            return _MISSING
+            return MISSING
         item = args[0] if args else Any
         items = [_coerce(v, item) for v in value]
-        return _MISSING if any(v is _MISSING for v in items) else tuple(items)
+        return MISSING if any(v is MISSING for v in items) else tuple(items)
     if origin in (dict, Mapping):
-        return dict(value) if isinstance(value, dict) else _MISSING
+        return dict(value) if isinstance(value, dict) else MISSING
     if hint is Any:
         return value
     if hint is float:
-        return float(value) if _is_type(value, float) else _MISSING
+        # No setting of kdsweep or a trainer means anything at inf or NaN (an optional limit
+        # is None when absent), and NaN would pass every range check after this one.
+        return float(value) if _is_finite(value) else MISSING
     if isinstance(hint, type):
-        return value if _is_type(value, hint) else _MISSING
-    return _MISSING
+        return value if _is_type(value, hint) else MISSING
+    return MISSING
 
 
 def _describe(hint: Any) -> str:
@@ -708,7 +732,7 @@ def _describe(hint: Any) -> str:
         return f"a list of {_describe(args[0]) if args else 'values'}"
     if origin in (dict, Mapping):
         return "a table"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+    return {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
 def _check_asha(c: _Collector, a: AshaConfig, table: Mapping[str, Any]) -> AshaConfig | None:
@@ -717,8 +741,8 @@ def _check_asha(c: _Collector, a: AshaConfig, table: Mapping[str, Any]) -> AshaC
     forms filled in (see :class:`AshaConfig`), or None after reporting a problem with them."""
     if a.min_epochs < 1:
         c.add("asha.min_epochs", a.min_epochs, "an integer >= 1")
-    if a.max_epochs < a.min_epochs:
-        c.add("asha.max_epochs", a.max_epochs, f"an integer >= asha.min_epochs ({a.min_epochs})")
+    if not a.min_epochs <= a.max_epochs <= MAX_EPOCHS:
+        c.add("asha.max_epochs", a.max_epochs, f"an integer from asha.min_epochs ({a.min_epochs}) to {MAX_EPOCHS}")
     if a.reduction_factor < 2:
         c.add("asha.reduction_factor", a.reduction_factor, "an integer >= 2")
     if a.eval_every_epochs < 1:
@@ -739,7 +763,7 @@ def _check_asha(c: _Collector, a: AshaConfig, table: Mapping[str, Any]) -> AshaC
             seen.add(o.metric)
         return dataclasses.replace(a, metric=a.objectives[0].metric, mode=a.objectives[0].mode)
     if "metric" not in table:
-        c.add("asha.metric", _MISSING, 'required (a string), or asha.objectives = [{ metric = "...", mode = "max" }, ...] for several objectives')
+        c.add("asha.metric", MISSING, 'required (a string), or asha.objectives = [{ metric = "...", mode = "max" }, ...] for several objectives')
         return None
     return dataclasses.replace(a, objectives=(Objective(a.metric, a.mode),))
 
@@ -755,8 +779,8 @@ def _asha_document(a: AshaConfig) -> dict[str, Any]:
 
 
 def _check_backend(c: _Collector, b: BackendConfig) -> None:
-    if b.max_concurrent < 1:
-        c.add("backend.max_concurrent", b.max_concurrent, "an integer >= 1")
+    if not 1 <= b.max_concurrent <= MAX_CONCURRENT:
+        c.add("backend.max_concurrent", b.max_concurrent, f"an integer from 1 to {MAX_CONCURRENT}")
     if b.max_retries < 0:
         c.add("backend.max_retries", b.max_retries, "an integer >= 0")
     if b.cpus_per_trial < 1:

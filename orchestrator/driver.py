@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import errno
 import math
+import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -31,6 +33,7 @@ from kdsweep.orchestrator.ranking import rank_key
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, trial_id_of, trial_order
 from kdsweep.orchestrator.schema import TERMINAL_EVENTS, Event, row_key
 from kdsweep.orchestrator.search import Searcher, TellStatus
+from kdsweep.orchestrator.store import Store
 from kdsweep.orchestrator.worker import TrialSpec, driver_row, results_store
 from kdsweep.trainers.base import trainer_spec
 
@@ -59,8 +62,14 @@ class Snapshot:
     metric: str
 
 
-#: Attempts that end between two compactions of the results during a sweep.
-COMPACT_EVERY = 250
+#: When the driver compacts the results during a sweep: once the attempts that ended since
+#: the last compaction appended about this many rows (one small file each), or once this
+#: many real seconds passed and one ended (long trials report for hours before they end).
+#: A compaction merges only what is new (``Store.compact``), so this bounds the files every
+#: read lists and a joining worker opens without rewriting the run each time. Real time,
+#: not the driver's clock: files cost real time, in a simulated run too.
+COMPACT_EVERY_ROWS = 200
+COMPACT_EVERY_S = 60.0
 
 #: Consecutive proposals the trainer may reject before the driver gives up: a space whose
 #: proposals are almost all untrainable is a mistake in the sweep file, not bad luck.
@@ -88,6 +97,47 @@ class RejectedSpaceError(RuntimeError):
 
 def _in_space(cfg: SweepConfig, point: Mapping[str, Any]) -> bool:
     return all(spec.contains(point[spec.name]) for spec in cfg.space)
+
+
+class _BackgroundCompaction:
+    """Merges the run's result fragments in a background thread, one compaction at a time:
+    a report or a freshly started worker then opens a few files instead of one per report
+    (thousands, at several ms each on a busy file system), and the driver hands out jobs
+    meanwhile (a compaction of a few hundred fragments takes a fraction of a second, a whole
+    trial of a cheap trainer not much more). It has its own Store instance, since instances
+    are not thread-safe; compactions of a run are serialised by the store's lock. An error in
+    the thread (a full disk) is raised in the driver by the next :meth:`check`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start a compaction (``Store.compact``: what is new since the last one), unless
+        one is running."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._compact, name="kdsweep-compaction", daemon=True)
+            self._thread.start()
+
+    def _compact(self) -> None:
+        try:
+            self.store.compact()
+        except BaseException as exc:  # noqa: BLE001 - raised in the driver's thread instead
+            self._error = exc
+
+    def check(self) -> None:
+        """Raise the error of a compaction that failed since the last check."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def finish(self) -> None:
+        """Wait for a running compaction, then compact what is left, in this thread."""
+        if self._thread is not None:
+            self._thread.join()
+        self.check()
+        self.store.compact()
 
 
 class Driver:
@@ -122,6 +172,7 @@ class Driver:
         self.clock = clock
         self.poll_s = poll_s
         self.store = results_store(run.path)
+        self._compaction = _BackgroundCompaction(Store(run.path, self.store.schema))
         # A fixed point outside the search space (a research baseline often is: the seed's
         # b = 0.05 under a 0.1-1.0 range) is a reference: it is trained and reported like any
         # trial, but never told to the searcher, whose model covers only the space.
@@ -155,6 +206,8 @@ class Driver:
         """Load trial records and their last store events; replay the searcher; queue every
         trial that had not ended (its attempt resumes from its checkpoint)."""
         last: dict[str, dict[str, Any]] = {}
+        # Records first: one that cannot be read stops the driver before it changed anything.
+        records = self.run.read_trials(self.stage)
         # The driver owns the run: appends a killed writer claimed but left unpublished are
         # published, and unusable files found under results/ go to quarantine/ (each was
         # warned about once), so plain readers of the run work again.
@@ -164,7 +217,7 @@ class Driver:
         for row in self.store.rows():
             last[row["trial_id"]] = row
         metric = self.cfg.asha.metric
-        for tid, record in self.run.read_trials(self.stage).items():
+        for tid, record in records.items():
             state = TrialState(record)
             latest = last.get(tid)
             if latest is not None:
@@ -208,7 +261,8 @@ class Driver:
         On KeyboardInterrupt every attempt is stopped and the run stays resumable."""
         self.started = self.clock.seconds()
         self._last_update = -math.inf
-        self._ended_since_compaction = 0
+        self._rows_since_compaction = 0
+        self._compacted_at = time.monotonic()
         try:
             while True:
                 while self._running() < self.backend.slots:
@@ -223,22 +277,19 @@ class Driver:
                     break
                 self._prepare()
                 for finished in self.backend.wait(self.poll_s):
-                    self._collect(finished)
-                    self._ended_since_compaction += 1
-                if self._ended_since_compaction >= COMPACT_EVERY:
-                    self._compact()
+                    self._rows_since_compaction += self._collect(finished)
+                self._compaction.check()
+                if self._rows_since_compaction >= COMPACT_EVERY_ROWS or (
+                    self._rows_since_compaction and time.monotonic() - self._compacted_at >= COMPACT_EVERY_S
+                ):
+                    self._rows_since_compaction = 0
+                    self._compacted_at = time.monotonic()
+                    self._compaction.start()
         finally:
             self.backend.close()
-        self._compact()
+        self._compaction.finish()
         self._update(force=True)
         return self.snapshot()
-
-    def _compact(self) -> None:
-        """Merge result fragments: a report or a freshly started worker then opens a few files
-        instead of one per report (thousands, at several ms each on a busy file system). The
-        driver's store has every row cached, so this costs one write."""
-        self._ended_since_compaction = 0
-        self.store.compact()
 
     def _launch(self, spec: TrialSpec) -> None:
         if spec.trial_id in self.resumed:
@@ -318,13 +369,16 @@ class Driver:
         self.rejected_in_a_row += 1
         self.last_rejection = reason
 
-    def _collect(self, finished: Finished) -> None:
+    def _collect(self, finished: Finished) -> int:
+        """Take in an ended attempt; return about how many rows it appended (at most one
+        per epoch it trained, and its end)."""
         state = self.trials[finished.spec.trial_id]
         state.running = False
         self.n_running -= 1
         tid = state.record.trial_id
         if finished.outcome is not None:
             out = finished.outcome
+            rows = max(out.epoch - state.epoch, 0) + 1
             state.event, state.epoch, state.value = out.event, out.epoch, out.value
             if out.event == Event.REJECTED.value:  # screened out by the worker (Training.screen)
                 self._rejected(f"{tid} screened out before its first epoch")
@@ -332,7 +386,7 @@ class Driver:
                 self.rejected_in_a_row = 0
             if tid not in self.unsearched and self.source.proposes:
                 self.searcher.tell(tid, out.value)
-            return
+            return rows
         if _DISK_FULL in (finished.error or ""):
             # Not the trial's fault: retrying would burn its retries and record it as failed.
             # Stop the sweep; it is resumable once there is room (the attempt is not counted).
@@ -342,11 +396,12 @@ class Driver:
         self.run.write_trial(record)
         if record.attempt <= self.cfg.backend.max_retries:
             self.queue.appendleft(self._spec(record))
-            return
+            return 1
         epoch = max((int(r["epoch"]) for r in self.store.trial_rows(tid)), default=0)
         self._record_end(state, finished.spec, Event.FAILED, epoch, (finished.error or "unknown error").strip())
         if tid not in self.unsearched and self.source.proposes:
             self.searcher.tell(tid, None, "fail")
+        return 1
 
     def _record_end(self, state: TrialState, spec: TrialSpec, event: Event, epoch: int, error: str) -> None:
         """Append the driver's terminal row for a trial (``failed``, ``rejected``; ``spec`` is

@@ -43,6 +43,7 @@ from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from kdsweep.orchestrator.atomic import unusable_output
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
 from kdsweep.orchestrator.report import RunSummary
 from kdsweep.orchestrator.rundir import trial_order
@@ -145,11 +146,10 @@ def write_journal(summary: RunSummary, path: Path) -> int:
     """Write the run as an Optuna journal at ``path`` (see the module docstring); returns the
     number of trials. The file appears whole or not at all: it is written under a temporary
     name beside ``path`` and renamed. Raises ConfigError if ``path`` exists (an export never
-    overwrites) or its folder does not."""
-    if path.exists():
-        raise ConfigError([ConfigIssue("command line", "--optuna", str(path), "a new file (the export never overwrites one)")])
-    if not path.parent.is_dir():
-        raise ConfigError([ConfigIssue("command line", "--optuna", str(path), f"a file in an existing folder ({path.parent} is not one)")])
+    overwrites) or is no file this user can create (:func:`~kdsweep.orchestrator.atomic.unusable_output`)."""
+    why = unusable_output(path, new=True)
+    if why is not None:
+        raise ConfigError([ConfigIssue("command line", "--optuna", str(path), why)])
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         storage = JournalStorage(JournalFileBackend(str(tmp)))

@@ -103,17 +103,6 @@ def build_html(summary: RunSummary, top: int = TOP) -> str:
     )
 
 
-def unusable_path(path: Path) -> str | None:
-    """Why ``path`` cannot take the HTML report (what it must be instead), or None."""
-    if path.suffix.lower() != ".html":
-        return "a file name ending in .html"
-    if not path.parent.is_dir():
-        return f"a file in an existing directory ({path.parent} is not one)"
-    if path.is_dir():
-        return "a file, not a directory"
-    return None
-
-
 def write_html(summary: RunSummary, path: Path, top: int = TOP) -> None:
     """Replace ``path`` with the HTML report of ``summary`` atomically: a reader (a browser
     reloading it) sees the old page or the new one, never half of one."""

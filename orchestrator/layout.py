@@ -10,7 +10,7 @@
         .compact.lock     held (flock) while compacting
       trials/<id>.json    one record per trial: params, origin, attempt, target epoch
       final/<id>.json     records of ``kdsweep retrain``'s runs (ids <source trial>.r<repeat>)
-      checkpoints/        <trial_id>.pt at rung boundaries
+      checkpoints/        <trial_id>.pt at rungs a trial goes on from, and at an attempt's end
       cache/              shared by trials of the sweep (teachers, the objective reference)
       quarantine/         files moved out of results/ because no reader can use them
       slurm/              submitit's job folders and logs; jobs/<job id>.json per sbatch

@@ -88,7 +88,7 @@ class RecordedRun:
         run = RunDir(run_dir)
         cfg = run.load_config()
         metrics = list(trainer_spec(cfg.trainer).metric_names(cfg.settings))
-        records = run.read_trials(Stage.SEARCH.value)
+        records = run.read_trials(Stage.SEARCH.value, cfg)
         by_trial: dict[str, dict[int, dict[str, Any]]] = {}
         rejected: set[str] = set()
         for row in Store(run.path).rows():

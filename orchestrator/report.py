@@ -201,7 +201,7 @@ def summarize(run_dir: str) -> RunSummary:
     teacher = next((float(r["teacher_val_acc"]) for r in rows if r.get("teacher_val_acc") is not None), None)
     final_rows = [r for r in all_rows if r.get("stage") == Stage.FINAL.value]
     final = _final_results(cfg, run, final_rows, sign)
-    records = run.read_trials(Stage.SEARCH.value)
+    records = run.read_trials(Stage.SEARCH.value, cfg)
     rung_points = [store.rung_points(k, cfg.asha.metrics) for k in range(len(ladder))]
     state = _sweep_state(cfg, trials, {tid for tid, _ in rejected}, records, rung_points)
     return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state)
@@ -258,7 +258,7 @@ def _final_results(cfg: SweepConfig, run: RunDir, rows: list[dict[str, Any]], si
     by_run: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_run.setdefault(row["trial_id"], []).append(row)
-    records = run.read_trials("final")
+    records = run.read_trials(Stage.FINAL.value, cfg)
     groups: dict[str, list[str]] = {}
     for tid in sorted(set(by_run) | set(records), key=trial_order):
         groups.setdefault(source_of(tid), []).append(tid)

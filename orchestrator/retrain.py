@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kdsweep.orchestrator.config import ConfigError, ConfigIssue
+from kdsweep.orchestrator.config import MAX_EPOCHS, ConfigError, ConfigIssue
 from kdsweep.orchestrator.report import RunSummary
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, final_id
 from kdsweep.orchestrator.schema import Stage
@@ -23,17 +23,18 @@ def plan_final(
     """Records for ``repeats`` runs of each of the ``top`` best search trials plus ``trials``
     (in that order, each configuration once), ``epochs`` each (default ``asha.max_epochs``).
 
-    Raises ConfigError naming every bad argument: counts below 1, a trial id that is not a
-    trained trial of this run, nothing selected, or ``epochs`` different from the budget of
-    final runs already recorded under the same ids (resuming must not change the budget).
+    Raises ConfigError naming every bad argument: counts below 1, ``epochs`` above
+    ``MAX_EPOCHS``, a trial id that is not a trained trial of this run, nothing selected, or
+    ``epochs`` different from the budget of final runs already recorded under the same ids
+    (resuming must not change the budget).
     """
     issues = []
     if top < 0:
         issues.append(ConfigIssue("command line", "--top", top, "an integer >= 0"))
     if repeats < 1:
         issues.append(ConfigIssue("command line", "--repeats", repeats, "an integer >= 1"))
-    if epochs is not None and epochs < 1:
-        issues.append(ConfigIssue("command line", "--epochs", epochs, "an integer >= 1"))
+    if epochs is not None and not 1 <= epochs <= MAX_EPOCHS:
+        issues.append(ConfigIssue("command line", "--epochs", epochs, f"an integer from 1 to {MAX_EPOCHS}"))
     budget = epochs if epochs is not None else summary.cfg.asha.max_epochs
     trained = [t.trial_id for t in summary.trials if t.epochs > 0]
     for tid in trials:
@@ -43,8 +44,8 @@ def plan_final(
     sources = list(dict.fromkeys(trained[: max(0, top)] + [t for t in trials if t in trained]))
     if not sources and not issues:
         issues.append(ConfigIssue("command line", "--top/--trial", top, "select at least one trained trial (none has reported yet)" if not trained else "select at least one trial: --top K >= 1 or --trial ID"))
-    records = run.read_trials(Stage.SEARCH.value)
-    existing = run.read_trials(Stage.FINAL.value)
+    records = run.read_trials(Stage.SEARCH.value, summary.cfg)
+    existing = run.read_trials(Stage.FINAL.value, summary.cfg)
     plan = []
     for source in sources:
         for k in range(max(1, repeats)):

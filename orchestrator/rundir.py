@@ -16,6 +16,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from kdsweep.orchestrator.config import (
+    MAX_EPOCHS,
+    MISSING,
     RESUMABLE_FIELDS,
     ConfigError,
     ConfigIssue,
@@ -33,8 +36,8 @@ from kdsweep.orchestrator.config import (
 )
 from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.atomic import write_atomic
-from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS
-from kdsweep.orchestrator.schema import kdsweep_version
+from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS, SEARCHERS
+from kdsweep.orchestrator.schema import Stage, kdsweep_version
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,19 +174,49 @@ class RunDir:
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / f"{record.trial_id}.json", json.dumps(dataclasses.asdict(record)).encode())
 
-    def read_trials(self, stage: str = "search") -> dict[str, TrialRecord]:
-        """All trial records of ``stage``, by id in creation order."""
-        records = []
+    def read_trials(self, stage: str = "search", cfg: SweepConfig | None = None) -> dict[str, TrialRecord]:
+        """All trial records of ``stage``, by id in creation order.
+
+        Every record is checked as the driver and the reports will use it (see
+        :func:`_parse_record`); with ``cfg``, its parameters are also checked against the
+        sweep's space. Raises ConfigError naming every bad record file, its field, the value
+        and what is allowed. Reads only.
+        """
+        records, issues = [], []
         folder = self._records(stage)
         if folder.is_dir():
             for p in folder.glob("*.json"):
-                try:
-                    records.append(TrialRecord(**json.loads(_read_text(p))))
-                except (ValueError, TypeError) as exc:
-                    allowed = "a trial record written by kdsweep; restore it from a copy of the run, or move it away to drop that trial's record (its results stay)"
-                    raise ConfigError([ConfigIssue(str(p), "(content)", f"{type(exc).__name__}: {exc}", allowed)]) from None
+                record, problems = _parse_record(p, stage, cfg)
+                issues += problems
+                if record is not None:
+                    records.append(record)
+        if issues:
+            raise ConfigError(sorted(issues, key=lambda i: i.source))
         records.sort(key=lambda r: trial_order(r.trial_id))
         return {r.trial_id: r for r in records}
+
+    def check_trials(self, cfg: SweepConfig) -> None:
+        """Read every trial record of both stages against ``cfg`` (:meth:`read_trials`), so
+        that a command refuses a run with a bad record before it writes anything; ConfigError
+        lists every problem."""
+        issues = []
+        for stage in (Stage.SEARCH.value, Stage.FINAL.value):
+            try:
+                self.read_trials(stage, cfg)
+            except ConfigError as exc:
+                issues += exc.issues
+        if issues:
+            raise ConfigError(issues)
+
+    def layout_issues(self) -> list[ConfigIssue]:
+        """The run's folders (results/, trials/, ...) that exist but are not directories: a
+        command would fail on them half-way; each issue says what to do."""
+        issues = []
+        for name, holds in _FOLDERS.items():
+            path = self.path / name
+            if (path.exists() or path.is_symlink()) and not path.is_dir():
+                issues.append(ConfigIssue(str(path), "(layout)", "not a directory", f"the directory of the run's {holds}; move this file away and restore the directory from a copy of the run"))
+        return issues
 
     # -- the driver lock -----------------------------------------------------------------
 
@@ -225,12 +258,96 @@ class RunDir:
             return None
 
 
-def _read_text(path: Path) -> str:
-    """A run file's text; ConfigError naming it when it is not UTF-8."""
+def _read_text(path: Path, remedy: str = "restore it from a copy of the run") -> str:
+    """A run file's text; ConfigError naming it, what it must be and ``remedy`` when it is
+    not UTF-8 or cannot be read."""
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigIssue(str(path), "(encoding)", f"byte {exc.start}", "UTF-8 text")]) from None
+        raise ConfigError([ConfigIssue(str(path), "(encoding)", f"byte {exc.start} ({exc.object[exc.start]:#04x})", f"UTF-8 text written by kdsweep; {remedy}")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), "(file)", exc.strerror, f"a readable file written by kdsweep; {remedy}")]) from None
+
+
+#: The run's folders and what each holds (:meth:`RunDir.layout_issues`).
+_FOLDERS = {
+    layout.RESULTS: "results (Parquet)",
+    layout.TRIALS: "trial records",
+    layout.FINAL: "retraining records",
+    layout.CHECKPOINTS: "checkpoints",
+    layout.CACHE: "shared cache",
+    layout.QUARANTINE: "quarantined result files",
+    layout.SLURM: "SLURM job files",
+}
+
+#: What to do about a bad run file: the one remedy every record message ends with.
+_RESTORE = "restore it from a copy of the run, or move it out of the run to drop that trial's record (its results stay)"
+
+#: A trial id per stage: ``t<index>`` (at least 4 digits), and ``<source>.r<repeat>`` for
+#: ``kdsweep retrain``'s runs.
+_IDS = {Stage.SEARCH.value: re.compile(r"t[0-9]{4,}"), Stage.FINAL.value: re.compile(r"t[0-9]{4,}\.r[0-9]+")}
+_ID_FORMS = {Stage.SEARCH.value: "t0000, t0001, ...", Stage.FINAL.value: "<trial>.r<repeat>, e.g. t0003.r0"}
+
+#: The store's ``attempt`` column is a 32-bit integer.
+_MAX_ATTEMPT = 2**31 - 1
+
+
+def _parse_record(path: Path, stage: str, cfg: SweepConfig | None) -> tuple[TrialRecord | None, list[ConfigIssue]]:
+    """The record in ``path`` (a file under ``stage``'s folder) and the problems found.
+
+    A record is a JSON object with the fields of :class:`TrialRecord`: ``trial_id`` the
+    file's own name and of the stage's form, ``params`` an object of scalars, ``origin``
+    "fixed" or a searcher's name, ``attempt`` from 0, ``until_epoch`` null or from 1 to
+    ``MAX_EPOCHS``, ``stage`` the folder's. With ``cfg``, ``params`` names exactly the
+    space's parameters, and a proposed (not "fixed") trial's values lie inside the space,
+    as the searcher that replays it requires. Returns (None, issues) when any is found.
+    """
+    try:
+        doc = json.loads(_read_text(path, _RESTORE))
+    except ConfigError as exc:
+        return None, exc.issues
+    except ValueError as exc:
+        return None, [ConfigIssue(str(path), "(content)", f"not JSON: {exc}", f"a trial record written by kdsweep; {_RESTORE}")]
+    if not isinstance(doc, dict):
+        return None, [ConfigIssue(str(path), "(content)", doc, f"a JSON object (a trial record written by kdsweep); {_RESTORE}")]
+    issues: list[ConfigIssue] = []
+
+    def bad(field: str, allowed: str) -> None:
+        issues.append(ConfigIssue(str(path), field, doc.get(field, MISSING), f"{allowed}; {_RESTORE}"))
+
+    names = [f.name for f in dataclasses.fields(TrialRecord)]
+    for key in doc:
+        if key not in names:
+            bad(key, f"unknown field; a record has {', '.join(names)}")
+    tid = doc.get("trial_id")
+    if not (isinstance(tid, str) and _IDS[stage].fullmatch(tid) and tid == path.stem):
+        bad("trial_id", f"the file's own name ({path.stem!r}), a {stage} trial id ({_ID_FORMS[stage]})")
+    params = doc.get("params")
+    if not (isinstance(params, dict) and all(isinstance(v, (str, int, float)) for v in params.values())):
+        bad("params", "an object of parameter values (numbers, strings, booleans)")
+    elif cfg is not None:
+        space = {spec.name: spec for spec in cfg.space}
+        if sorted(params) != sorted(space):
+            bad("params", f"values for exactly the sweep's parameters {', '.join(space)}")
+        elif doc.get("origin") != "fixed":
+            outside = [name for name, spec in space.items() if not spec.contains(params[name])]
+            if outside:
+                bad("params", f"values inside the sweep's space for a proposed trial ({', '.join(outside)} outside)")
+    origins = ("fixed", *SEARCHERS)
+    if doc.get("origin") not in origins:
+        bad("origin", f"one of {', '.join(origins)}")
+    attempt = doc.get("attempt", 0)
+    # type() rather than isinstance: JSON's true is no attempt count.
+    if not (type(attempt) is int and 0 <= attempt <= _MAX_ATTEMPT):
+        bad("attempt", f"an integer from 0 to {_MAX_ATTEMPT}")
+    until = doc.get("until_epoch")
+    if until is not None and not (type(until) is int and 1 <= until <= MAX_EPOCHS):
+        bad("until_epoch", f"null or an integer from 1 to {MAX_EPOCHS}")
+    if doc.get("stage", Stage.SEARCH.value) != stage:
+        bad("stage", f"{stage!r}, the stage of the folder it is in")
+    if issues:
+        return None, issues
+    return TrialRecord(**doc), []
 
 
 def trial_id_of(index: int) -> str:

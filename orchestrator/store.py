@@ -18,7 +18,8 @@ in workers, the driver, reports) read incrementally. No file is ever modified in
   names its key in its metadata (``kdsweep.key``), so :meth:`Store.recover` (run by
   ``compact`` and by the driver at start) finishes the append of a writer that died between
   claiming and renaming, and deletes the pending file of one that lost its claim;
-* :meth:`Store.compact` merges every readable fragment into one
+* :meth:`Store.compact` merges the plain fragments (and the newest compacted files no larger
+  than them together: a row is rewritten O(log n) times over a run) into one
   ``compact-<time_ns>-<uuid>.parquet`` whose key-value metadata ``kdsweep.sources`` maps each
   merged name to its row count, publishes it the same way, then deletes the merged
   fragments. A reader trusts a compacted file only when those counts add up to its rows and
@@ -85,6 +86,8 @@ _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 
 _RESULTS = layout.RESULTS
 _SUFFIX = ".parquet"
+#: How a compacted file's name starts (a plain fragment's starts with "part-").
+_COMPACTED = "compact-"
 # Held (flock) while compacting: two compactors merging the same fragments would publish
 # their rows twice. The leading "." keeps it out of every reader's listing.
 _LOCK_NAME = layout.COMPACT_LOCK
@@ -165,6 +168,8 @@ class Store:
         # Set when rows leave the cache (compaction, deletion): the rung index no longer
         # matches and is rebuilt on the next rung_values call.
         self._index_stale = False
+        # Directories this instance has made sure of (created, and durable in their parent).
+        self._durable_dirs: set[Path] = set()
         declared = schema if schema is not None else _REQUIRED_FIELDS.values()
         self._not_null = [f.name for f in declared if not f.nullable]
 
@@ -195,14 +200,15 @@ class Store:
         if key is not None and not _KEY.fullmatch(key):
             raise ValueError(f"malformed row key {key!r}: one or two '/'-separated parts of letters, digits, '.', '_', '-', each starting with a letter or digit")
         table = self._build_table(self.schema, rows)
-        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self._durable_dir(self.results_dir)
         name = f"part-{time.time_ns():020d}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
-        # For a fragment of a few rows, dictionaries (about half the write time) and column
-        # statistics (no row group to skip) only cost time; compacted files keep both.
+        # For a fragment of a few rows, dictionaries (about half the write time), column
+        # statistics (no row group to skip) and compression (nothing to gain on a few values;
+        # a quarter of what is left) only cost time; compacted files keep all three.
         pending = self._pending(name)
         if key is not None:
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), ROW_KEY: key.encode()})
-        write_temp(pending, _parquet_bytes(table, use_dictionary=False, write_statistics=False))
+        write_temp(pending, _parquet_bytes(table, use_dictionary=False, write_statistics=False, compression="NONE"))
         if key is not None and not self._claim(key, name):
             pending.unlink(missing_ok=True)
             return None
@@ -218,7 +224,7 @@ class Store:
         """Claim ``key`` for fragment ``name`` (whose pending file is complete); False when
         another fragment holds it, after publishing that one if its writer died unpublished."""
         claim = self.results_dir / KEYS_DIR / key
-        claim.parent.mkdir(parents=True, exist_ok=True)
+        self._durable_dir(claim.parent)
         try:
             # Relative to the link, so the link points at the fragment while it exists.
             os.symlink(os.path.relpath(self.results_dir / name, claim.parent), claim)
@@ -232,6 +238,20 @@ class Store:
         # were published would let a second copy in.
         fsync_dir(claim.parent)
         return True
+
+    def _durable_dir(self, path: Path) -> None:
+        """Create directory ``path`` and its missing parents, and make each one's entry
+        durable in its parent (once per instance): a claim whose directory's own entry a
+        power cut lost would be lost with it, whoever created that directory."""
+        if path in self._durable_dirs:
+            return
+        if path == self.run_dir:  # the run directory's own entry is its creator's business
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            self._durable_dir(path.parent)
+            path.mkdir(exist_ok=True)
+            fsync_dir(path.parent)
+        self._durable_dirs.add(path)
 
     def _publish(self, name: str) -> Path:
         """Rename fragment ``name``'s pending file to ``name`` and make the rename durable.
@@ -412,7 +432,7 @@ class Store:
         self.refresh()
         if self._index_stale:
             self._rebuild_index()
-        chunks = sorted(self._trial_rows.get(trial_id, []), key=lambda chunk: chunk[0])
+        chunks = sorted(self._trial_rows.get(trial_id, []), key=lambda chunk: (chunk[0], int(chunk[1][0])))
         return [row for name, positions in chunks for row in self._fragments[name].take(positions).to_pylist()]
 
     def _scan(self) -> bool:
@@ -436,6 +456,9 @@ class Store:
             if not entry.is_file():
                 self._skip(name, "not a regular file", quarantine=True)
                 continue
+            if name.startswith(_COMPACTED) and self._adopt_unread(name, listed):
+                compacted = True
+                continue
             try:
                 table = self._read_fragment(Path(entry.path))
             except FileNotFoundError:
@@ -448,7 +471,7 @@ class Store:
                 self._skip(name, f"not a readable Parquet file ({type(exc).__name__}: {exc})", quarantine=True)
                 continue
             try:
-                sources = self._trusted_sources(table, listed)
+                sources = self._trusted_sources(table.schema.metadata, table.num_rows, listed)
                 table = self._conform(table)
             except _Unusable as exc:
                 self._skip(name, str(exc), quarantine=True)
@@ -469,6 +492,58 @@ class Store:
             for name in self._fragments.keys() - listed.keys():
                 self._drop(name)
         return vanished
+
+    def _adopt_unread(self, name: str, listed: Mapping[str, os.DirEntry[str]]) -> bool:
+        """Take in compacted file ``name`` from its footer alone when it is trusted and this
+        instance holds every one of its sources (a reader that kept up with the run: the
+        usual case): its rows are theirs, so nothing needs reading. False when it must be
+        read (or skipped) the ordinary way."""
+        try:
+            footer = pq.read_metadata(listed[name].path)
+            sources = self._trusted_sources(footer.metadata, footer.num_rows, listed)
+        except (OSError, pa.ArrowException, _Unusable):
+            return False  # the ordinary read meets the same problem and reports it
+        if not sources or not all(source in self._fragments for source in sources):
+            return False
+        tables = [self._fragments[source] for source in sources]
+        if sum(t.num_rows for t in tables) != footer.num_rows or any(not t.schema.equals(tables[0].schema) for t in tables):
+            return False
+        self._adopt(name, sources)
+        return True
+
+    def _adopt(self, name: str, sources: Collection[str]) -> None:
+        """Replace the cached fragments ``sources`` by compacted file ``name``, which holds
+        exactly their rows concatenated in name order (as :meth:`compact` writes it): the
+        cached tables are concatenated (no copy), and the index entries and rung views keep
+        their meaning, each moved to the same row of ``name``. Rebuilding them instead
+        would cost every reader a pass over the run at every compaction."""
+        order = sorted(sources)
+        offsets: dict[str, int] = {}
+        tables: list[pa.Table] = []
+        for source in order:
+            offsets[source] = sum(t.num_rows for t in tables)
+            tables.append(self._fragments.pop(source))
+        self._fragments[name] = pa.concat_tables(tables)
+        self._superseded.update(order)
+        if self._index_stale:
+            return  # rebuilt from the fragments on the next read
+        rungs = {int(r) for t in tables for r in t.column("rung").unique().to_pylist()}
+        trials = {str(x) for t in tables for x in t.column("trial_id").unique().to_pylist()}
+
+        def moved(entries: list[tuple[str, _Positions]]) -> list[tuple[str, _Positions]]:
+            return [(name, positions + offsets[n]) if n in offsets else (n, positions) for n, positions in entries]
+
+        # One entry stays one entry, in its place: a view's count of entries seen stays true.
+        for rung in rungs:
+            self._rung_rows[rung] = moved(self._rung_rows.get(rung, []))
+        for trial in trials:
+            self._trial_rows[trial] = moved(self._trial_rows.get(trial, []))
+        for (rung, _, _), view in self._views.items():
+            if rung in rungs:
+                for trial in trials & view.latest.keys():
+                    n, i = view.latest[trial]
+                    if n in offsets:
+                        view.latest[trial] = (name, offsets[n] + i)
 
     def _read_fragment(self, path: Path) -> pa.Table:
         """Read one whole fragment (one open and read; cheaper than the dataset machinery)."""
@@ -513,11 +588,14 @@ class Store:
             message += " ('kdsweep compact RUN_DIR' or the next launch moves it to quarantine/)"
         warnings.warn(message, StoreWarning, stacklevel=3)
 
-    def _trusted_sources(self, table: pa.Table, listed: Mapping[str, os.DirEntry[str]]) -> list[str] | None:
-        """The fragment names a compacted ``table`` supersedes (None for a plain fragment),
-        or _Unusable when its recorded row counts do not match its rows, or a listed source
-        still on disk: such a file must neither hide fragments nor let them be deleted."""
-        raw = (table.schema.metadata or {}).get(SOURCES_KEY)
+    def _trusted_sources(
+        self, metadata: Mapping[bytes, bytes] | None, num_rows: int, listed: Mapping[str, os.DirEntry[str]]
+    ) -> list[str] | None:
+        """The fragment names a compacted file supersedes (None for a plain fragment), from
+        its key-value ``metadata`` and its ``num_rows``; or _Unusable when its recorded row
+        counts do not match its rows, or a listed source still on disk: such a file must
+        neither hide fragments nor let them be deleted."""
+        raw = (metadata or {}).get(SOURCES_KEY)
         if raw is None:
             return None
         try:
@@ -530,13 +608,19 @@ class Store:
             if present:
                 raise _Unusable(f"compacted file without row counts lists fragments still present: {present[:3]}")
             return sources
-        if not isinstance(sources, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in sources.items()):
-            raise _Unusable(f"malformed {SOURCES_KEY.decode()} metadata: not a map of names to row counts")
-        if sum(sources.values()) != table.num_rows:
-            raise _Unusable(f"its sources' row counts add up to {sum(sources.values())}, but it holds {table.num_rows} rows")
+        if not isinstance(sources, dict) or not all(
+            isinstance(k, str) and type(v) is int and v >= 1 for k, v in sources.items()
+        ):
+            # Only positive counts: a negative one for a name not on disk would balance the
+            # sum of a planted file that lists real fragments and holds none of their rows.
+            raise _Unusable(f"malformed {SOURCES_KEY.decode()} metadata: not a map of names to positive row counts")
+        if sum(sources.values()) != num_rows:
+            raise _Unusable(f"its sources' row counts add up to {sum(sources.values())}, but it holds {num_rows} rows")
         for source in sorted(set(sources) & listed.keys()):
             try:
-                rows = pq.read_metadata(listed[source].path).num_rows
+                # A cached fragment's count is known: fragments never change.
+                cached = self._fragments.get(source)
+                rows = cached.num_rows if cached is not None else pq.read_metadata(listed[source].path).num_rows
             except FileNotFoundError:
                 continue  # deleted by the compaction that wrote this file: as recorded
             except (OSError, pa.ArrowException) as exc:
@@ -606,13 +690,36 @@ class Store:
 
     # ------------------------------------------------------------------ compaction
 
-    def compact(self) -> tuple[int, int]:
-        """Merge every readable fragment into one compacted file; return (fragments, rows).
+    def _to_merge(self, everything: bool) -> list[str]:
+        """What one compaction merges, in name order: with ``everything``, every fragment;
+        else every plain fragment, and the newest compacted files while each holds no more
+        rows than everything chosen before it.
+
+        Compacted files then grow like the digits of a binary counter: over a run a row is
+        rewritten O(log n) times and O(log n) compacted files remain, where merging every
+        file each time would rewrite the whole run at every compaction (quadratic). Merging
+        only the newest keeps the rows in the order :meth:`table` lists them."""
+        if everything:
+            return sorted(self._fragments)
+        chosen = [name for name in self._fragments if not name.startswith(_COMPACTED)]
+        rows = sum(self._fragments[name].num_rows for name in chosen)
+        for name in sorted((n for n in self._fragments if n.startswith(_COMPACTED)), reverse=True):
+            if self._fragments[name].num_rows > rows:
+                break
+            chosen.append(name)
+            rows += self._fragments[name].num_rows
+        return sorted(chosen)
+
+    def compact(self, everything: bool = False) -> tuple[int, int]:
+        """Merge fragments into one compacted file; return (fragments, rows). Which ones:
+        :meth:`_to_merge` (all plain ones and the newest small compacted files, as a driver
+        does during a sweep; with ``everything``, all, as ``kdsweep compact`` does for a
+        run's archive copy).
 
         Appends that dead writers claimed but left unpublished are published first
         (:meth:`recover`); then the compacted file has the same schema and the rows in the
-        same order, so :meth:`table` is otherwise unchanged; its metadata ``kdsweep.sources`` maps each merged name to
-        its row count. Leftover sources of an earlier compaction that crashed before deleting
+        same order, so :meth:`table` is otherwise unchanged; its metadata
+        ``kdsweep.sources`` maps each merged name to its row count. Leftover sources of an earlier compaction that crashed before deleting
         them are deleted first (their rows are in a trusted compacted file already). The new
         file is published like a fragment, then the merged fragments are deleted. Unusable
         files are moved to ``quarantine/`` (:meth:`quarantine`). With fewer than two readable
@@ -636,7 +743,7 @@ class Store:
             leftovers = [n for n in sorted(self._superseded) if (self.results_dir / n).exists()]
             for name in leftovers:
                 (self.results_dir / name).unlink(missing_ok=True)
-            names = sorted(self._fragments)
+            names = self._to_merge(everything)
             if len(names) < 2:
                 if leftovers:
                     fsync_dir(self.results_dir)
@@ -645,17 +752,14 @@ class Store:
             merged = self._merged(names)
             metadata = {**(merged.schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()}
             table = merged.replace_schema_metadata(metadata)
-            name = f"compact-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+            name = f"{_COMPACTED}{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
             write_temp(self._pending(name), _parquet_bytes(table))
             path = self._publish(name)
             for source in names:
                 (self.results_dir / source).unlink(missing_ok=True)
             fsync_dir(self.results_dir)
             # The new file holds exactly the cached rows: adopt it without reading it back.
-            for source in names:
-                self._drop(source)
-            self._superseded.update(names)
-            self._add_fragment(path.name, table)
+            self._adopt(path.name, names)
             return (len(names), table.num_rows)
         finally:
             os.close(lock_fd)  # releases the flock

@@ -1,10 +1,11 @@
 """``run_trial(spec)``: one attempt of one trial, the same function on every backend.
 
 The worker restores the trial's checkpoint if it has one, trains epoch by epoch, and at each
-report point evaluates and appends a row to the store. At a rung milestone it checkpoints
-first (so a kill between the two loses no report), appends, and — in
-the ``stop`` variant — reads that rung back from the store and applies ASHA's rule itself:
-no round trip to the driver, so a slow or restarted driver never stalls training.
+report point evaluates and appends a row to the store. At a rung milestone it appends, and —
+in the ``stop`` variant — reads that rung back from the store and applies ASHA's rule itself
+(no round trip to the driver, so a slow or restarted driver never stalls training); a trial
+that goes on is then checkpointed. Every row is keyed, so an attempt that trains again
+epochs an earlier one reported (it died before checkpointing them) never appends them twice.
 
 A backend only decides *where* this runs. Everything the worker needs is in the run
 directory (frozen config, checkpoints, store) plus the small :class:`TrialSpec`.
@@ -19,6 +20,7 @@ import hashlib
 import math
 import os
 import socket
+import sys
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
@@ -99,9 +101,11 @@ def _run_context(run_dir: str) -> tuple[SweepConfig, Store]:
     many trials of one sweep, and the store's incremental read cache must survive between
     them (re-reading every fragment per trial would make reads quadratic)."""
     cfg = RunDir(run_dir).load_config()
-    metric_names = trainer_spec(cfg.trainer).metric_names(cfg.settings)
-    store = Store(run_dir, results_schema(metric_names, cfg.param_types()))
-    a = cfg.asha
+    spec = trainer_spec(cfg.trainer)
+    # Imported now, before any trial asks which device it runs on: whether this process
+    # uses torch at all is known from here on (see trial_device).
+    spec.training_class()
+    store = Store(run_dir, results_schema(spec.metric_names(cfg.settings), cfg.param_types()))
     return cfg, store
 
 
@@ -118,21 +122,26 @@ def trial_device(cfg: SweepConfig) -> str:
     return _visible_device()
 
 
-@functools.cache
 def _visible_device() -> str:
-    """"cuda" if this process sees a GPU, else "cpu". Asked once per process: the answer does
-    not change, and asking costs milliseconds per trial."""
-    import torch  # deferred: the orchestrator must not pay torch's import time
+    """"cuda" if this process's trainer uses torch and torch sees a GPU, else "cpu". A
+    trainer that does not import torch (its training module is imported before any trial
+    asks) computes on the CPU whatever the machine has, and must not pay torch's import."""
+    torch = sys.modules.get("torch")
+    return "cpu" if torch is None else _cuda_device(torch)
 
+
+@functools.cache
+def _cuda_device(torch: Any) -> str:
+    """Asked once per process: the answer does not change, and asking costs milliseconds."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _limit_threads(cpus: int) -> None:
     """Keep torch's intra-op threads to the trial's CPU share: several trials on one machine
-    each defaulting to every core oversubscribe it and all run slower."""
-    import torch
-
-    if torch.get_num_threads() != cpus:
+    each defaulting to every core oversubscribe it and all run slower. Nothing to limit in a
+    process that does not use torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != cpus:
         torch.set_num_threads(cpus)
 
 
@@ -255,14 +264,6 @@ class _Attempt:
             if screening is not None:
                 self.metrics = dict(screening.metrics)
                 return self._finish(Event.REJECTED, 0, NOT_AT_RUNG, error=screening.reason)
-        if start > 0 and start not in reported:
-            # The checkpoint is written before its report row; the previous attempt died
-            # between the two. Evaluate again and report now, or the store would miss it.
-            self.metrics = {}
-            self._evaluate(start, until)
-            stopped = self._report(start, self._rung(start))
-            if stopped is not None:
-                return stopped
         for epoch in range(start + 1, until + 1):
             self.metrics = dict(self.trainer.train_epoch(epoch))
             yield epoch
@@ -270,12 +271,16 @@ class _Attempt:
             if rung == NOT_AT_RUNG and epoch != until and epoch % self.cfg.asha.eval_every_epochs:
                 continue
             self._evaluate(epoch, until)
-            if rung != NOT_AT_RUNG or epoch == until or order.checkpoint_every_report:
-                self._checkpoint(epoch)
             if epoch not in reported:
                 stopped = self._report(epoch, rung)
                 if stopped is not None:
                     return stopped
+            # After the report and its decision: a stopped trial never trains again, so its
+            # checkpoint would be written only to be deleted. A kill between the report and
+            # the checkpoint loses no row: the next attempt trains again from the previous
+            # checkpoint and does not append the recorded epochs a second time.
+            if rung != NOT_AT_RUNG or epoch == until or order.checkpoint_every_report:
+                self._checkpoint(epoch)
         return self._finish(Event(order.end), until, self._rung(until))
 
     def _rung(self, epoch: int) -> int:

@@ -125,7 +125,9 @@ class Training:
         raise NotImplementedError(f"{type(self).__name__} has no test split")
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume exactly (loadable with ``torch.load(weights_only=True)``)."""
+        """Everything needed to resume exactly: tensors and plain data (loadable with
+        ``torch.load(weights_only=True)``); plain JSON data only for a trainer that never
+        imports torch (``orchestrator/checkpoint.py``)."""
         raise NotImplementedError
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -193,11 +195,21 @@ class TrainerSpec:
         raise NotImplementedError(f"{cls.__name__} sets SpaceOptions but does not define generate_space")
 
     @classmethod
-    def build(cls, params: Mapping[str, Any], settings: Any, ctx: TrialContext) -> Training:
-        """One trial's :class:`Training` (imports the training module)."""
-        module_name, _, class_name = cls.training.partition(":")
-        training: Training = getattr(importlib.import_module(module_name), class_name)(params, settings, ctx)
+    def training_module(cls) -> str:
+        """The module of the :class:`Training` class (``training`` before the colon)."""
+        return cls.training.partition(":")[0]
+
+    @classmethod
+    def training_class(cls) -> TrainerFactory:
+        """The :class:`Training` class named by ``training`` (imports its module: torch, for
+        the distillation trainers)."""
+        training: TrainerFactory = getattr(importlib.import_module(cls.training_module()), cls.training.partition(":")[2])
         return training
+
+    @classmethod
+    def build(cls, params: Mapping[str, Any], settings: Any, ctx: TrialContext) -> Training:
+        """One trial's :class:`Training`."""
+        return cls.training_class()(params, settings, ctx)
 
 
 #: The entry-point group trainers register in.

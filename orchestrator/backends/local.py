@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from kdsweep.orchestrator.backends import Finished
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.worker import TrialSpec, run_trial
+from kdsweep.trainers.base import trainer_spec
 
 def _die_with_driver(alive: Connection) -> None:
     """Kill this process as soon as the driver's end of ``alive`` closes (the driver ended,
@@ -85,20 +87,22 @@ class _Slot:
 class LocalBackend:
     """Runs attempts in ``slots`` worker processes; ``timeout_s`` bounds one attempt."""
 
-    def __init__(self, slots: int, timeout_s: float = float("inf")) -> None:
+    def __init__(self, slots: int, timeout_s: float = float("inf"), preload: Sequence[str] = ()) -> None:
         self.slots = slots
         self.timeout_s = timeout_s
         # forkserver, not fork: the driver has threads (live view) whose locks fork would copy.
-        # The server imports the worker stack and torch once; each worker (and every
-        # replacement of a crashed one) is then a cheap fork of it instead of a fresh
-        # interpreter paying seconds of imports.
+        # The server imports the worker stack and ``preload`` (the trainer's training module:
+        # torch, for the distillation trainers) once; each worker (and every replacement of a
+        # crashed one) is then a cheap fork of it instead of a fresh interpreter paying
+        # seconds of imports. A torch-free trainer's workers never import torch.
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["kdsweep.orchestrator.worker", "torch"])
+        self._ctx.set_forkserver_preload(["kdsweep.orchestrator.worker", *preload])
         self._workers: list[_Slot | None] = [None] * slots
 
     @classmethod
     def from_config(cls, cfg: SweepConfig) -> LocalBackend:
-        return cls(cfg.backend.max_concurrent, timeout_s=cfg.backend.timeout_min * 60)
+        preload = [trainer_spec(cfg.trainer).training_module()]
+        return cls(cfg.backend.max_concurrent, timeout_s=cfg.backend.timeout_min * 60, preload=preload)
 
     def adopt(self, spec: TrialSpec) -> bool:
         """Local workers die with their driver: nothing to re-attach to."""

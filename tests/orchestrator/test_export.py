@@ -65,7 +65,7 @@ def test_promote_sweep_exports_paused_trials_as_pruned(sweep_file: Path, tmp_pat
     assert kdsweep("launch", str(sweep_file), "--out", str(run), "--no-live", "--set", "asha.variant=promote").returncode == 0
     journal = tmp_path / "sub" / "run.journal"
     missing = kdsweep("export", str(run), "--optuna", str(journal))
-    assert missing.returncode == 2 and "a file in an existing folder" in missing.stderr and not journal.exists()
+    assert missing.returncode == 2 and "a file in an existing directory" in missing.stderr and not journal.exists()
     journal.parent.mkdir()
     assert kdsweep("export", str(run), "--optuna", str(journal)).returncode == 0
     study = optuna.load_study(study_name="small", storage=JournalStorage(JournalFileBackend(str(journal))))

@@ -6,8 +6,10 @@ message with exit code 2 and nothing written."""
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,11 +84,19 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "kdsweep.orchestrator.cli", *args]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_the_driver_killed_alone_takes_its_workers_and_resume_repeats_nothing(sweep_file: Path, tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("sig", "target"),
+    [(signal.SIGKILL, "driver"), (signal.SIGTERM, "driver"), (signal.SIGHUP, "driver"), (signal.SIGINT, "driver"), (signal.SIGINT, "group")],
+    ids=["SIGKILL", "SIGTERM", "SIGHUP", "SIGINT", "Ctrl-C"],
+)
+def test_the_driver_stopped_by_a_signal_takes_its_workers_and_resume_repeats_nothing(
+    sweep_file: Path, tmp_path: Path, sig: signal.Signals, target: str
+) -> None:
+    """A signal to the driver alone (as from a scheduler, `timeout` or a closed SSH session;
+    the driver runs in a new session) or SIGINT to its process group (Ctrl-C at a terminal):
+    no worker outlives it; but for SIGKILL it exits 128 + signal with one line naming the
+    resume command; a resume at once repeats nothing."""
     run = tmp_path / "run"
-    # A new session: the signal reaches the driver alone, not a process group, as from a
-    # scheduler, `timeout` or a closed SSH session.
     driver = subprocess.Popen(
         cli("launch", str(sweep_file), "--out", str(run), "--no-live", "--set", "settings.sleep_s=0.15", "--set", "num_trials=16"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -96,13 +106,17 @@ def test_the_driver_killed_alone_takes_its_workers_and_resume_repeats_nothing(sw
         time.sleep(0.1)
     workers = descendants(driver.pid)
     assert workers, "the driver has no worker processes"
-    driver.send_signal(sig)
+    if target == "group":
+        os.killpg(driver.pid, sig)
+    else:
+        driver.send_signal(sig)
     _, stderr = driver.communicate(timeout=60)
-    assert driver.returncode in (128 + sig, -sig)
-    if sig != signal.SIGKILL:
-        assert driver.returncode == 128 + sig
-        assert f"interrupted ({sig.name}); every attempt stopped; continue with: kdsweep launch --resume {run}" in stderr
-        assert "Traceback" not in stderr
+    if sig == signal.SIGKILL:
+        assert driver.returncode == -sig
+    else:
+        assert driver.returncode == 128 + sig, stderr
+        message = f"interrupted ({sig.name}); every attempt stopped; continue with: kdsweep launch --resume {run}"
+        assert [line for line in stderr.splitlines() if line.strip()] == [message]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(alive(p) for p in workers):
         time.sleep(0.05)
@@ -211,8 +225,9 @@ def test_reading_commands_work_on_a_run_they_cannot_write(finished_run: Path, re
     assert "t0000" in kdsweep("report", str(ro)).stdout
     compact = kdsweep("compact", str(ro))
     assert compact.returncode == 2 and "Read-only file system" in compact.stderr and "Traceback" not in compact.stderr
-    debug = kdsweep("--debug", "compact", str(ro))
-    assert debug.returncode == 1 and "Traceback" in debug.stderr and "OSError" in debug.stderr
+    # --debug adds the traceback, before the command or after it, and keeps the exit code.
+    for debug in (kdsweep("--debug", "compact", str(ro)), kdsweep("compact", str(ro), "--debug")):
+        assert debug.returncode == 2 and "Traceback" in debug.stderr and "OSError" in debug.stderr and "Read-only file system" in debug.stderr
     assert {p: p.lstat().st_mtime_ns for p in finished_run.rglob("*")} == before
 
 
@@ -226,15 +241,91 @@ def test_a_name_outside_the_basic_multilingual_plane_makes_a_working_run(sweep_f
     assert "run😀" in kdsweep("status", str(run)).stdout
 
 
-def test_a_refused_second_driver_changes_nothing(finished_run: Path) -> None:
-    lock = RunDir(finished_run).acquire_driver_lock()
+def snapshot(root: Path) -> dict[Path, tuple[int, int, bytes | str]]:
+    """Every path under ``root`` (hidden ones too) with its mode, mtime and content (a link's
+    target): what a command that changes nothing leaves identical."""
+    found = {}
+    for p in [root, *root.rglob("*")]:
+        st = p.lstat()
+        content: bytes | str = os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else ""
+        found[p] = (st.st_mode, st.st_mtime_ns, content)
+    return found
+
+
+@pytest.mark.parametrize("refusal", ["driver running", "bad record"])
+def test_a_refused_resume_changes_nothing(finished_run: Path, refusal: str) -> None:
+    """Refused for a driver already running or for a bad trial record, ``launch --resume``
+    with ``--set`` leaves the run byte for byte as it was: sweep.toml, the lock file and its
+    holder, results/ (a junk fragment is not quarantined), trials/."""
+    (finished_run / "results" / "part-junk.parquet").write_bytes(b"PAR1 not really")
+    record = finished_run / "trials" / "t0001.json"
+    if refusal == "bad record":
+        record.write_text("{not json")
+        lock = None
+    else:
+        lock = RunDir(finished_run).acquire_driver_lock()
     try:
-        before = {p: (p.lstat().st_mtime_ns, p.read_bytes() if p.is_file() and not p.is_symlink() else b"") for p in finished_run.rglob("*")}
+        before = snapshot(finished_run)
         result = kdsweep("launch", "--resume", str(finished_run), "--set", "num_trials=7", "--no-live")
-        assert result.returncode == 2 and "not already being driven" in result.stderr
-        assert {p: (p.lstat().st_mtime_ns, p.read_bytes() if p.is_file() and not p.is_symlink() else b"") for p in finished_run.rglob("*")} == before
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert ("not already being driven" if lock else f"{record}: (content)") in result.stderr
+        assert snapshot(finished_run) == before
     finally:
-        lock.close()
+        if lock is not None:
+            lock.close()
+
+
+def test_every_bad_trial_record_is_one_message_naming_its_file_field_and_value(finished_run: Path) -> None:
+    """A record that is not UTF-8, not JSON, or well-formed JSON with a bad field: each
+    reading or driving command says which file, which field, the value and what is allowed,
+    with exit code 2 and one line per problem."""
+    record = finished_run / "trials" / "t0001.json"
+    good = json.loads(record.read_text())
+    # Each case: the file's content, then per expected line the parts it contains.
+    cases: list[tuple[bytes, list[str | tuple[str, ...]]]] = [
+        (json.dumps({**good, "params": {}, "attempt": "x"}).encode(), ["params = {}: values for exactly the sweep's parameters lr, momentum, width", "attempt = 'x': an integer from 0 to 2147483647"]),
+        (json.dumps({**good, "trial_id": "../x"}).encode(), ["trial_id = '../x': the file's own name ('t0001')"]),
+        (json.dumps({**good, "origin": "tpe", "params": {**good["params"], "lr": 5.0}}).encode(), [("params = {'lr': 5.0, ", "values inside the sweep's space for a proposed trial (lr outside)")]),
+        (json.dumps({**good, "until_epoch": 0, "stage": "final", "extra": 1}).encode(), ["extra = 1: unknown field", "until_epoch = 0: null or an integer from 1 to 1000000", "stage = 'final'"]),
+        (json.dumps({k: v for k, v in good.items() if k != "origin"}).encode(), ["origin = (missing): one of fixed, tpe, random, gp, ga"]),
+        (b"[1, 2]", ["(content) = [1, 2]: a JSON object"]),
+        (b"{\"trial_id\": \"t0001\xff\"}", ["(encoding) = 'byte 19 (0xff)': UTF-8 text"]),
+    ]
+    for content, expected in cases:
+        record.write_bytes(content)
+        for args in (["status", str(finished_run)], ["report", str(finished_run)], ["launch", "--resume", str(finished_run), "--no-live"]):
+            result = kdsweep(*args)
+            assert result.returncode == 2, (content, args, result.stderr)
+            lines = result.stderr.splitlines()
+            assert lines[0] == "error: invalid input" and len(lines) == 1 + len(expected), (content, result.stderr)
+            for line, wanted in zip(lines[1:], expected):
+                parts = (wanted,) if isinstance(wanted, str) else wanted
+                assert line.startswith(f"  {record}: ") and all(w in line for w in parts) and "move it out of the run" in line, (content, line)
+
+
+def test_an_output_path_or_run_folder_that_is_a_file_is_an_input_error(finished_run: Path, tmp_path: Path) -> None:
+    """One check for every output file a command writes, and for the run's own folders: a
+    path under a regular file, or results/ or trials/ replaced by a file, is exit code 2 with
+    a message naming the path and what to do, and nothing is written."""
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    for option, name in (("--tendencies", "t.csv"), ("--optuna", "j.log")):
+        result = kdsweep("export", str(finished_run), option, str(a_file / name))
+        assert result.returncode == 2 and f"{option} = '{a_file / name}': a file in an existing directory ({a_file} is a file)" in result.stderr, result.stderr
+    result = kdsweep("report", str(finished_run), "--html", str(a_file / "r.html"))
+    assert result.returncode == 2 and f"({a_file} is a file)" in result.stderr
+    for folder, commands in (("results", [["status"], ["report"], ["compact"], ["launch", "--no-live", "--resume"]]), ("trials", [["launch", "--no-live", "--resume"], ["status"]])):
+        run = tmp_path / f"no-{folder}"
+        shutil.copytree(finished_run, run, symlinks=True)
+        shutil.rmtree(run / folder)
+        (run / folder).write_text("not a directory")
+        before = snapshot(run)
+        for command in commands:
+            result = kdsweep(*command, str(run))
+            assert result.returncode == 2, (command, result.stderr)
+            assert f"{run / folder}: (layout) = 'not a directory': the directory of the run's" in result.stderr and "restore the directory" in result.stderr
+            assert "Traceback" not in result.stderr
+        assert snapshot(run) == before
 
 
 def bad_inputs(tmp_path: Path, sweep_file: Path, finished_run: Path) -> list[tuple[str, list[str], str]]:
@@ -244,12 +335,21 @@ def bad_inputs(tmp_path: Path, sweep_file: Path, finished_run: Path) -> list[tup
     a_file.write_text("x")
     record = finished_run / "trials" / "t0002.json"
     record.write_text("{not json")
+    new = str(tmp_path / "o4")
     return [
         ("latin1", ["launch", str(latin1), "--out", str(tmp_path / "o1")], f"{latin1}: (encoding)"),
         ("out-is-file", ["launch", str(sweep_file), "--out", str(a_file)], "is an existing file"),
         ("out-under-file", ["launch", str(sweep_file), "--out", str(a_file / "run")], f"{a_file} is a file"),
         ("corrupt-record", ["launch", "--resume", str(finished_run), "--no-live"], f"{record}: (content)"),
-        ("huge-budget", ["launch", str(sweep_file), "--out", str(tmp_path / "o2"), "--set", f"num_trials={10**12}"], "num_trials = 1000000000000: an integer from 1 to 10000000"),
+        ("huge-budget", ["launch", str(sweep_file), "--out", str(tmp_path / "o2"), "--set", f"num_trials={10**12}"], "--set: num_trials = 1000000000000: an integer from 1 to 10000000"),
+        ("huge-budget-option", ["launch", str(sweep_file), "--out", new, "--num-trials", str(10**12)], "--num-trials: num_trials = 1000000000000: an integer from 1 to 10000000"),
+        ("negative-sleep", ["launch", str(sweep_file), "--out", new, "--set", "settings.sleep_s=-1"], "--set: settings.sleep_s = -1.0: a number >= 0"),
+        ("infinite-sleep", ["launch", str(sweep_file), "--out", new, "--set", "settings.sleep_s=inf"], "--set: settings.sleep_s = inf: must be a finite number"),
+        ("nan-sleep", ["launch", str(sweep_file), "--out", new, "--set", "settings.sleep_s=nan"], "--set: settings.sleep_s = nan: must be a finite number"),
+        ("infinite-limit", ["launch", str(sweep_file), "--out", new, "--set", "settings.max_width=-inf"], "--set: settings.max_width = -inf: must be a finite number or none"),
+        ("huge-concurrency", ["launch", str(sweep_file), "--out", new, "--max-concurrent", "100000000"], "--max-concurrent: backend.max_concurrent = 100000000: an integer from 1 to 10000"),
+        ("huge-epochs", ["launch", str(sweep_file), "--out", new, "--set", "asha.max_epochs=100000000000"], "--set: asha.max_epochs = 100000000000: an integer from asha.min_epochs (1) to 1000000"),
+        ("huge-workers", ["simulate", "--out", new, "--workers", "20000"], "--workers: backend.max_concurrent = 20000: an integer from 1 to 10000"),
         ("bad-bytes", ["launch", str(sweep_file), "--out", str(tmp_path / "o3"), "--set", "name=a\udcffb"], "not UTF-8"),
     ]
 
@@ -308,6 +408,21 @@ def test_a_corrupt_fragment_is_quarantined_at_the_next_launch(finished_run: Path
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.count("part-junk.parquet") == 1 and "quarantine" in resumed.stderr
     assert (finished_run / "quarantine" / "part-junk.parquet").read_bytes() == b"PAR1 not really"
+    assert pq.read_table(finished_run / "results").num_rows > 0
+
+
+def test_compact_says_what_it_moved_to_quarantine(finished_run: Path) -> None:
+    """Each file moved once, with its reason (instead of the store's warning that it will
+    be moved); --debug is taken after the command too."""
+    junk = finished_run / "results" / "part-junk.parquet"
+    junk.write_bytes(b"PAR1 not really")
+    result = kdsweep("compact", str(finished_run), "--debug")
+    assert result.returncode == 0, result.stderr
+    moved = [line for line in result.stdout.splitlines() if line.startswith("moved ")]
+    assert moved == [line for line in moved if line.startswith(f"moved {junk} to {finished_run / 'quarantine' / 'part-junk.parquet'} (reason beside it in part-junk.parquet.reason): not a readable Parquet file")]
+    assert len(moved) == 1 and "part-junk" not in result.stderr
+    reason = (finished_run / "quarantine" / "part-junk.parquet.reason").read_text()
+    assert reason.strip() in moved[0]
     assert pq.read_table(finished_run / "results").num_rows > 0
 
 

@@ -1,6 +1,6 @@
 """The simulator and the driver's own logic on the simulated backend (virtual clock): the
 same trials as a real run, and the driver's rules — rejection cap, ``eval_every_epochs``, a
-crash between checkpoint and report, a timeout kill, the live snapshot."""
+crash between report and checkpoint, a timeout kill, the live snapshot."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from kdsweep.orchestrator.clock import VirtualClock
 from kdsweep.orchestrator.config import load_sweep_text
 from kdsweep.orchestrator.driver import Driver, RejectedSpaceError, Snapshot
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord
-from kdsweep.orchestrator.schema import TERMINAL_EVENTS
+from kdsweep.orchestrator.policies import order_of
+from kdsweep.orchestrator.schema import NOT_AT_RUNG, TERMINAL_EVENTS, Event, row_key
+from kdsweep.orchestrator.worker import TrialSpec, base_row, results_store
 from kdsweep.orchestrator.simulate import synthetic_epoch_seconds
 from tests.conftest import SMALL_SWEEP, kdsweep
 
@@ -95,20 +97,29 @@ def test_the_rejection_cap_stops_a_space_of_untrainable_proposals(tmp_path: Path
     assert len(rows) == 200 and {r["event"] for r in rows} == {"rejected"}
 
 
-def test_a_crash_between_checkpoint_and_report_is_reported_once(tmp_path: Path) -> None:
-    """The checkpoint of epoch 3 exists but its report row does not (the attempt died between
-    the two): the next attempt evaluates epoch 3 again and reports it, once."""
+def test_a_crash_between_report_and_checkpoint_is_reported_once(tmp_path: Path) -> None:
+    """Epochs 1-3 are reported but the last checkpoint is epoch 2's (rung 1): the attempt died
+    after reporting epoch 3, before checkpointing it. The next attempt trains epoch 3 again
+    from the checkpoint and appends nothing twice."""
 
     def plant(run: RunDir) -> None:
         params = {"lr": 0.1, "momentum": 0.9, "width": 64}
-        run.write_trial(TrialRecord("t0000", params, "fixed"))
+        record = TrialRecord("t0000", params, "fixed")
+        run.write_trial(record)
+        cfg = run.load_config()
+        spec = TrialSpec.of(run.path, record, order_of(cfg, record))
+        at = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        store = results_store(run.path)
+        for epoch in (1, 2, 3):
+            row = {**base_row(cfg, spec, Event.REPORT, epoch, NOT_AT_RUNG, at), "val_acc": 0.5}
+            store.append([row], key=row_key("t0000", Event.REPORT.value, epoch))
         # The synthetic trainer's whole state is the epoch it reached.
-        save_checkpoint(checkpoint_path(run.path, "t0000"), {"epoch": 3, "wall_s": 30.0, "trainer": {"epoch": 3}})
+        save_checkpoint(checkpoint_path(run.path, "t0000"), {"epoch": 2, "wall_s": 20.0, "trainer": {"epoch": 2}})
 
     driver, *_ = simulated(tmp_path, "num_trials=1", plant={"hook": plant})
     driver.run_sweep()
     reports = [r["epoch"] for r in store(driver) if r["event"] == "report"]
-    assert reports == list(range(3, 10))
+    assert sorted(reports) == list(range(1, 10))
     assert [r["event"] for r in store(driver) if r["event"] in TERMINAL_EVENTS] == ["completed"]
 
 

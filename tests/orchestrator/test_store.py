@@ -221,7 +221,9 @@ def test_compaction_concurrent_with_appenders_and_readers(tmp_path: Path) -> Non
         _check_no_duplicates(rows)
         assert {(r["trial_id"], r["epoch"]) for r in rows} == expected
         assert reader.skipped == []
-    assert len(fragments(tmp_path)) == 1 and fragments(tmp_path)[0].startswith("compact-")
+    # Only compacted files are left, a few (their sizes grow like a binary counter's digits).
+    left = fragments(tmp_path)
+    assert left and all(f.startswith("compact-") for f in left) and len(left) <= (90).bit_length()
 
 
 # ---------------------------------------------------------------- incremental reads
@@ -381,23 +383,68 @@ def test_compaction_keeps_rows_and_schema(tmp_path: Path) -> None:
     plain = ds.dataset(s.results_dir, format="parquet").to_table()
     assert plain.schema.equals(SCHEMA, check_metadata=False) and plain.num_rows == 12
 
-    # A second compaction merges the first one's file with the fragments appended since.
+    # A second compaction merges the fragments appended since; the first one's file holds
+    # more rows than they do, so it stays (rows are not rewritten at every compaction).
     s.append([row("c", 0, rung=0, val_acc=0.9)])
     Store(tmp_path, SCHEMA).append([row("d", 0, rung=0, val_acc=0.8)])
     assert early_reader.refresh() == 2
-    assert s.compact() == (3, 14)
+    assert s.compact() == (2, 2)
+    assert sorted(fragments(tmp_path))[0] == files[0]
+    # Once the newer rows outnumber it, the next compaction merges it too.
+    for e in range(10):
+        s.append([row("e", e, rung=0, val_acc=e / 10)])
+    assert s.compact() == (12, 24)
     files2 = fragments(tmp_path)
     assert len(files2) == 1 and files2[0] != files[0]
     sources2 = json.loads(pq.read_schema(s.results_dir / files2[0]).metadata[SOURCES_KEY])
-    assert sources2[files[0]] == 12 and sum(sources2.values()) == 14
+    assert sources2[files[0]] == 12 and sum(sources2.values()) == 24
     for reader in (s, early_reader, Store(tmp_path, SCHEMA)):
         rows = reader.rows()
-        assert len(rows) == 14
+        assert len(rows) == 24
         _check_no_duplicates(rows)
         assert reader.rung_values(0, "val_acc")["c"] == 0.9
+        assert [r["trial_id"] for r in rows] == [r["trial_id"] for r in s.rows()]
     # Nothing to merge: one file left.
     assert s.compact() == (0, 0)
     assert Store(tmp_path / "empty", SCHEMA).compact() == (0, 0)
+
+
+def test_compaction_rewrites_each_row_a_logarithmic_number_of_times(tmp_path: Path) -> None:
+    """256 compactions of 4 new rows each: every row is rewritten at most log2(256) + 1
+    times (all of them at every compaction would be 128 times on average), at most
+    log2 + 1 compacted files remain, and the rows keep their order."""
+    s = Store(tmp_path, SCHEMA)
+    rewritten = 0
+    for batch in range(256):
+        for e in range(4):
+            s.append([row(f"t{batch:03d}", e)])
+        merged = s.compact()
+        rewritten += merged[1]
+        files = fragments(tmp_path)
+        assert len(files) <= (batch + 1).bit_length()
+    assert rewritten <= 1024 * 9
+    rows = Store(tmp_path, SCHEMA).rows()
+    assert [(r["trial_id"], r["epoch"]) for r in rows] == [(f"t{b:03d}", e) for b in range(256) for e in range(4)]
+
+
+def test_a_reader_that_kept_up_takes_in_a_compaction_without_reading_it(tmp_path: Path) -> None:
+    """A reader holding every source of a compacted file adopts it from its footer: no
+    fragment read, the same rows in the same order, rung values and trial rows unchanged,
+    and a later row still wins over the compacted ones."""
+    writer = Store(tmp_path, SCHEMA)
+    for e in range(4):
+        for t in "ab":
+            writer.append([row(t, e, rung=e % 2, val_acc=e / 10 + (t == "b") / 100)])
+    reader = Store(tmp_path, SCHEMA)
+    rows, rung1, trial_a = reader.rows(), reader.rung_values(1, "val_acc"), reader.trial_rows("a")
+    read_before = reader.fragments_read
+    assert Store(tmp_path, SCHEMA).compact() == (8, 8)
+    assert reader.rows() == rows and reader.fragments_read == read_before
+    assert reader.rung_values(1, "val_acc") == rung1 and reader.trial_rows("a") == trial_a
+    writer.append([row("a", 5, rung=1, val_acc=0.01)])
+    assert reader.rung_values(1, "val_acc") == {**rung1, "a": 0.01}
+    assert [r["epoch"] for r in reader.trial_rows("a")] == [0, 1, 2, 3, 5]
+    assert reader.fragments_read == read_before + 1
 
 
 def test_reader_idle_across_two_compactions_sees_no_duplicates(tmp_path: Path) -> None:
@@ -447,13 +494,15 @@ def test_leftover_sources_of_a_crashed_compaction_are_not_read_twice(tmp_path: P
         rows = reader.rows()
         _check_no_duplicates(rows)
         assert len(rows) == 2
-    # The next compaction first finishes the crashed one (deletes the leftover), then merges.
+    # The next compaction first finishes the crashed one (deletes the leftover), then merges
+    # (two new rows: as many as the compacted file holds, so it is merged too).
     s.append([row("a", 2)])
-    assert s.compact() == (2, 3)
+    s.append([row("a", 3)])
+    assert s.compact() == (3, 4)
     assert not first.exists()
     (compacted,) = fragments(tmp_path)
-    assert sum(json.loads(pq.read_schema(s.results_dir / compacted).metadata[SOURCES_KEY]).values()) == 3
-    assert len(Store(tmp_path, SCHEMA).rows()) == 3
+    assert sum(json.loads(pq.read_schema(s.results_dir / compacted).metadata[SOURCES_KEY]).values()) == 4
+    assert len(Store(tmp_path, SCHEMA).rows()) == 4
 
 
 def test_fragment_vanishing_before_read_relists(
@@ -593,11 +642,13 @@ def test_a_claim_whose_writer_died_before_publishing_is_published_by_the_next_wr
     assert not (s.results_dir / f".{name}").exists()
 
 
-@pytest.mark.parametrize("counts", ["zero", "wrong", "legacy-list"])
+@pytest.mark.parametrize("counts", ["zero", "wrong", "negative", "legacy-list"])
 def test_a_planted_compacted_file_hides_nothing_and_deletes_nothing(tmp_path: Path, counts: str) -> None:
     s = Store(tmp_path, SCHEMA)
     real = [s.append([row("a", e)]).name for e in range(3)]
-    sources: Any = {"zero": {n: 0 for n in real}, "wrong": {n: 2 for n in real}, "legacy-list": real}[counts]
+    # "negative": the real fragments' true counts, balanced by a ghost's negative one.
+    negative = {**{n: 1 for n in real}, "part-00000000000000000000-ghost.parquet": -3}
+    sources: Any = {"zero": {n: 0 for n in real}, "wrong": {n: 2 for n in real}, "negative": negative, "legacy-list": real}[counts]
     planted = s.results_dir / "compact-00000000000000000000-planted.parquet"
     rows = [row("z", 0)] * 6 if counts == "wrong" else []  # "wrong": the sum matches its rows
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
