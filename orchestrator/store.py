@@ -520,9 +520,11 @@ class Store:
         order = sorted(sources)
         offsets: dict[str, int] = {}
         tables: list[pa.Table] = []
+        at = 0
         for source in order:
-            offsets[source] = sum(t.num_rows for t in tables)
+            offsets[source] = at
             tables.append(self._fragments.pop(source))
+            at += tables[-1].num_rows
         self._fragments[name] = pa.concat_tables(tables)
         self._superseded.update(order)
         if self._index_stale:
