@@ -138,6 +138,8 @@ def launch(
     options = [("--backend", "backend.kind", backend), ("--max-concurrent", "backend.max_concurrent", max_concurrent), ("--num-trials", "num_trials", num_trials)]
     overrides, typed = _overrides(set_, options)
     try:
+        if top < 1:
+            raise ConfigError([ConfigIssue("command line", "--top", top, "an integer >= 1")])
         if resume is not None:
             if sweep is not None:
                 raise ConfigError([ConfigIssue("command line", "SWEEP", sweep, "omit the sweep file with --resume: the run directory holds its frozen copy")])
@@ -320,6 +322,8 @@ def report(
         raise typer.Exit(2)
     run = _run_dir(run_dir)
     try:
+        if top < 1:
+            raise ConfigError([ConfigIssue("command line", "--top", top, "an integer >= 1")])
         # Checked before the store is read: a mistyped path fails at once, not after a large run's summary.
         _check_outputs([("--html", html_path, ".html", False), ("--plot", plot_path, ".png", False)])
         summary = summarize(str(run.path))

@@ -37,7 +37,6 @@ from kdsweep.orchestrator.report import (
     RunSummary,
     _fmt,
     _mean_std,
-    final_comparisons,
     leaderboard_records,
     status_counts,
     summarize,
@@ -234,7 +233,7 @@ def _significance(summary: RunSummary, top: int) -> str:
     search (:mod:`kdsweep.orchestrator.significance`)."""
     from kdsweep.orchestrator import significance
 
-    sig = significance.analyse(summary, top)
+    sig = summary.analyses.significance_top(top)
     header = ["trial", "vs", "rank", "origin", "epoch", "n", f"{ACCURACY} trial", f"{ACCURACY} other", "only trial right", "only other right", "p", "verdict"]
 
     def row(p: significance.Paired) -> list[Any]:
@@ -355,9 +354,9 @@ def _pareto(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
 def _tendencies(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
     """The tendencies table and, per parameter, the metric at the tendencies' rung against
     the parameter's value (fixed points as black stars)."""
-    from kdsweep.orchestrator import tendencies as tend  # Optuna and scikit-learn: see report.render_table
+    from kdsweep.orchestrator import tendencies as tend  # it imports report, as this module does
 
-    t = tend.tendencies(summary)
+    t = summary.analyses.tendencies
     if t is None:
         counts = ", ".join(str(len(v)) for v in summary.rung_values)
         return _section("Parameter tendencies", _note(f"no rung has {tend.MIN_TRIALS} trials inside the space yet (trials per rung: {counts})"))
@@ -422,7 +421,7 @@ def _final(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
             "layout": {"yaxis": {"title": {"text": f"{target} per repeat"}}, "xaxis": {"type": "category"}, "showlegend": False, "margin": {"t": 20}},
         }  # fmt: skip
         strip = _figure(figures, "final", fig, small=True)
-    comparisons = final_comparisons(summary)
+    comparisons = summary.analyses.comparisons
     if comparisons:
         comp_rows = [
             [f"{c.config} (leader)" if c.leader else c.config, c.fixed, f"{c.n_config} vs {c.n_fixed}", f"{c.mean_config:.4f}", f"{c.mean_fixed:.4f}", f"{c.difference:+.4f}",

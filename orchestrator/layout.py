@@ -12,6 +12,7 @@
       final/<id>.json     records of ``kdsweep retrain``'s runs (ids <source trial>.r<repeat>)
       checkpoints/        <trial_id>.pt at rungs a trial goes on from, and at an attempt's end
       cache/              shared by trials of the sweep (teachers, the objective reference)
+        analyses.json     the report's statistics, under the digest of what they read (analyses.py)
       quarantine/         files moved out of results/ because no reader can use them
       slurm/              submitit's job folders and logs; jobs/<job id>.json per sbatch
       report.html         the self-contained HTML report (``launch --html``, the demo)
@@ -37,6 +38,8 @@ TRIALS = "trials"
 FINAL = "final"
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"
+#: Under ``cache/``.
+ANALYSES = "analyses.json"
 QUARANTINE = "quarantine"
 SLURM = "slurm"
 REPORT_HTML = "report.html"

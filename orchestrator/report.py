@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import importlib
 import io
 import json
@@ -16,7 +17,7 @@ import math
 import statistics
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -28,6 +29,9 @@ from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_or
 from kdsweep.orchestrator.schema import ACCURACY, PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.store import Store
 from kdsweep.trainers.base import trainer_names, trainer_spec
+
+if TYPE_CHECKING:
+    from kdsweep.orchestrator.analyses import Analyses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +135,14 @@ class RunSummary:
     @property
     def metric(self) -> str:
         return self.cfg.asha.metric
+
+    @functools.cached_property
+    def analyses(self) -> Analyses:
+        """The run's statistics (``analyses.py``): computed once per summary, and read from
+        the run's cache instead when its results are those they were computed from."""
+        from kdsweep.orchestrator import analyses  # it imports this module
+
+        return analyses.of(self)
 
 
 def summarize(run_dir: str) -> RunSummary:
@@ -364,8 +376,9 @@ def final_comparisons(summary: RunSummary) -> list[Comparison]:
 
 
 def render_comparisons(summary: RunSummary, console: Console) -> None:
-    """The final comparison table (:func:`final_comparisons`); nothing when it is empty."""
-    rows = final_comparisons(summary)
+    """The final comparison table (:func:`final_comparisons`, from ``summary.analyses``);
+    nothing when it is empty."""
+    rows = summary.analyses.comparisons
     if not rows:
         return
     metric = rows[0].metric
@@ -458,10 +471,10 @@ def _fmt(value: Any) -> str:
 def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     cfg = summary.cfg
     title = f"{cfg.name}: top {min(top, len(summary.trials))} of {len(summary.trials)} trials by {summary.metric} ({cfg.asha.mode})"
-    # Imported here: scipy, which `kdsweep status` never needs.
+    # Imported here: significance imports this module.
     from kdsweep.orchestrator import significance
 
-    sig = significance.analyse(summary, top)
+    sig = summary.analyses.significance_top(top)
     interval_col = f"{ACCURACY} 95 % ({significance.INTERVAL_METHOD})"
     board = Table(title=title, title_justify="left")
     # Identity and outcome columns never shrink; parameters fold when the terminal is narrow.
@@ -489,9 +502,7 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     for r in summary.rungs:
         rungs.add_row(str(r.rung), str(r.epoch), str(r.reached), str(r.continued), str(r.stopped), str(r.paused), _fmt(r.best))
     console.print(rungs)
-    # Imported here: pareto and tendencies import this module. Tendencies also load Optuna's
-    # importance module (scikit-learn, about 1.5 s), which `kdsweep status` and the trainers'
-    # report sections never need.
+    # Imported here: pareto and tendencies import this module.
     from kdsweep.orchestrator import pareto, tendencies
 
     pareto.render(summary, console)
@@ -520,7 +531,7 @@ def leaderboard_records(summary: RunSummary, top: int | None = None) -> list[dic
     ``vs_leader_epoch`` compared at; null for the leader), and the parameters."""
     from kdsweep.orchestrator import significance  # see render_table
 
-    sig = significance.analyse(summary, len(summary.trials) if top is None else top)
+    sig = summary.analyses.significance_top(top)
     versus = {p.other: p for p in sig.ranks}
     out = []
     for i, t in enumerate(summary.trials[:top], start=1):
@@ -549,11 +560,11 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
         "teacher_val_acc": summary.teacher_val_acc,
         "rejected": [{"trial_id": t, "reason": r} for t, r in summary.rejected],
         "final": [dataclasses.asdict(f) for f in summary.final],
-        "final_comparisons": [dataclasses.asdict(c) for c in final_comparisons(summary)],
+        "final_comparisons": [dataclasses.asdict(c) for c in summary.analyses.comparisons],
     }
     from kdsweep.orchestrator import significance  # see render_table
 
-    doc["significance"] = significance.to_dict(significance.analyse(summary, len(summary.trials) if top is None else top))
+    doc["significance"] = significance.to_dict(summary.analyses.significance_top(top))
     from kdsweep.orchestrator import pareto, tendencies  # see render_table
 
     doc["pareto_front"] = pareto.to_dict(summary)

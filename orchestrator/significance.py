@@ -33,8 +33,8 @@ the budget.
   ``val_acc``, the quantity the examples count). Each comparison is at 95 % on its own, with
   no correction for the several made.
 
-Like every reading module it imports no torch; scipy is imported by whoever imports this
-module (the report commands, lazily), never by ``kdsweep status``.
+Like every reading module it imports no torch; scipy only when a test is computed, so a
+report whose statistics are cached (``analyses.py``) and ``kdsweep status`` never load it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from rich.console import Console
-from scipy import stats
 
 from kdsweep.orchestrator.report import CONFIDENCE, FIXED, NOT_DISTINGUISHABLE, RunSummary, TrialSummary, last_reports
 from kdsweep.orchestrator.schema import ACCURACY, Event, unpack_correct
@@ -125,6 +124,8 @@ class Significance:
 def wilson_interval(k: int, n: int) -> tuple[float, float]:
     """The 95 % Wilson score interval of k successes in n trials (scipy). Raises ValueError
     unless 0 <= k <= n and n >= 1."""
+    from scipy import stats  # here: rendering cached analyses (analyses.py) needs no scipy
+
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE, method=INTERVAL_METHOD)
     return float(ci.low), float(ci.high)
 
@@ -144,6 +145,8 @@ def mcnemar(first: Correct, second: Correct) -> tuple[int, int, float]:
         raise ValueError(f"paired test needs one split: {first.shape[0]} vs {second.shape[0]} examples")
     b = int(np.count_nonzero(first & ~second))
     c = int(np.count_nonzero(~first & second))
+    from scipy import stats  # see wilson_interval
+
     p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
     return b, c, p
 

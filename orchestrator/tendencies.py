@@ -36,12 +36,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from optuna.distributions import FloatDistribution
-from optuna.importance import FanovaImportanceEvaluator, get_param_importances
-from optuna.trial import TrialState, create_trial
-from scipy import stats
-
-from kdsweep.orchestrator.export import distributions, new_study, split_params
 from kdsweep.orchestrator.report import RunSummary, _fmt
 
 #: Fewest trials a rung needs to be the common budget: fewer leave the forest and the rank
@@ -108,6 +102,10 @@ def tendencies(summary: RunSummary, min_trials: int = MIN_TRIALS) -> Tendencies 
     """The tendencies at :func:`common_rung` (see the module docstring); None when no rung has
     ``min_trials`` trials inside the space. Deterministic: the forest is seeded with the
     sweep's seed."""
+    # Imported here, as in _importances and _tendency: Optuna, scikit-learn and scipy take a
+    # second to import, which a report of cached tendencies (analyses.py) never pays.
+    from kdsweep.orchestrator.export import split_params
+
     k = common_rung(summary, min_trials)
     if k is None:
         return None
@@ -146,6 +144,12 @@ def _importances(summary: RunSummary, params: dict[str, dict[str, Any]], values:
     in as their base-10 logarithm: the marginals are then taken over the measure the space
     samples from, as in the fANOVA paper's log-transformed spaces.
     """
+    from optuna.distributions import FloatDistribution
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    from optuna.trial import TrialState, create_trial
+
+    from kdsweep.orchestrator.export import distributions, new_study
+
     logs = {spec.name for spec in summary.cfg.space if spec.kind == "loguniform"}
     dists = {
         name: FloatDistribution(math.log10(d.low), math.log10(d.high)) if name in logs and isinstance(d, FloatDistribution) else d
@@ -172,6 +176,8 @@ def _tendency(
         return ParamTendency(name, importance, None, None, "unordered options", False, sorted(counts, key=lambda x: (-counts[x], str(x))))
     if len(set(xs)) < 2:
         return ParamTendency(name, importance, None, None, "constant at this rung", True, [min(best), max(best)])
+    from scipy import stats
+
     rho, p = stats.spearmanr(xs, [values[tid] for tid in ranked])
     rho, p = float(rho), float(p)
     if p < ALPHA:
@@ -182,9 +188,10 @@ def _tendency(
 
 
 
-def render(summary: RunSummary, console: Console, min_trials: int = MIN_TRIALS) -> None:
-    """The tendencies as a table, with the rung they are measured at and the fixed points."""
-    t = tendencies(summary, min_trials)
+def render(summary: RunSummary, console: Console) -> None:
+    """The tendencies (``summary.analyses``) as a table, with the rung they are measured at
+    and the fixed points."""
+    t, min_trials = summary.analyses.tendencies, MIN_TRIALS
     if t is None:
         counts = ", ".join(str(len(v)) for v in summary.rung_values)
         console.print(f"parameter tendencies: no rung has {min_trials} trials inside the space yet (trials per rung: {counts})", highlight=False)
@@ -209,19 +216,19 @@ def render(summary: RunSummary, console: Console, min_trials: int = MIN_TRIALS) 
             console.print(f"  fixed point {f.trial_id}: inside the space, counted; {where}", highlight=False)
 
 
-def to_dict(summary: RunSummary, min_trials: int = MIN_TRIALS) -> dict[str, Any]:
-    """The tendencies for JSON: ``rung`` etc. and ``params``/``fixed`` as records, or
-    ``rung`` None with the trials per rung when no rung has ``min_trials``."""
-    t = tendencies(summary, min_trials)
+def to_dict(summary: RunSummary) -> dict[str, Any]:
+    """The tendencies (``summary.analyses``) for JSON: ``rung`` etc. and ``params``/``fixed``
+    as records, or ``rung`` None with the trials per rung when no rung has ``MIN_TRIALS``."""
+    t = summary.analyses.tendencies
     if t is None:
-        return {"rung": None, "min_trials": min_trials, "trials_per_rung": [len(v) for v in summary.rung_values]}
-    return {"min_trials": min_trials, **dataclasses.asdict(t)}
+        return {"rung": None, "min_trials": MIN_TRIALS, "trials_per_rung": [len(v) for v in summary.rung_values]}
+    return {"min_trials": MIN_TRIALS, **dataclasses.asdict(t)}
 
 
-def to_csv(summary: RunSummary, min_trials: int = MIN_TRIALS) -> str:
-    """One row per parameter (most important first) with the rung it was measured at; only
-    the header when no rung has ``min_trials``."""
-    t = tendencies(summary, min_trials)
+def to_csv(summary: RunSummary) -> str:
+    """One row per parameter (most important first) of ``summary.analyses``' tendencies,
+    with the rung it was measured at; only the header when no rung has ``MIN_TRIALS``."""
+    t = summary.analyses.tendencies
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["parameter", "importance", "rho", "p_value", "direction", "best_quarter_low", "best_quarter_high", "best_quarter_options", "rung", "epoch", "trials", "metric"])

@@ -350,6 +350,8 @@ def bad_inputs(tmp_path: Path, sweep_file: Path, finished_run: Path) -> list[tup
         ("huge-concurrency", ["launch", str(sweep_file), "--out", new, "--max-concurrent", "100000000"], "--max-concurrent: backend.max_concurrent = 100000000: an integer from 1 to 10000"),
         ("huge-epochs", ["launch", str(sweep_file), "--out", new, "--set", "asha.max_epochs=100000000000"], "--set: asha.max_epochs = 100000000000: an integer from asha.min_epochs (1) to 1000000"),
         ("huge-workers", ["simulate", "--out", new, "--workers", "20000"], "--workers: backend.max_concurrent = 20000: an integer from 1 to 10000"),
+        ("zero-top", ["report", str(finished_run), "--top", "0"], "--top = 0: an integer >= 1"),
+        ("negative-top", ["launch", str(sweep_file), "--out", new, "--top", "-1"], "--top = -1: an integer >= 1"),
         ("bad-bytes", ["launch", str(sweep_file), "--out", str(tmp_path / "o3"), "--set", "name=a\udcffb"], "not UTF-8"),
     ]
 
