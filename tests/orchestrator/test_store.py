@@ -695,3 +695,16 @@ def test_compact_finishes_the_appends_of_writers_that_died_and_leaves_live_ones_
     assert not claimed.exists() and not lost.exists()
     assert writing.exists() and about_to_claim.exists()
     assert len(ds.dataset(s.results_dir).to_table()) == 3  # plain readers agree
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/St_Johns"])
+def test_rows_convert_zoned_time_stamps_as_pyarrow_does_without_pandas(zone: str) -> None:
+    """``Store.rows`` converts rows itself (``_pylist``): pyarrow's own conversion of a zoned
+    time stamp imports pandas, most of what a light command costs. Same values, same zones."""
+    from kdsweep.orchestrator.store import _pylist
+
+    when = [dt.datetime(2026, 3, 29, 0, 30, tzinfo=dt.timezone.utc), None, dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)]
+    table = pa.table({"at": pa.array(when, type=pa.timestamp("us", tz=zone)), "naive": pa.array([dt.datetime(2026, 1, 1)] * 3), "n": [1, 2, 3]})
+    expected = table.to_pylist()
+    got = _pylist(table.slice(1))
+    assert got == expected[1:] and [repr(r["at"]) for r in got] == [repr(r["at"]) for r in expected[1:]]
