@@ -37,7 +37,7 @@ from kdsweep.orchestrator.significance import Significance, analyse
 from kdsweep.orchestrator.tendencies import Tendencies, tendencies
 
 #: Modules whose code decides the numbers (a change to any of them changes the digest).
-_CODE = ("analyses", "report", "significance", "tendencies", "export", "schema", "asha", "ranking")
+_CODE = ("analyses", "report", "significance", "tendencies", "export", "schema", "asha", "ranking", "space", "config")
 #: Libraries whose versions decide the numbers.
 _LIBRARIES = ("numpy", "scipy", "optuna", "scikit-learn")
 
@@ -74,8 +74,8 @@ def of(summary: RunSummary) -> Analyses:
     fresh = compute(summary)
     try:
         write_atomic(path, json.dumps({"digest": key, "analyses": dataclasses.asdict(fresh)}).encode())
-    except OSError:
-        pass  # a read-only copy of a run, a full disk: the cache only saves time
+    except (OSError, TypeError, ValueError):
+        pass  # a read-only copy of a run, a full disk, a parameter JSON cannot hold: the cache only saves time
     return fresh
 
 
@@ -85,11 +85,11 @@ def compute(summary: RunSummary) -> Analyses:
 
 
 def digest(summary: RunSummary) -> str:
-    """sha256 over what the analyses read (the sweep, the ranked trials, every search row, the
-    rung values and the final results) and over what computes them (:data:`_CODE`,
-    :data:`_LIBRARIES`)."""
+    """sha256 over what the analyses read (the sweep and its resolved space, which a trainer
+    may generate, the ranked trials, every search row, the rung values and the final results)
+    and over what computes them (:data:`_CODE`, :data:`_LIBRARIES`)."""
     h = hashlib.sha256(_code_identity().encode())
-    for part in (summary.cfg.document, summary.trials, summary.rows, summary.rung_values, summary.rungs, summary.final):
+    for part in (summary.cfg.document, summary.cfg.space, summary.trials, summary.rows, summary.rung_values, summary.rungs, summary.final):
         h.update(json.dumps(part, default=_plain).encode())
     return h.hexdigest()
 
@@ -109,7 +109,8 @@ def _code_identity() -> str:
         spec = importlib.util.find_spec(f"kdsweep.orchestrator.{name}")
         if spec is None or spec.origin is None:
             raise RuntimeError(f"kdsweep.orchestrator.{name} has no source file")
-        h.update(Path(spec.origin).read_bytes())
+        source = Path(spec.origin).read_bytes()
+        h.update(f"{name}\0{len(source)}\0".encode() + source)
     for lib in _LIBRARIES:
         h.update(f"{lib}={importlib.metadata.version(lib)}".encode())
     return h.hexdigest()
@@ -136,7 +137,7 @@ def _decode(kind: Any, value: Any) -> Any:
     """``value`` as JSON gave it, rebuilt as ``kind``: dataclasses field by field, lists,
     dicts and optionals element by element, anything else (numbers, strings, ``Any``) as is.
     JSON keeps every float exactly (NaN included, as Python writes it)."""
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         return kind(**{name: _decode(hint, value[name]) for name, hint in _fields(kind)})
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin is list:

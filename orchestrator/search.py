@@ -188,13 +188,14 @@ class HyperoptAlgorithm:
         self.trials = Trials()
         # Each trial's document inside self.trials, by handle, edited in place by record.
         self._docs: list[dict[str, Any]] = []
+        # How many of them hold a finite loss: kept by record, so a proposal is not a scan.
+        self._n_ok = 0
 
     def propose(self, seed: int) -> dict[str, Any]:
         # The id ``add`` will give the trial (hyperopt numbers its trials 0, 1, ...); it only
         # labels the document, the proposal does not depend on it.
         tid = len(self._docs)
-        n_ok = sum(1 for doc in self._docs if doc["result"]["status"] == STATUS_OK)
-        if self._n_startup_trials is None or n_ok < self._n_startup_trials:
+        if self._n_startup_trials is None or self._n_ok < self._n_startup_trials:
             docs = rand.suggest([tid], self._domain, self.trials, seed)
         else:
             docs = tpe.suggest(
@@ -224,6 +225,7 @@ class HyperoptAlgorithm:
     def record(self, handle: int, loss: float | None) -> None:
         # In place: the same dict sits in trials.trials, which the algorithms read.
         doc = self._docs[handle]
+        self._n_ok += (loss is not None) - (doc["result"]["status"] == STATUS_OK)
         doc["result"] = {"status": STATUS_FAIL} if loss is None else {"status": STATUS_OK, "loss": loss}
         doc["state"] = JOB_STATE_DONE
 

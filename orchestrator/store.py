@@ -41,6 +41,7 @@ A :class:`Store` instance is not thread-safe; use one per thread (they share not
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import functools
 import json
@@ -51,7 +52,6 @@ import socket
 import time
 import uuid
 import warnings
-import zoneinfo
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -841,8 +841,7 @@ def _pylist(table: pa.Table) -> list[dict[str, Any]]:
 
     pyarrow converts a time-zone-aware timestamp through pandas, whose first import (0.2 to
     0.4 s) would be most of what ``kdsweep status`` costs. Such a column is converted without
-    its zone (Arrow holds UTC instants) and each value given the zone back, as pyarrow does
-    (a ``zoneinfo.ZoneInfo``).
+    its zone (Arrow holds UTC instants) and each value given the zone back, as pyarrow does.
     """
     zoned = [(i, field) for i, field in enumerate(table.schema) if pa.types.is_timestamp(field.type) and field.type.tz is not None]
     plain = table
@@ -850,15 +849,12 @@ def _pylist(table: pa.Table) -> list[dict[str, Any]]:
         plain = plain.set_column(i, field.name, table.column(i).cast(pa.timestamp(field.type.unit)))
     rows = plain.to_pylist()
     for _, field in zoned:
-        zone = zoneinfo.ZoneInfo(field.type.tz)  # cached by zoneinfo
+        zone = pa.lib.string_to_tzinfo(field.type.tz)  # what pyarrow gives: ZoneInfo, or a fixed offset
         for row in rows:
             value = row[field.name]
             if value is not None:
-                row[field.name] = value.replace(tzinfo=_UTC).astimezone(zone)
+                row[field.name] = value.replace(tzinfo=dt.timezone.utc).astimezone(zone)
     return rows
-
-
-_UTC = zoneinfo.ZoneInfo("UTC")
 
 
 @functools.cache

@@ -92,13 +92,16 @@ def test_changed_results_are_analysed_afresh(built: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(analyses, "compute", lambda s: calls.append(s) or compute(s))
     analyses.of(summarize(str(built)))
     assert calls == []
-    # One row less (or more), another trial status, another final stage: another digest.
+    # One row less, another trial status, a space resolved otherwise (a trainer generates
+    # its space, and the document alone does not fix it): another digest.
     fewer = dataclasses.replace(summary, rows=summary.rows[:-1])
     paused = dataclasses.replace(summary, trials=[dataclasses.replace(summary.trials[0], status="paused"), *summary.trials[1:]])
-    for changed in (fewer, paused):
+    lr, *others = summary.cfg.space
+    narrower = dataclasses.replace(summary, cfg=dataclasses.replace(summary.cfg, space=(dataclasses.replace(lr, high=0.5), *others)))
+    for changed in (fewer, paused, narrower):
         assert analyses.digest(changed) != analyses.digest(summary)
         analyses.of(changed)
-    assert calls == [fewer, paused]
+    assert calls == [fewer, paused, narrower]
 
 
 @pytest.mark.parametrize("bad", ["not json", '{"digest": 1}', "shape"])

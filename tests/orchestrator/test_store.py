@@ -697,7 +697,7 @@ def test_compact_finishes_the_appends_of_writers_that_died_and_leaves_live_ones_
     assert len(ds.dataset(s.results_dir).to_table()) == 3  # plain readers agree
 
 
-@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/St_Johns"])
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/St_Johns", "+09:00"])
 def test_rows_convert_zoned_time_stamps_as_pyarrow_does_without_pandas(zone: str) -> None:
     """``Store.rows`` converts rows itself (``_pylist``): pyarrow's own conversion of a zoned
     time stamp imports pandas, most of what a light command costs. Same values, same zones."""
