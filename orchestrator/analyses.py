@@ -4,8 +4,8 @@ The leaderboard's intervals and paired tests (:mod:`significance`, scipy.stats),
 parameter tendencies (:mod:`tendencies`, Optuna's fANOVA over scikit-learn) and the
 final-stage comparisons (Welch's t-test, scipy.stats) cost about a second of imports before
 the first number, three times what reading a run costs. They are pure functions of the
-run's summary, so whoever computes them — the report at the end of ``kdsweep launch``,
-``retrain`` and ``simulate``, or a first ``kdsweep report`` — keeps them in
+run's summary, so whoever computes them — the report at the end of ``kdsweep launch`` and
+``retrain``, the HTML page, or a first ``kdsweep report`` — keeps them in
 ``RUN_DIR/cache/analyses.json`` under the :func:`digest` of everything they read, and a
 report of unchanged results reads them back without importing scipy, Optuna or
 scikit-learn. A run that changed (it is running, was resumed or retrained), other code or
