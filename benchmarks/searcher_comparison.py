@@ -4,7 +4,10 @@ What is compared
     ``search_spaces/student_topology_vgg_seed.toml`` (VGG-form students, the VGG16 with halved
     filters as the fixed first trial, every student trained the same number of epochs: no
     early stopping, as the seed ran) once per searcher and seed, all with the same budget of
-    proposals. Per searcher: the mean ± std over seeds of the best J a sweep found. Per fixed
+    proposals. Per searcher: the mean ± std over seeds of the best J a sweep found; ``gp``
+    against ``ga`` paired by seed (same seed, same random start): the mean difference, a
+    paired t-test and the Wilcoxon signed-rank test (seed 002's Table 3 averages 9 seeds:
+    ``--seeds 9``). Per fixed
     point: the mean ± std of its J over every sweep (it is trained again in each, from that
     sweep's seed). The model-based searchers start alike: ``gp`` and ``tpe`` propose the first
     half of the budget at random (the seed's 150 random + 150 guided), ``ga``'s first
@@ -167,6 +170,40 @@ def mean_std(values: Sequence[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {std:.3f}"
 
 
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    """n, mean and sample standard deviation of one searcher's best J over the seeds."""
+    return {
+        "n": len(values), "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": list(values),
+    }  # fmt: skip
+
+
+def paired_test(results: Sequence[SweepResult], a: str, b: str) -> dict[str, Any] | None:
+    """``a`` against ``b`` over the seeds both ran (a sweep of each per seed: a pair), on
+    the best J: the mean paired difference a − b, a paired t-test and the Wilcoxon
+    signed-rank test (two-sided; scipy's defaults: exact for small n, zero differences
+    dropped). None when fewer than two seeds pair up; a test scipy cannot compute (all
+    differences zero) gives NaN."""
+    from scipy import stats
+
+    by_seed = {(r.searcher, r.seed): r.best_j for r in results}
+    seeds = sorted(seed for (searcher, seed) in by_seed if searcher == a and (b, seed) in by_seed)
+    if len(seeds) < 2:
+        return None
+    diffs = [by_seed[(a, s)] - by_seed[(b, s)] for s in seeds]
+    t = stats.ttest_rel([by_seed[(a, s)] for s in seeds], [by_seed[(b, s)] for s in seeds])
+    try:
+        w = stats.wilcoxon(diffs)
+        w_stat, w_p = float(w.statistic), float(w.pvalue)
+    except ValueError:  # every difference is zero
+        w_stat = w_p = math.nan
+    return {
+        "a": a, "b": b, "n": len(seeds), "seeds": seeds, "mean_diff": statistics.fmean(diffs),
+        "diffs": diffs, "t_statistic": float(t.statistic), "t_pvalue": float(t.pvalue),
+        "wilcoxon_statistic": w_stat, "wilcoxon_pvalue": w_p,
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="sweeps per searcher (seeds 0..N-1)")
@@ -201,15 +238,29 @@ def main() -> None:
             print(f"{searcher:6s} seed {seed}: best J {result.best_j:.3f} ({result.best_trial} {result.best_filters}); fixed point J {fixed}; {wall:.0f} s", flush=True)
 
     print(f"\nbest J per searcher (mean ± std over {args.seeds} seeds; t_max {reference[0] if reference else float('nan'):.4g} s, a_max {reference[1] if reference else float('nan'):.4f}):")
+    per_searcher: dict[str, dict[str, Any]] = {}
     for searcher in args.searchers:
         values = [r.best_j for r in results if r.searcher == searcher]
+        walls = [r.wall_s for r in results if r.searcher == searcher]
+        per_searcher[searcher] = summary(values) | {"wall_s": sum(walls)}
         seed_note = f"   (seed 002 on CIFAR-10: {SEED_BEST_J[searcher]})" if searcher in SEED_BEST_J else ""
-        print(f"  {searcher:6s} {mean_std(values)}  [{', '.join(f'{v:.3f}' for v in values)}]{seed_note}")
+        print(f"  {searcher:6s} {mean_std(values)}  n {len(values)}  [{', '.join(f'{v:.3f}' for v in values)}]  {sum(walls):.0f} s{seed_note}")
+    paired = paired_test(results, "gp", "ga") if {"gp", "ga"} <= set(args.searchers) else None
+    if paired is not None:
+        print(
+            f"gp vs ga, paired by seed (n {paired['n']}): mean difference of best J {paired['mean_diff']:+.4f}; "
+            f"paired t-test t = {paired['t_statistic']:.3f}, p = {paired['t_pvalue']:.3g}; "
+            f"Wilcoxon signed-rank W = {paired['wilcoxon_statistic']:.1f}, p = {paired['wilcoxon_pvalue']:.3g}"
+        )
     print("fixed points (J over every sweep):")
     for point in dict.fromkeys(p for r in results for p in r.fixed_j):
         values = [r.fixed_j[point] for r in results if point in r.fixed_j]
         print(f"  {point}: {mean_std(values)} over {len(values)} sweeps   (seed 002's halved VGG16: {SEED_HALVED_VGG16_J})")
-    report: dict[str, Any] = {"scale": dataclasses.asdict(scale), "results": [dataclasses.asdict(r) for r in results]}
+    print(f"wall time: {sum(r.wall_s for r in results):.0f} s over {len(results)} sweeps")
+    report: dict[str, Any] = {
+        "scale": dataclasses.asdict(scale), "results": [dataclasses.asdict(r) for r in results],
+        "best_j": per_searcher, "gp_vs_ga": paired,
+    }  # fmt: skip
     (root / "comparison.json").write_text(json.dumps(report, indent=2))
 
 

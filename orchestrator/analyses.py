@@ -33,11 +33,12 @@ from typing import Any
 from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.atomic import write_atomic
 from kdsweep.orchestrator.report import Comparison, RunSummary, final_comparisons
-from kdsweep.orchestrator.significance import Significance, analyse
-from kdsweep.orchestrator.tendencies import Tendencies, tendencies
+from kdsweep.orchestrator.significance import Significance, adjust, analyse
+from kdsweep.orchestrator import tendencies
+from kdsweep.orchestrator.tendencies import Tendencies
 
 #: Modules whose code decides the numbers (a change to any of them changes the digest).
-_CODE = ("analyses", "report", "significance", "tendencies", "export", "schema", "asha", "ranking", "space", "config")
+_CODE = ("analyses", "report", "significance", "multiplicity", "tendencies", "export", "schema", "asha", "ranking", "space", "config")
 #: Libraries whose versions decide the numbers.
 _LIBRARIES = ("numpy", "scipy", "optuna", "scikit-learn")
 
@@ -45,20 +46,24 @@ _LIBRARIES = ("numpy", "scipy", "optuna", "scikit-learn")
 @dataclasses.dataclass(frozen=True)
 class Analyses:
     """The statistics of one summary. ``significance`` compares the leader with every rank
-    below it (:meth:`significance_top` cuts that to a leaderboard's length); ``tendencies`` is
-    None when no rung has enough trials; ``comparisons`` are the final stage's
+    below it (:meth:`significance_top` cuts that to a leaderboard's length); ``tendencies``
+    (at rung 0, the searcher's sample) is None when too few trials reached it, ``survivors``
+    when no higher rung has enough; ``comparisons`` are the final stage's
     (``report.final_comparisons``)."""
 
     significance: Significance
     tendencies: Tendencies | None
     comparisons: list[Comparison]
+    #: The second analysis of the tendencies, among ASHA's survivors (``tendencies.survivors``).
+    survivors: Tendencies | None = None
 
     def significance_top(self, top: int | None) -> Significance:
         """What ``significance.analyse(summary, top)`` returns: the leader against ranks
-        2..``top`` (every rank when None)."""
+        2..``top`` (every rank when None), Holm-adjusted over the comparisons a report of
+        that length makes."""
         if top is None:
             return self.significance
-        return dataclasses.replace(self.significance, ranks=self.significance.ranks[: max(0, top - 1)])
+        return adjust(dataclasses.replace(self.significance, ranks=self.significance.ranks[: max(0, top - 1)]))
 
 
 def of(summary: RunSummary) -> Analyses:
@@ -73,7 +78,7 @@ def of(summary: RunSummary) -> Analyses:
         return cached
     fresh = compute(summary)
     try:
-        write_atomic(path, json.dumps({"digest": key, "analyses": dataclasses.asdict(fresh)}).encode())
+        write_atomic(path, json.dumps({"digest": key, "analyses": fresh}, default=_plain).encode())
     except (OSError, TypeError, ValueError):
         pass  # a read-only copy of a run, a full disk, a parameter JSON cannot hold: the cache only saves time
     return fresh
@@ -81,7 +86,8 @@ def of(summary: RunSummary) -> Analyses:
 
 def compute(summary: RunSummary) -> Analyses:
     """Every statistic, from scratch."""
-    return Analyses(analyse(summary, len(summary.trials)), tendencies(summary), final_comparisons(summary))
+    first, second = tendencies.analyses(summary)
+    return Analyses(analyse(summary, len(summary.trials)), first, final_comparisons(summary), second)
 
 
 def digest(summary: RunSummary) -> str:
@@ -96,7 +102,9 @@ def digest(summary: RunSummary) -> str:
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        # Its fields as they are (json.dumps comes back here for nested ones): asdict's deep
+        # copy of 10 000 trial summaries took two seconds of a report.
+        return vars(value)
     if isinstance(value, bytes):
         return value.hex()
     return str(value)  # datetimes, paths

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, Any, NoReturn, Optional
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -31,6 +31,9 @@ from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.atomic import unusable_output, write_atomic
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig, load_sweep, to_toml
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
+
+if TYPE_CHECKING:
+    from kdsweep.orchestrator.report import RunSummary
 
 _DEBUG_HELP = "Show the traceback of any error (also KDSWEEP_DEBUG=1)."
 
@@ -163,8 +166,9 @@ def launch(
     except ConfigError as exc:
         _fail(exc, typed)
     console.print(f"run directory: {run.path}  ({cfg.num_trials} trials of {cfg.trainer}, {cfg.searcher}, ASHA {cfg.asha.variant}, backend {cfg.backend.kind})", highlight=False)
+    demo = sweep is None and resume is None
     # The demo writes the HTML page too: it is the quickest look at what a report shows.
-    html = html or (sweep is None and resume is None)
+    html = html or demo
     page = run.report_html
     refresher = None
     if html:
@@ -173,11 +177,33 @@ def launch(
         refresher = HtmlRefresher(run.path, page)
     _drive(cfg, run, lock, live, None, f"kdsweep launch --resume {run.path}", on_update=refresher)
     summary = summarize(str(run.path))
-    render_table(summary, console, top=top)
+    if demo:
+        summary = _demo_final_stage(cfg, run, summary, live)
     console.print(f"results: {run.results} (Parquet; read with pyarrow, pandas, DuckDB or Polars)", highlight=False)
     if html:
         write_html(summary, page)
         console.print(f"html report: {page} (one self-contained file; open it in a browser, offline)", highlight=False)
+    # Last, so that the headline (does the search beat the baseline?) ends the output.
+    render_table(summary, console, top=top)
+
+
+def _demo_final_stage(cfg: SweepConfig, run: RunDir, summary: RunSummary, live: bool) -> RunSummary:
+    """The demo's final stage: the best searched configuration and every fixed point
+    retrained ``headline.REPEATS`` times and tested on the held-out split, so that the demo
+    ends with a headline that can say whether the search beat the baseline. Returns the
+    run's summary after it (``summary`` unchanged when there is nothing to retrain)."""
+    from kdsweep.orchestrator import headline
+    from kdsweep.orchestrator.report import FIXED, summarize
+    from kdsweep.orchestrator.retrain import plan_final
+
+    best = next((t.trial_id for t in summary.trials if t.origin != FIXED and t.epochs > 0), None)
+    fixed = [t.trial_id for t in summary.trials if t.origin == FIXED and t.epochs > 0]
+    if best is None or not fixed:
+        return summary
+    plan = plan_final(run, summary, top=0, trials=[best, *fixed], repeats=headline.REPEATS, epochs=None)
+    console.print(f"final stage: retraining {best} (the best searched configuration) and the fixed point{'s' if len(fixed) > 1 else ''} {', '.join(fixed)}, {headline.REPEATS} runs each, test split at the end", highlight=False)
+    _drive(cfg, run, run.acquire_driver_lock(), live, plan, headline.retrain_command(summary, best, fixed))
+    return summarize(str(run.path))
 
 
 def _drive(
@@ -259,6 +285,7 @@ def retrain(
     """Retrain the best configurations for the full budget, R times each, and evaluate them
     on the held-out test split; report mean ± std. Rows go into the run's store marked
     stage = "final". Running it again resumes unfinished runs and skips finished ones."""
+    from kdsweep.orchestrator import headline
     from kdsweep.orchestrator.report import render_final, summarize, trainer_section
     from kdsweep.orchestrator.retrain import plan_final
 
@@ -284,6 +311,7 @@ def retrain(
     section = trainer_section(summary)
     if section is not None:
         section.render(summary, console)
+    headline.render(summary, summary.analyses.significance_top(10), console)  # as a default report shows it
 
 
 def _check_backend(cfg: SweepConfig, run_dir: Path, dry_run: bool) -> None:

@@ -47,6 +47,9 @@ class TrialState:
     epoch: int = 0
     value: float | None = None
     running: bool = False
+    #: The trainer's constraint values from the last row (``TrainerSpec.constraints``),
+    #: told to the searcher with the trial's end; empty when the objective sets no limit.
+    constraints: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +89,9 @@ class Proposer(Protocol):
 
     def ask(self, trial_id: str) -> dict[str, Any]: ...
 
-    def tell(self, trial_id: str, value: float | None, status: TellStatus = "ok") -> None: ...
+    def tell(self, trial_id: str, value: float | None, status: TellStatus = "ok", constraints: Mapping[str, float] | None = None) -> None: ...
 
-    def replay(self, trial_id: str, params: Mapping[str, Any], value: float | None, status: TellStatus = "ok") -> None: ...
+    def replay(self, trial_id: str, params: Mapping[str, Any], value: float | None, status: TellStatus = "ok", constraints: Mapping[str, float] | None = None) -> None: ...
 
 
 class RejectedSpaceError(RuntimeError):
@@ -97,6 +100,28 @@ class RejectedSpaceError(RuntimeError):
 
 def _in_space(cfg: SweepConfig, point: Mapping[str, Any]) -> bool:
     return all(spec.contains(point[spec.name]) for spec in cfg.space)
+
+
+def _told(
+    event: str | None, value: float | None, constraints: Mapping[str, float]
+) -> tuple[float | None, TellStatus, Mapping[str, float]]:
+    """What the searcher is told of a trial that ended with ``event`` (its last value
+    ``value``, its ``constraints`` values): "diverged" for a diverged trial (its last numbers
+    are no result; ``search.Searcher`` says how each algorithm learns from it),
+    "infeasible" for a proposal the worker screened out over a limit (a constraint > 0, no
+    value), a failure for a failed one or one without a finite value, else the value — also
+    for a proposal the worker screened out with a measured value (a student slower than
+    t_max has J = 0, which tells the searcher where the latency boundary lies). The
+    constraint values go with every tell. The one rule of a live tell and of a resume's
+    replay, so a replayed searcher knows what the original knew."""
+    if event == Event.DIVERGED.value:
+        return None, "diverged", constraints
+    finite = value is not None and math.isfinite(value)
+    if event == Event.REJECTED.value and not finite and any(c > 0 for c in constraints.values()):
+        return None, "infeasible", constraints
+    if event == Event.FAILED.value or value is None or not finite:
+        return None, "fail", constraints
+    return value, "ok", constraints
 
 
 class _BackgroundCompaction:
@@ -167,7 +192,11 @@ class Driver:
         # The kind of run (stop or promote variant, or the final stage), in one object.
         self.source = job_source(cfg, plan)
         self.stage = self.source.stage.value
-        self.check_params = trainer_spec(cfg.trainer).check_params
+        self.trainer = trainer_spec(cfg.trainer)
+        self.check_params = self.trainer.check_params
+        # The limits the objective sets on trials (e.g. objective.max_latency_s): each end's
+        # constraint values are read from its row and told to the searcher (``_told``).
+        self.constraint_names = self.trainer.constraint_names(cfg.objective)
         self.on_update = on_update
         self.clock = clock
         self.poll_s = poll_s
@@ -224,6 +253,7 @@ class Driver:
                 state.event, state.epoch = latest["event"], int(latest["epoch"])
                 v = latest.get(metric)
                 state.value = None if v is None else float(v)
+                state.constraints = self._constraints(latest)
             self.trials[tid] = state
             self.next_index = max(self.next_index, trial_order(tid)[0] + 1)
             self.n_counted += state.event != Event.REJECTED.value
@@ -246,10 +276,14 @@ class Driver:
             self.unsearched.add(tid)
             if dict(record.params) in self.references:
                 self.references.remove(dict(record.params))
-        elif state.event in (Event.FAILED.value, Event.REJECTED.value):
-            self.searcher.replay(tid, record.params, None, "fail")
+        elif ended:
+            self.searcher.replay(tid, record.params, *_told(state.event, state.value, state.constraints))
         else:
-            self.searcher.replay(tid, record.params, state.value if ended else None, "ok")
+            self.searcher.replay(tid, record.params, None, "ok")
+
+    def _constraints(self, row: Mapping[str, Any]) -> dict[str, float]:
+        """The trainer's constraint values of a trial whose last row is ``row``."""
+        return self.trainer.constraints(row, self.cfg.objective) if self.constraint_names else {}
 
     def _spec(self, record: TrialRecord) -> TrialSpec:
         return TrialSpec.of(self.run.path, record, self.source.order(record))
@@ -332,7 +366,8 @@ class Driver:
 
         A proposal the trainer rejects (``check_params`` here, or its training's ``screen``
         in the worker) is recorded as a ``rejected`` trial with its reason, told to the
-        searcher as a failure so it learns to avoid the region, and does not count against
+        searcher so it learns to avoid the region (a failure; a screened-out one as
+        ``_told`` says: its J, or infeasible with its constraint values), and does not count against
         ``num_trials``. After ``MAX_CONSECUTIVE_REJECTIONS`` in a row: RejectedSpaceError.
         """
         while True:
@@ -385,7 +420,10 @@ class Driver:
             else:
                 self.rejected_in_a_row = 0
             if tid not in self.unsearched and self.source.proposes:
-                self.searcher.tell(tid, out.value)
+                if self.constraint_names:  # read as a resume's replay reads them: the last row
+                    written = self.store.trial_rows(tid)
+                    state.constraints = self._constraints(written[-1]) if written else {}
+                self.searcher.tell(tid, *_told(out.event, out.value, state.constraints))
             return rows
         if _DISK_FULL in (finished.error or ""):
             # Not the trial's fault: retrying would burn its retries and record it as failed.
@@ -426,7 +464,7 @@ class Driver:
             else:  # not yet started, or resumable (last event a report): both wait for a slot
                 counts["queued" if t.event in (None, Event.REPORT.value) else t.event] += 1
         # The report's rule (orchestrator/ranking.py), over the trials whose end is known.
-        valued = [t for t in self.trials.values() if t.value is not None and not math.isnan(t.value)]
+        valued = [t for t in self.trials.values() if t.value is not None and not math.isnan(t.value) and t.event != Event.DIVERGED.value]
         best = min(valued, key=lambda t: rank_key(t.record.trial_id, t.epoch, t.value, self.cfg.asha.mode), default=None)
         return Snapshot(
             counts=dict(counts),

@@ -14,7 +14,8 @@ stopped (ASHA)                PRUNED, value = the metric where it stopped, as Op
 paused, never promoted        PRUNED, likewise
 running, interrupted,         RUNNING (not ended: a resumed sweep trains it further)
 paused to be promoted
-failed, rejected              FAIL (the reason in the ``kdsweep.error`` user attribute)
+failed, rejected, diverged    FAIL (the reason in the ``kdsweep.error`` user attribute;
+                              for a diverged trial, which value went non-finite and when)
 ============================  =========================================================
 
 A completed trial whose metric is NaN is FAIL, as Optuna records a NaN objective. The
@@ -56,6 +57,7 @@ _STATES: Mapping[str, TrialState] = {
     Event.STOPPED.value: TrialState.PRUNED,
     Event.PAUSED.value: TrialState.PRUNED,
     Event.FAILED.value: TrialState.FAIL,
+    Event.DIVERGED.value: TrialState.FAIL,
     Event.REJECTED.value: TrialState.FAIL,
 }
 
@@ -134,7 +136,7 @@ def add_trials(summary: RunSummary, study: optuna.Study) -> int:
     but their parameters."""
     dists = distributions(summary.cfg.space)
     left = set(summary.state.left) if summary.state is not None else set()
-    status = {t.trial_id: t.status for t in summary.trials} | {tid: Event.REJECTED.value for tid, _ in summary.rejected}
+    status = {t.trial_id: t.status for t in summary.trials + summary.diverged} | {tid: Event.REJECTED.value for tid, _ in summary.rejected}
     by_trial: dict[str, list[dict[str, Any]]] = {}
     for row in summary.rows:
         by_trial.setdefault(row["trial_id"], []).append(row)

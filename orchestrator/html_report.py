@@ -37,6 +37,7 @@ from kdsweep.orchestrator.report import (
     RunSummary,
     _fmt,
     _mean_std,
+    diverged_line,
     leaderboard_records,
     status_counts,
     summarize,
@@ -79,6 +80,7 @@ def build_html(summary: RunSummary, top: int = TOP) -> str:
     figures: dict[str, dict[str, Any]] = {}
     parts = [
         _header(summary),
+        _headline(summary, top),
         _leaderboard(summary, top),
         _significance(summary, top),
         _section("Learning curves", _figure(figures, "curves", _curves(summary)), _curves_note(summary)),
@@ -211,7 +213,17 @@ def _leaderboard(summary: RunSummary, top: int) -> str:
     failed = [t for t in summary.trials if t.status == Event.FAILED.value]
     errors = [_note(f"failed {t.trial_id} after {t.attempts} attempts: {((t.error or '').strip().splitlines() or [''])[-1]}") for t in failed]
     rejected = [_note(f"rejected {len(summary.rejected)} untrainable proposals (not failures, not counted in num_trials)")] if summary.rejected else []
-    return _section("Leaderboard", _note(note), _table(header, rows, left=0), *errors, *rejected)
+    line = diverged_line(summary)
+    diverged = [_note(line)] if line is not None else []
+    return _section("Leaderboard", _note(note), _table(header, rows, left=0), *errors, *diverged, *rejected)
+
+
+def _headline(summary: RunSummary, top: int) -> str:
+    """Does the search beat the baseline? (:mod:`kdsweep.orchestrator.headline`)."""
+    from kdsweep.orchestrator import headline
+
+    h = headline.headline(summary, summary.analyses.significance_top(top))
+    return _section(f"Headline ({h.stage} stage): {h.verdict}", f"<p>{html.escape(h.sentence)}</p>")
 
 
 def _interval(record: dict[str, Any]) -> str:
@@ -224,7 +236,7 @@ def _versus(record: dict[str, Any]) -> str:
         return "-"
     if record["vs_leader_epoch"] is None:
         return record["vs_leader"]
-    return f"{record['vs_leader']} (p={record['vs_leader_p']:.3g}, epoch {record['vs_leader_epoch']})"
+    return f"{record['vs_leader']} (p_adj={record['vs_leader_p_adjusted']:.3g}, epoch {record['vs_leader_epoch']})"
 
 
 def _significance(summary: RunSummary, top: int) -> str:
@@ -234,12 +246,12 @@ def _significance(summary: RunSummary, top: int) -> str:
     from kdsweep.orchestrator import significance
 
     sig = summary.analyses.significance_top(top)
-    header = ["trial", "vs", "rank", "origin", "epoch", "n", f"{ACCURACY} trial", f"{ACCURACY} other", "only trial right", "only other right", "p", "verdict"]
+    header = ["trial", "vs", "rank", "origin", "epoch", "n", f"{ACCURACY} trial", f"{ACCURACY} other", "only trial right", "only other right", "p", "p (Holm)", "verdict (descriptive)"]
 
     def row(p: significance.Paired) -> list[Any]:
         if p.epoch is None:
-            return [p.trial, p.other, p.other_rank, p.other_origin, "-", "-", "-", "-", "-", "-", "-", p.verdict]
-        return [p.trial, p.other, p.other_rank, p.other_origin, p.epoch, p.n, f"{p.acc:.4f}", f"{p.acc_other:.4f}", p.only_trial, p.only_other, f"{p.p_value:.3g}", p.verdict]
+            return [p.trial, p.other, p.other_rank, p.other_origin, "-", "-", "-", "-", "-", "-", "-", "-", p.verdict]
+        return [p.trial, p.other, p.other_rank, p.other_origin, p.epoch, p.n, f"{p.acc:.4f}", f"{p.acc_other:.4f}", p.only_trial, p.only_other, f"{p.p_value:.3g}", f"{p.p_adjusted:.3g}", p.verdict]
 
     against_fixed = sig.fixed + sig.searched
     fixed = _table(header, [row(p) for p in against_fixed], left=2) if against_fixed else ""
@@ -247,7 +259,7 @@ def _significance(summary: RunSummary, top: int) -> str:
     tie = significance.ties(sig)
     ranks = _table(header, [row(p) for p in sig.ranks], left=2) if sig.ranks else ""
     method = _note(f"intervals: 95 % Wilson score intervals of {ACCURACY} over the val_n validation examples it was counted on; tests: {significance.RULE}")
-    return _section("Significance during the search", method, *words, fixed, _note(tie) if tie else "", ranks)
+    return _section("Significance during the search (descriptive)", method, *words, fixed, _note(tie) if tie else "", ranks)
 
 
 def _curves(summary: RunSummary) -> dict[str, Any]:
@@ -309,12 +321,12 @@ def _curves_note(summary: RunSummary) -> str:
 
 def _rungs(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
     rungs = summary.rungs
-    rows = [[r.rung, r.epoch, r.reached, r.continued, r.stopped, r.paused, _fmt(r.best)] for r in rungs]
-    table = _table(["rung", "epoch", "reached", "continued", "stopped", "paused", f"best {summary.metric}"], rows, left=0)
+    rows = [[r.rung, r.epoch, r.reached, r.continued, r.stopped, r.paused, r.diverged, _fmt(r.best)] for r in rungs]
+    table = _table(["rung", "epoch", "reached", "continued", "stopped", "paused", "diverged", f"best {summary.metric}"], rows, left=0)
     labels = [f"rung {r.rung} (epoch {r.epoch})" for r in rungs]
     data = [
         {"type": "bar", "name": name, "x": labels, "y": [getattr(r, field) for r in rungs]}
-        for name, field in (("reached", "reached"), ("continued", "continued"), ("stopped", "stopped"), ("paused", "paused"))
+        for name, field in (("reached", "reached"), ("continued", "continued"), ("stopped", "stopped"), ("paused", "paused"), ("diverged", "diverged"))
     ]
     fig = {"data": data, "layout": {"barmode": "group", "yaxis": {"title": {"text": "trials"}}, "margin": {"t": 20}}}
     return _section("Rung survival", table, _figure(figures, "rungs", fig, small=True))
@@ -352,21 +364,29 @@ def _pareto(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
 
 
 def _tendencies(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
-    """The tendencies table and, per parameter, the metric at the tendencies' rung against
-    the parameter's value (fixed points as black stars)."""
+    """The tendencies of the searcher's sample (rung 0) and, second, of ASHA's survivors:
+    per analysis a table and, per parameter, the metric at its rung against the parameter's
+    value (fixed points as black stars)."""
     from kdsweep.orchestrator import tendencies as tend  # it imports report, as this module does
 
-    t = summary.analyses.tendencies
-    if t is None:
-        counts = ", ".join(str(len(v)) for v in summary.rung_values)
-        return _section("Parameter tendencies", _note(f"no rung has {tend.MIN_TRIALS} trials inside the space yet (trials per rung: {counts})"))
+    a = summary.analyses
+    if a.tendencies is None:
+        counts = ", ".join(map(str, tend.counts(summary)))
+        return _section("Parameter tendencies", _note(f"fewer than {tend.MIN_TRIALS} trials inside the space reached rung 0 (trials per rung: {counts})"))
+    parts = [_tendencies_one(summary, t, figures) for t in (a.tendencies, a.survivors) if t is not None]
+    return _section("Parameter tendencies", *parts)
+
+
+def _tendencies_one(summary: RunSummary, t: Any, figures: dict[str, dict[str, Any]]) -> str:
+    from kdsweep.orchestrator import tendencies as tend
+
     metric = summary.metric
-    note = f"{metric} at rung {t.rung} (epoch {t.epoch}, the highest rung with {tend.MIN_TRIALS}+ trials): {t.trials} trials, best quarter {t.best_quarter}; importance: {t.method}"
+    note = tend.heading(summary, t)
     rows = [
-        [p.name, f"{p.importance:.3f}", _fmt(p.rho), _fmt(p.p_value), p.direction, (" – " if p.ordered else ", ").join(_fmt(v) for v in p.best)]
+        [p.name, f"{p.importance:.3f}", _fmt(p.rho), _fmt(p.p_value), _fmt(p.p_adjusted), tend.direction_words(p), (" – " if p.ordered else ", ").join(_fmt(v) for v in p.best)]
         for p in t.params
     ]
-    table = _table(["parameter", "importance", "rank corr. ρ", "p", "direction", "best quarter"], rows)
+    table = _table(["parameter", "importance", "partial rank corr. ρ", "p", "p (Holm)", "direction", "best quarter"], rows)
     fixed = [
         _note(f"fixed point {f.trial_id}: " + (f"outside the space ({', '.join(f'{k}={_fmt(v)}' for k, v in f.outside.items())}), kept out of the statistics" if f.outside else "inside the space, counted") + (f"; rank {f.rank}" if f.rank is not None else f"; did not reach epoch {t.epoch}"))
         for f in t.fixed
@@ -396,11 +416,12 @@ def _tendencies(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
         elif categorical:
             # The options in the sweep file's order, not in the order the trials list them.
             xaxis.update(type="category", categoryorder="array", categoryarray=[str(v) for v in spec.values or ()])
-        title = f"{p.name}: importance {p.importance:.3f}, {p.direction}"
+        title = f"{p.name}: importance {p.importance:.3f}, {tend.direction_words(p)}"
         # Left-aligned: the mode bar takes the top right corner.
         layout = {"title": {"text": title, "font": {"size": 13}, "x": 0.02, "xanchor": "left"}, "xaxis": xaxis, "yaxis": {"title": {"text": f"{metric} at epoch {t.epoch}"}}, "showlegend": False, "margin": {"t": 40}}
-        plots.append(_figure(figures, f"tend-{len(plots)}", {"data": data, "layout": layout}, small=True))
-    return _section("Parameter tendencies", _note(note), table, *fixed, f'<div class="grid">{"".join(plots)}</div>')
+        plots.append(_figure(figures, f"tend-{t.rung}-{len(plots)}", {"data": data, "layout": layout}, small=True))
+    heading = f"<h3>{'Among ASHA survivors' if t.selected else 'The searcher sample'} (rung {t.rung})</h3>"
+    return heading + _note(note) + table + "".join(fixed) + f'<div class="grid">{"".join(plots)}</div>'
 
 
 def _final(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
@@ -425,11 +446,14 @@ def _final(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
     if comparisons:
         comp_rows = [
             [f"{c.config} (leader)" if c.leader else c.config, c.fixed, f"{c.n_config} vs {c.n_fixed}", f"{c.mean_config:.4f}", f"{c.mean_fixed:.4f}", f"{c.difference:+.4f}",
-             "-" if math.isnan(c.low) else f"[{c.low:+.4f}, {c.high:+.4f}]", _fmt(c.p_value), c.verdict]
+             "-" if math.isnan(c.low) else f"[{c.low:+.4f}, {c.high:+.4f}]", _fmt(c.p_value), _fmt(c.p_adjusted), c.verdict]
             for c in comparisons
         ]  # fmt: skip
-        header = ["config", "vs fixed", "n", "mean", "mean fixed", "difference", "95 % interval", "p", "verdict"]
-        significance = _note(f"significance: difference of the mean {target} (config − fixed point, {summary.cfg.asha.mode} is better), Welch's t-test over the repeats and its 95 % Welch–Satterthwaite interval") + _table(header, comp_rows, left=2)
+        header = ["config", "vs fixed", "n", "mean", "mean fixed", "difference", "95 % interval", "p", "p (Holm)", "verdict"]
+        significance = _note(
+            f"significance: difference of the mean {target} (config − fixed point, {summary.cfg.asha.mode} is better), Welch's t-test over the repeats and "
+            f"its 95 % Welch–Satterthwaite interval; p Holm-adjusted over the {len(comparisons)} comparisons, which the verdict reads"
+        ) + _table(header, comp_rows, left=2)
     else:
         significance = _note("significance: no comparison yet; it needs a retrained fixed point (kdsweep retrain RUN --trial <a fixed trial>) and a retrained configuration")
     return _section("Final evaluation", _note("kdsweep retrain: mean ± sample std over completed runs"), table, strip, significance)

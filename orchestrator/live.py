@@ -9,7 +9,7 @@ from rich.text import Text
 
 from kdsweep.orchestrator.driver import Snapshot
 
-_ORDER = ("running", "queued", "paused", "completed", "stopped", "failed", "rejected")
+_ORDER = ("running", "queued", "paused", "completed", "stopped", "diverged", "failed", "rejected")
 
 
 def render(s: Snapshot) -> Group:

@@ -8,7 +8,8 @@ the proposals and the training come from the recorded run:
   the recorded run gave ``tNNNN`` (fixed points included, rejected proposals too, which the
   trainer's ``check_params`` rejects again), so trial ids match between the two runs.
 * :class:`RecordedTrainer` stands in for the trainer: ``evaluate`` returns every metric the
-  recorded run reported at that epoch (training metrics included).
+  recorded run reported at that epoch (training metrics included); a trial that diverged
+  reports the recorded non-finite values at the epoch it diverged, and diverges again.
 
 **Censoring.** A replay never invents a result. Where a configuration needs an epoch the
 recorded run did not train or evaluate (ASHA stopped it earlier there, it failed, or the
@@ -52,6 +53,9 @@ class RecordedCurve:
     #: Cumulative training seconds at each reported epoch, in epoch order.
     epochs: Sequence[int]
     wall_s: Sequence[float]
+    #: The epoch the recorded trial diverged at and the values it reported there (the
+    #: non-finite one among them), or None: a replay that reaches that epoch diverges again.
+    diverged: tuple[int, Mapping[str, float]] | None = None
 
     @property
     def last_epoch(self) -> int:
@@ -91,6 +95,7 @@ class RecordedRun:
         records = run.read_trials(Stage.SEARCH.value, cfg)
         by_trial: dict[str, dict[int, dict[str, Any]]] = {}
         rejected: set[str] = set()
+        diverged: dict[str, tuple[int, Mapping[str, float]]] = {}
         for row in Store(run.path).rows():
             if row.get("stage") not in (None, Stage.SEARCH.value):
                 continue
@@ -98,6 +103,8 @@ class RecordedRun:
                 by_trial.setdefault(row["trial_id"], {})[int(row["epoch"])] = row
             elif row["event"] == Event.REJECTED.value:
                 rejected.add(row["trial_id"])
+            elif row["event"] == Event.DIVERGED.value:
+                diverged[row["trial_id"]] = (int(row["epoch"]), {k: float(row[k]) for k in metrics if row.get(k) is not None})
         curves = {}
         for tid, record in records.items():
             reports = by_trial.get(tid, {})
@@ -108,6 +115,7 @@ class RecordedRun:
                 reports={e: {k: float(reports[e][k]) for k in metrics if reports[e].get(k) is not None} for e in epochs},
                 epochs=epochs,
                 wall_s=[float(reports[e].get("wall_s") or 0.0) for e in epochs],
+                diverged=diverged.get(tid),
             )
         searched = sum(1 for tid in records if tid not in rejected)
         return cls(str(run.path), cfg, records, curves, metrics, searched)
@@ -135,10 +143,10 @@ class ReplayProposer:
             raise RuntimeError(f"the recorded run {self.recorded.path} has no trial {trial_id} to replay")
         return dict(record.params)
 
-    def tell(self, trial_id: str, value: float | None, status: str = "ok") -> None:
+    def tell(self, trial_id: str, value: float | None, status: str = "ok", constraints: Mapping[str, float] | None = None) -> None:
         """Nothing to learn: the proposals are the recorded run's."""
 
-    def replay(self, trial_id: str, params: Mapping[str, Any], value: float | None, status: str = "ok") -> None:
+    def replay(self, trial_id: str, params: Mapping[str, Any], value: float | None, status: str = "ok", constraints: Mapping[str, float] | None = None) -> None:
         """Nothing to rebuild on resume: the proposals are a function of the trial id."""
 
 
@@ -152,6 +160,9 @@ class RecordedTrainer(Training):
         self.epoch = 0
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        if self.curve.diverged is not None and epoch == self.curve.diverged[0]:
+            self.epoch = epoch
+            return dict(self.curve.diverged[1])  # the worker ends the trial on the non-finite value
         if epoch > self.curve.last_epoch:
             raise StopTrial(f"{CENSORED}: the recorded run never trained {self.curve.trial_id} to epoch {epoch} (it ended at epoch {self.curve.last_epoch})")
         self.epoch = epoch

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import statistics
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.config import SweepConfig
+from kdsweep.orchestrator.multiplicity import METHOD, holm
 from kdsweep.orchestrator.ranking import rank_key
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
 from kdsweep.orchestrator.schema import ACCURACY, PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
@@ -50,7 +52,10 @@ class TrialSummary:
 
 @dataclasses.dataclass(frozen=True)
 class RungStat:
-    """How many trials reached a rung, went past it, and were stopped or paused at it."""
+    """How many trials reached a rung, went past it, and were stopped or paused at it;
+    ``diverged``: trials that reached it and diverged before the next rung (they count in
+    ``reached`` and, when they trained past the milestone, in ``continued``); ``best`` over
+    the trials that did not diverge."""
 
     rung: int
     epoch: int
@@ -59,6 +64,7 @@ class RungStat:
     stopped: int
     paused: int
     best: float | None
+    diverged: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +137,9 @@ class RunSummary:
     rung_values: list[dict[str, float]] = dataclasses.field(default_factory=list)
     #: What is left of the search (None for a summary built by hand).
     state: SweepState | None = None
+    #: Trials that diverged (a non-finite loss or metric), in trial order: ``epochs`` is the
+    #: epoch they diverged at, ``error`` which value; never ranked, never in a statistic.
+    diverged: list[TrialSummary] = dataclasses.field(default_factory=list)
 
     @property
     def metric(self) -> str:
@@ -164,49 +173,60 @@ def summarize(run_dir: str) -> RunSummary:
         by_trial.setdefault(row["trial_id"], []).append(row)
     driver = run.driver_holder()
     trials = []
+    diverged = []
     rejected = []
     for tid, trows in by_trial.items():
-        if trows[-1]["event"] == Event.REJECTED.value:
-            rejected.append((tid, str(trows[-1].get("error") or "")))
+        last = trows[-1]
+        if last["event"] == Event.REJECTED.value:
+            rejected.append((tid, str(last.get("error") or "")))
             continue
         reports = [r for r in trows if r["event"] == Event.REPORT.value]
         last_report = reports[-1] if reports else None
-        last = trows[-1]
         status = last["event"]
         if status not in TERMINAL_EVENTS and status != Event.PAUSED.value:
             status = "running" if driver else "interrupted"
         value = None if last_report is None else last_report.get(metric)
-        trials.append(
-            TrialSummary(
-                trial_id=tid,
-                origin=last.get("origin") or "",
-                status=status,
-                epochs=max((int(r["epoch"]) for r in reports), default=0),
-                value=None if value is None else float(value),
-                params={k[len(PARAM_PREFIX):]: v for k, v in last.items() if k.startswith(PARAM_PREFIX)},
-                attempts=1 + max(int(r["attempt"]) for r in trows),
-                error=last.get("error"),
-            )
+        trial = TrialSummary(
+            trial_id=tid,
+            origin=last.get("origin") or "",
+            status=status,
+            epochs=max((int(r["epoch"]) for r in reports), default=0),
+            value=None if value is None else float(value),
+            params={k[len(PARAM_PREFIX):]: v for k, v in last.items() if k.startswith(PARAM_PREFIX)},
+            attempts=1 + max(int(r["attempt"]) for r in trows),
+            error=last.get("error"),
         )
+        if status == Event.DIVERGED.value:
+            # Its last numbers are a broken model's (a NaN loss, class 0's share as val_acc):
+            # kept apart, with the epoch it diverged at, so no ranking or test sees them.
+            diverged.append(dataclasses.replace(trial, epochs=int(last["epoch"]), value=None))
+        else:
+            trials.append(trial)
 
     trials.sort(key=lambda t: rank_key(t.trial_id, t.epochs, t.value, cfg.asha.mode))
+    diverged.sort(key=lambda t: trial_order(t.trial_id))
+    gone = {t.trial_id for t in diverged}
     ladder = asha.rung_ladder(cfg.asha.min_epochs, cfg.asha.max_epochs, cfg.asha.reduction_factor)
     rungs = []
-    rung_values = [store.rung_values(k, metric) for k in range(len(ladder))]
+    # What ASHA saw at each rung (diverged trials' earlier values included), and what the
+    # statistics read (without them).
+    seen = [store.rung_values(k, metric) for k in range(len(ladder))]
+    rung_values = [{tid: v for tid, v in values.items() if tid not in gone} for values in seen]
+    last_rung = {tid: k for k, values in enumerate(seen) for tid in values if tid in gone}
     for k, milestone in enumerate(ladder):
-        values = rung_values[k]
-        reached = set(values)
+        reached = set(seen[k])
         ended_here = {t.trial_id: t.status for t in trials if t.trial_id in reached and t.epochs == milestone}
-        real = [v for v in values.values() if not math.isnan(v)]
+        real = [v for v in rung_values[k].values() if not math.isnan(v)]
         rungs.append(
             RungStat(
                 rung=k,
                 epoch=milestone,
                 reached=len(reached),
-                continued=sum(1 for t in trials if t.trial_id in reached and t.epochs > milestone),
+                continued=sum(1 for t in trials + diverged if t.trial_id in reached and t.epochs > milestone),
                 stopped=sum(1 for s in ended_here.values() if s == Event.STOPPED.value),
                 paused=sum(1 for s in ended_here.values() if s == Event.PAUSED.value),
                 best=(max(real) if sign > 0 else min(real)) if real else None,
+                diverged=sum(1 for r in last_rung.values() if r == k),
             )
         )
     skipped = [f"{path.name}: {reason}" for path, reason in store.skipped]
@@ -215,8 +235,8 @@ def summarize(run_dir: str) -> RunSummary:
     final = _final_results(cfg, run, final_rows, sign)
     records = run.read_trials(Stage.SEARCH.value, cfg)
     rung_points = [store.rung_points(k, cfg.asha.metrics) for k in range(len(ladder))]
-    state = _sweep_state(cfg, trials, {tid for tid, _ in rejected}, records, rung_points)
-    return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state)
+    state = _sweep_state(cfg, trials + diverged, {tid for tid, _ in rejected}, records, rung_points)
+    return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state, diverged)
 
 
 def _sweep_state(
@@ -303,6 +323,8 @@ def _final_results(cfg: SweepConfig, run: RunDir, rows: list[dict[str, Any]], si
 #: when a difference is not significant at it.
 CONFIDENCE = 0.95
 NOT_DISTINGUISHABLE = "not distinguishable at 95 %"
+#: The verdict of two sets of repeats that both have zero spread: no test exists.
+NO_SPREAD = "not testable (no spread)"
 #: Origin of the fixed trials (``points_to_evaluate``, e.g. a research baseline).
 FIXED = "fixed"
 
@@ -312,12 +334,16 @@ class Comparison:
     """A retrained configuration against a retrained fixed point, on the test metric.
 
     ``difference`` = mean(config) − mean(fixed) over their completed runs; [``low``,
-    ``high``] its 95 % Welch–Satterthwaite interval; ``t``, ``df``, ``p_value`` Welch's
-    two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``). ``verdict``: "better" or
-    "worse" (in the sweep's mode: for ``min`` a negative difference is better) when p < 0.05,
-    else "not distinguishable at 95 %" — also when either side has fewer than two runs, where
-    the test is undefined and the numbers are NaN. ``leader``: the configuration is the search
-    leaderboard's first trial.
+    ``high``] its 95 % Welch–Satterthwaite interval (not adjusted); ``t``, ``df``,
+    ``p_value`` Welch's two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``);
+    ``p_adjusted`` that p Holm-adjusted over every comparison of the final stage
+    (configurations × fixed points). ``verdict``: "better" or "worse" (in the sweep's mode:
+    for ``min`` a negative difference is better) when the adjusted p < 0.05, else "not
+    distinguishable at 95 %" — also when either side has fewer than two runs, where the test
+    is undefined and the numbers are NaN; :data:`NO_SPREAD` when neither side varies over its
+    repeats (Welch's t is then infinite or undefined, and p = 0 would be no evidence).
+    ``leader``: the configuration is the search leaderboard's first trial; ``searched``: it
+    is a searched configuration, not a fixed point (the headline's question).
     """
 
     config: str
@@ -335,6 +361,8 @@ class Comparison:
     df: float
     p_value: float
     verdict: str
+    p_adjusted: float = math.nan
+    searched: bool = True
 
 
 def test_metric(summary: RunSummary) -> str:
@@ -355,7 +383,7 @@ def final_comparisons(summary: RunSummary) -> list[Comparison]:
     fixed = [f for f in tested if f.origin == FIXED]
     configs = sorted((f for f in tested if f.origin != FIXED or f.source == leader), key=lambda f: f.source != leader)
     sign = 1.0 if summary.cfg.asha.mode == "max" else -1.0
-    out = []
+    raw = []
     for c in configs:
         for b in fixed:
             if b.source == c.source:
@@ -363,15 +391,22 @@ def final_comparisons(summary: RunSummary) -> list[Comparison]:
             x, y = c.values[metric], b.values[metric]
             diff = statistics.fmean(x) - statistics.fmean(y)
             low = high = t = df = p = math.nan
-            if len(x) > 1 and len(y) > 1:
-                res = stats.ttest_ind(x, y, equal_var=False)
+            flat = len(x) > 1 and len(y) > 1 and statistics.pvariance(x) == 0.0 and statistics.pvariance(y) == 0.0
+            if len(x) > 1 and len(y) > 1 and not flat:
+                with warnings.catch_warnings():
+                    # One side without spread (a deterministic fixed point) is a valid Welch
+                    # test; scipy warns about its moments all the same.
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    res = stats.ttest_ind(x, y, equal_var=False)
                 ci = res.confidence_interval(CONFIDENCE)
                 low, high, t, df, p = float(ci.low), float(ci.high), float(res.statistic), float(res.df), float(res.pvalue)
-            if p < 1.0 - CONFIDENCE:
-                verdict = "better" if sign * diff > 0 else "worse"
-            else:
-                verdict = NOT_DISTINGUISHABLE
-            out.append(Comparison(c.source, b.source, metric, c.source == leader, len(x), len(y), statistics.fmean(x), statistics.fmean(y), diff, low, high, t, df, p, verdict))
+            raw.append(Comparison(c.source, b.source, metric, c.source == leader, len(x), len(y), statistics.fmean(x), statistics.fmean(y), diff, low, high, t, df, p, NO_SPREAD if flat else NOT_DISTINGUISHABLE, searched=c.origin != FIXED))
+    out = []
+    for row, q in zip(raw, holm([row.p_value for row in raw])):
+        verdict = row.verdict
+        if q < 1.0 - CONFIDENCE:
+            verdict = "better" if sign * row.difference > 0 else "worse"
+        out.append(dataclasses.replace(row, p_adjusted=q, verdict=verdict))
     return out
 
 
@@ -382,14 +417,17 @@ def render_comparisons(summary: RunSummary, console: Console) -> None:
     if not rows:
         return
     metric = rows[0].metric
-    title = f"retrained configurations vs fixed points on {metric} ({summary.cfg.asha.mode}): difference of means, 95 % Welch interval, Welch t-test over the repeats"
+    title = (
+        f"retrained configurations vs fixed points on {metric} ({summary.cfg.asha.mode}): difference of means, 95 % Welch interval, "
+        f"Welch t-test over the repeats, p {METHOD}-adjusted over the {len(rows)} comparisons"
+    )
     table = Table(title=title, title_justify="left")
-    for col in ("config", "vs fixed", "n", "difference", "95 % interval", "p", "verdict"):
-        table.add_column(col, justify="right" if col in ("n", "difference", "p") else "left", no_wrap=True)
+    for col in ("config", "vs fixed", "n", "difference", "95 % interval", "p", f"p ({METHOD})", "verdict"):
+        table.add_column(col, justify="right" if col in ("n", "difference", "p", f"p ({METHOD})") else "left", no_wrap=True)
     for c in rows:
         interval = "-" if math.isnan(c.low) else f"[{c.low:+.4f}, {c.high:+.4f}]"
         name = f"{c.config} (leader)" if c.leader else c.config
-        table.add_row(name, c.fixed, f"{c.n_config} vs {c.n_fixed}", f"{c.difference:+.4f}", interval, _fmt(c.p_value), c.verdict)
+        table.add_row(name, c.fixed, f"{c.n_config} vs {c.n_fixed}", f"{c.difference:+.4f}", interval, _fmt(c.p_value), _fmt(c.p_adjusted), c.verdict)
     console.print(table)
 
 
@@ -478,7 +516,7 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     interval_col = f"{ACCURACY} 95 % ({significance.INTERVAL_METHOD})"
     board = Table(title=title, title_justify="left")
     # Identity and outcome columns never shrink; parameters fold when the terminal is narrow.
-    for col in ("rank", "trial", summary.metric, "epochs", "status", "origin", interval_col, "vs leader (McNemar)"):
+    for col in ("rank", "trial", summary.metric, "epochs", "status", "origin", interval_col, "vs leader (McNemar, Holm)"):
         board.add_column(col, justify="right" if col in ("rank", summary.metric, "epochs") else "left", no_wrap=True, min_width=len(col))
     board.columns[4].min_width = len("completed")
     names = [p.name for p in cfg.space]
@@ -497,10 +535,10 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
         if i > top:
             console.print(f"baseline {t.trial_id} ranks {i} of {len(summary.trials)}: {summary.metric} {_fmt(t.value)} after {t.epochs} epoch{'s' if t.epochs != 1 else ''} ({t.status})")
     rungs = Table(title="rung survival", title_justify="left")
-    for col in ("rung", "epoch", "reached", "continued", "stopped", "paused", f"best {summary.metric}"):
+    for col in ("rung", "epoch", "reached", "continued", "stopped", "paused", "diverged", f"best {summary.metric}"):
         rungs.add_column(col, justify="right")
     for r in summary.rungs:
-        rungs.add_row(str(r.rung), str(r.epoch), str(r.reached), str(r.continued), str(r.stopped), str(r.paused), _fmt(r.best))
+        rungs.add_row(str(r.rung), str(r.epoch), str(r.reached), str(r.continued), str(r.stopped), str(r.paused), str(r.diverged), _fmt(r.best))
     console.print(rungs)
     # Imported here: pareto and tendencies import this module.
     from kdsweep.orchestrator import pareto, tendencies
@@ -512,6 +550,9 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     for t in failed:
         last_line = (t.error or "").strip().splitlines()[-1:] or [""]
         console.print(f"[red]failed[/red] {t.trial_id} after {t.attempts} attempts: {last_line[0]}")
+    line = diverged_line(summary)
+    if line is not None:
+        console.print(line, highlight=False, markup=False)
     if summary.rejected:
         reasons = sorted({reason for _, reason in summary.rejected})
         console.print(f"rejected {len(summary.rejected)} untrainable proposals (not failures, not counted in num_trials): {'; '.join(reasons[:3])}", highlight=False)
@@ -521,6 +562,34 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
         section.render(summary, console)
     for s in summary.skipped:
         console.print(f"[yellow]skipped unreadable fragment[/yellow] {s}")
+    from kdsweep.orchestrator import headline  # it imports this module
+
+    headline.render(summary, sig, console)
+
+
+#: Diverged trials a report names one by one; more are counted.
+MAX_DIVERGED_NAMED = 5
+
+
+def diverged_line(summary: RunSummary) -> str | None:
+    """One line on the trials that diverged (how many, the first few with their epoch and
+    value), or None when none did."""
+    if not summary.diverged:
+        return None
+    named = "; ".join(f"{t.trial_id}: {t.error}" for t in summary.diverged[:MAX_DIVERGED_NAMED])
+    more = f"; and {len(summary.diverged) - MAX_DIVERGED_NAMED} more" if len(summary.diverged) > MAX_DIVERGED_NAMED else ""
+    return (
+        f"diverged {len(summary.diverged)} trials (a non-finite loss or metric ended each at once; "
+        f"left out of the leaderboard and every statistic): {named}{more}"
+    )
+
+
+def diverged_records(summary: RunSummary) -> list[dict[str, Any]]:
+    """The diverged trials for JSON: id, origin, the epoch and the value that diverged, params."""
+    return [
+        {"trial_id": t.trial_id, "origin": t.origin, "epoch": t.epochs, "error": t.error, **{PARAM_PREFIX + k: v for k, v in t.params.items()}}
+        for t in summary.diverged
+    ]
 
 
 def leaderboard_records(summary: RunSummary, top: int | None = None) -> list[dict[str, Any]]:
@@ -542,6 +611,7 @@ def leaderboard_records(summary: RunSummary, top: int | None = None) -> list[dic
             "val_n": iv.n, f"{ACCURACY}_low": None if iv.n is None else iv.low, f"{ACCURACY}_high": None if iv.n is None else iv.high,
             "vs_leader": None if vs is None else significance.against_leader(vs),
             "vs_leader_p": None if vs is None or vs.epoch is None else vs.p_value,
+            "vs_leader_p_adjusted": None if vs is None or vs.epoch is None else vs.p_adjusted,
             "vs_leader_epoch": None if vs is None else vs.epoch,
         }  # fmt: skip
         rec.update({PARAM_PREFIX + k: v for k, v in t.params.items()})
@@ -559,16 +629,22 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
         "skipped": summary.skipped,
         "teacher_val_acc": summary.teacher_val_acc,
         "rejected": [{"trial_id": t, "reason": r} for t, r in summary.rejected],
+        "diverged": diverged_records(summary),
         "final": [dataclasses.asdict(f) for f in summary.final],
         "final_comparisons": [dataclasses.asdict(c) for c in summary.analyses.comparisons],
     }
     from kdsweep.orchestrator import significance  # see render_table
 
-    doc["significance"] = significance.to_dict(summary.analyses.significance_top(top))
+    sig = summary.analyses.significance_top(top)
+    doc["significance"] = significance.to_dict(sig)
+    from kdsweep.orchestrator import headline  # see render_table
+
+    doc["headline"] = headline.to_dict(summary, sig)
     from kdsweep.orchestrator import pareto, tendencies  # see render_table
 
     doc["pareto_front"] = pareto.to_dict(summary)
-    doc["tendencies"] = tendencies.to_dict(summary)
+    doc["tendencies"] = tendencies.to_dict(summary.analyses.tendencies, summary)
+    doc["tendencies_survivors"] = tendencies.to_dict(summary.analyses.survivors, summary)
     section = trainer_section(summary)
     if section is not None:
         doc[summary.cfg.trainer] = section.to_dict(summary)
@@ -582,7 +658,13 @@ def _json_default(value: Any) -> Any:
 
 
 def to_csv(summary: RunSummary, top: int | None = None) -> str:
-    records = leaderboard_records(summary, top)
+    """The leaderboard records, each with the report's headline (stage, verdict, adjusted
+    p) in its ``headline_*`` columns, so that a CSV reader sees the same answer."""
+    from kdsweep.orchestrator import headline  # see render_table
+
+    h = headline.headline(summary, summary.analyses.significance_top(top))
+    extra = {"headline_stage": h.stage, "headline_verdict": h.verdict, "headline_p_adjusted": h.p_adjusted}
+    records = [{**rec, **extra} for rec in leaderboard_records(summary, top)]
     buf = io.StringIO()
     fields: list[str] = []
     for rec in records:
@@ -595,7 +677,7 @@ def to_csv(summary: RunSummary, top: int | None = None) -> str:
 
 def status_counts(summary: RunSummary) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for t in summary.trials:
+    for t in summary.trials + summary.diverged:
         counts[t.status] = counts.get(t.status, 0) + 1
     if summary.rejected:
         counts["rejected"] = len(summary.rejected)
@@ -605,7 +687,7 @@ def status_counts(summary: RunSummary) -> dict[str, int]:
 def progress(summary: RunSummary) -> tuple[int, int]:
     """Epochs trained so far and the budget if every trial ran to max_epochs."""
     cfg = summary.cfg
-    done = sum(t.epochs for t in summary.trials)
+    done = sum(t.epochs for t in summary.trials + summary.diverged)
     return done, cfg.num_trials * cfg.asha.max_epochs
 
 

@@ -34,10 +34,16 @@ class Event(str, enum.Enum):
     #: A proposal the trainer cannot train (``check_params``: e.g. an all-zero filter list);
     #: not a failure, and not counted in ``num_trials``. The reason is in ``error``.
     REJECTED = "rejected"
+    #: A value the trainer reported (a loss or a metric) was NaN or infinite: the trial ended
+    #: at that epoch, without a retry. ``error`` names the value and the epoch. Diverged
+    #: trials count against ``num_trials`` but never enter the leaderboard or the statistics.
+    DIVERGED = "diverged"
 
 
 #: Events after which a trial never trains again.
-TERMINAL_EVENTS = frozenset({Event.COMPLETED.value, Event.STOPPED.value, Event.FAILED.value, Event.REJECTED.value})
+TERMINAL_EVENTS = frozenset(
+    {Event.COMPLETED.value, Event.STOPPED.value, Event.FAILED.value, Event.REJECTED.value, Event.DIVERGED.value}
+)
 
 
 def row_key(trial_id: str, event: str, epoch: int) -> str:

@@ -268,9 +268,15 @@ class _Attempt:
             self.metrics = dict(self.trainer.train_epoch(epoch))
             yield epoch
             rung = self._rung(epoch)
+            diverged = self._diverged(epoch, "train_epoch")
+            if diverged is not None:
+                return diverged
             if rung == NOT_AT_RUNG and epoch != until and epoch % self.cfg.asha.eval_every_epochs:
                 continue
             self._evaluate(epoch, until)
+            diverged = self._diverged(epoch, "evaluate")
+            if diverged is not None:
+                return diverged
             if epoch not in reported:
                 stopped = self._report(epoch, rung)
                 if stopped is not None:
@@ -282,6 +288,25 @@ class _Attempt:
             if rung != NOT_AT_RUNG or epoch == until or order.checkpoint_every_report:
                 self._checkpoint(epoch)
         return self._finish(Event(order.end), until, self._rung(until))
+
+    def _diverged(self, epoch: int, where: str) -> TrialOutcome | None:
+        """End the trial as ``diverged`` at ``epoch`` when a value the trainer reported is NaN
+        or infinite (the first one, in the order reported, is named), else None.
+
+        A diverged model's numbers look like results and are not: all-NaN logits make
+        ``argmax`` pick class 0, so val_acc becomes that class's share (finite, rankable).
+        Training it further, retrying it or telling its accuracy to the searcher would
+        spend the budget on noise, so the first non-finite value ends it. The row keeps the
+        values as reported (NaN included) and is no rung's: its rung values before this
+        epoch stay what ASHA saw; the report leaves the trial out of every statistic."""
+        bad = next(((k, v) for k, v in self.metrics.items() if not math.isfinite(float(v))), None)
+        if bad is None:
+            return None
+        name, value = bad
+        if where == "train_epoch":
+            self.val_correct = None  # the row's metrics come from no evaluation: no val_n
+        reason = f"non-finite {name} = {float(value)!r} at epoch {epoch} (from {where}())"
+        return self._finish(Event.DIVERGED, epoch, NOT_AT_RUNG, error=reason)
 
     def _rung(self, epoch: int) -> int:
         return asha.rung_index(epoch, self.order.milestones)
@@ -382,8 +407,8 @@ class _Attempt:
             recorded = self._recorded_end()
             if recorded is not None:
                 return recorded
-        if event is Event.STOPPED:
-            # A stopped trial never trains again: its checkpoint is only disk space.
+        if event in (Event.STOPPED, Event.DIVERGED):
+            # A stopped or diverged trial never trains again: its checkpoint is only disk space.
             self.ckpt.unlink(missing_ok=True)
         return TrialOutcome(self.spec.trial_id, event.value, epoch, self._value(), self._wall())
 

@@ -106,7 +106,9 @@ class Training:
         reference, whose J is 0 whatever its accuracy — and the worker records the trial as
         ``rejected`` without training it (not counted in ``num_trials``). The searcher is told
         the sweep metric when the screening's metrics hold it (a too-slow student's J is 0),
-        else a failure. None (the default): train it."""
+        else an infeasible trial when :meth:`TrainerSpec.constraints` finds a limit violated
+        in them (a student over ``objective.max_latency_s``), else a failure. None (the
+        default): train it."""
         return None
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -187,6 +189,24 @@ class TrainerSpec:
         ``rejected`` (not a failure, not counted in ``num_trials``) and a fixed point that
         fails it is a config error."""
         return None
+
+    @classmethod
+    def constraint_names(cls, objective: Any) -> tuple[str, ...]:
+        """The names of the limits a sweep with this ``[objective]`` table (None when the
+        trainer has none) sets on its trials, which :meth:`constraints` computes; none by
+        default. The driver reads a trial's metrics for them only when there are some."""
+        return ()
+
+    @classmethod
+    def constraints(cls, metrics: Mapping[str, Any], objective: Any) -> dict[str, float]:
+        """Pure and cheap: the constraint values of a trial whose row holds ``metrics`` (the
+        row's columns: a metric may be absent or None), by name among
+        :meth:`constraint_names`: finite, <= 0 within the limit, > 0 over it (``screen``
+        rejects exactly the trials with a value > 0). A limit whose measurement the row
+        lacks is left out. The driver tells them to the searcher with every trial's end and
+        replays them from the store on ``--resume``; the ``gp`` searcher models them
+        (Optuna's constrained GP), the others ignore them. None by default."""
+        return {}
 
     @classmethod
     def generate_space(cls, options: Any, settings: Any) -> GeneratedSpace:

@@ -7,10 +7,12 @@ METHODS.md §1 (seed 000): with a frozen, pretrained teacher,
     L_RKD = d·Huber_f(ψ_D) + e·Huber_g(ψ_A)                     (penultimate embeddings)
     L_SKD = Σ_heads CE + h·T_s²·KL(p_deep || p_k) + i·Σ(F_k − F_deep)²  (BYOT heads, stages 1–3)
 
-The feature hint is summed over batch and features (``settings.hint_reduction = "sum"``), as
-the public BYOT re-implementation whose defaults are the seed's baseline computes it; "mean"
-makes the baseline's i = 1e-6 about 65 000× weaker at batch 128 (B·D = 128·512 elements),
-i.e. switches it off. The student is torchvision's ResNet18 form by default
+The feature hint is averaged over batch and features (``settings.hint_reduction = "mean"``),
+with seed 000's baseline i = 1e-6 — in the summed units of the public BYOT re-implementation
+it came from, at B·D = 128·512 — as 1e-6 × 128 × 512 = 0.065536: the one reading under which
+both that baseline and the seed's range i ∈ [0.1, 5] make sense (summed, the range diverges;
+averaged with i = 1e-6, the baseline's hint is off; ``search_spaces/loss_weights_seed.toml``
+has the argument). "sum" computes the hint as the reference does. The student is torchvision's ResNet18 form by default
 (``settings.stem = "imagenet"``: 7×7 stride-2 conv + max-pool, as the seed ran it); "cifar"
 is the 3×3 stride-1 stem of the CIFAR re-implementations.
 
@@ -19,8 +21,8 @@ defaults are the seed's research baseline), so the "parallel" experiment (a = b 
 six inner weights searched) is a sweep file, not a code path. The self-distillation heads are
 training-only: evaluation and any latency measure use the plain student.
 
-Measured claim (2026-11-30, 2-core CPU shared with other jobs, one torch thread per trial):
-the seed's sweep with the summed hint on digits, ``kdsweep launch
+Measured claim (2026-11-30, 2-core CPU shared with other jobs, one torch thread per trial),
+from before the diverged event and the mean reading: the seed's sweep with the summed hint on digits, ``kdsweep launch
 search_spaces/loss_weights_seed.toml --num-trials 20 --max-concurrent 2 --set
 data.dataset=digits --set settings.teacher_width=0.5 --set settings.teacher_epochs=10 --set
 asha.min_epochs=8 --set asha.max_epochs=8 --set backend.gpus_per_trial=0`` (the file's random

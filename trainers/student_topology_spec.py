@@ -96,6 +96,38 @@ class StudentTopology(TrainerSpec):
             return str(e)
         return None
 
+    #: Each hard limit of ``[objective]`` → the metric it bounds.
+    LIMITS: ClassVar[dict[str, str]] = {"max_latency_s": "latency_s", "max_params": "num_params"}
+
+    @classmethod
+    def constraint_names(cls, objective: ObjectiveSettings | None) -> tuple[str, ...]:
+        """The hard limits the objective sets: ``max_latency_s`` and/or ``max_params``."""
+        if objective is None:
+            return ()
+        return tuple(name for name in cls.LIMITS if getattr(objective, name) is not None)
+
+    @classmethod
+    def constraints(cls, metrics: Mapping[str, Any], objective: ObjectiveSettings | None) -> dict[str, float]:
+        """log(measured / limit) per limit set: the latency (``latency_s``) over
+        ``max_latency_s``, the parameter count (``num_params``) over ``max_params``.
+
+        On a log scale because width multiplies latency and size (a layer's parameters grow
+        with the product of two widths): the ratio spans orders of magnitude across the
+        space, its logarithm varies about as smoothly between neighbouring widths anywhere,
+        which suits the GP that models each constraint. Positive exactly when the
+        measurement is over the limit, as ``screen`` judges it (guarded, so that no
+        rounding can make an over-limit value 0). A measurement the row lacks (or a
+        non-finite or non-positive one) gives no value."""
+        values: dict[str, float] = {}
+        for name in cls.constraint_names(objective):
+            limit = float(getattr(objective, name))
+            measured = metrics.get(cls.LIMITS[name])
+            if measured is None or not (math.isfinite(float(measured)) and float(measured) > 0):
+                continue
+            value = math.log(float(measured) / limit)
+            values[name] = max(value, math.nextafter(0.0, 1.0)) if float(measured) > limit else value
+        return values
+
     @classmethod
     def validate(cls, settings: StudentTopologySettings, data: DataSettings, space: Sequence[ParamSpec], objective: ObjectiveSettings) -> list[Issue]:
         """Cross-field checks run by the config loader before anything is written: the data,

@@ -63,6 +63,10 @@ class SyntheticSettings:
     crash_attempts: int = 1
     #: "exception" raises; "exit" kills the worker process as a segfault or OOM-kill would.
     crash_mode: Literal["exception", "exit"] = "exception"
+    #: A configuration with ``lr`` at or above this diverges: from its second epoch on it
+    #: reports NaN for every loss and accuracy, as a real training whose loss blew up does
+    #: (the worker then ends it as ``diverged``). None: no configuration diverges.
+    diverge_lr: float | None = None
     #: Proposals with ``width`` above this are untrainable (``check_params`` rejects them), as
     #: an all-zero student or a frozen target node is for the real trainers; None: no limit.
     max_width: float | None = None
@@ -85,6 +89,8 @@ class Synthetic(TrainerSpec):
         for name in ("sleep_s", "noise_std", "epoch_s_spread"):
             if getattr(settings, name) < 0:
                 issues.append((f"settings.{name}", getattr(settings, name), "a number >= 0"))
+        if settings.diverge_lr is not None and not settings.diverge_lr > 0:
+            issues.append(("settings.diverge_lr", settings.diverge_lr, "a number > 0 (the lr at and above which trials diverge), or leave it out"))
         if settings.epoch_s <= 0:
             issues.append(("settings.epoch_s", settings.epoch_s, "a number > 0 (virtual seconds)"))
         for name in ("crash_at_epoch", "crash_attempts"):
@@ -99,6 +105,11 @@ class Synthetic(TrainerSpec):
             return f"width {width:g} exceeds settings.max_width {settings.max_width:g}"
         return None
 
+
+
+def _loss(acc: float) -> float:
+    """The loss reported beside an accuracy (NaN for a diverged one)."""
+    return -math.log(max(1e-6, acc)) if not math.isnan(acc) else math.nan
 
 
 class SyntheticTrainer(Training):
@@ -119,9 +130,12 @@ class SyntheticTrainer(Training):
         self.tau = 6.0 / (1.0 + 3.0 * max(0.0, lr_gap + 2.0))
         noise = random.Random(f"{ctx.seed}:latency").gauss(0.0, LATENCY_NOISE)
         self.latency_s = LATENCY_S_PER_UNIT * width * math.exp(noise)
+        self.diverges = settings.diverge_lr is not None and lr >= settings.diverge_lr
         self.epoch = 0
 
     def _accuracy(self, epoch: int, stream: int) -> float:
+        if self.diverges and epoch >= 2:
+            return math.nan
         rng = random.Random(f"{self.ctx.seed}:{epoch}:{stream}")
         mean = self.a_inf - (self.a_inf - 0.1) * math.exp(-epoch / self.tau)
         return min(1.0, max(0.0, mean + rng.gauss(0.0, self.settings.noise_std)))
@@ -135,15 +149,15 @@ class SyntheticTrainer(Training):
         if s.sleep_s > 0:
             time.sleep(s.sleep_s)
         self.epoch = epoch
-        return {"train_loss": -math.log(max(1e-6, self._accuracy(epoch, 1)))}
+        return {"train_loss": _loss(self._accuracy(epoch, 1))}
 
     def evaluate(self) -> dict[str, float]:
         acc = self._accuracy(self.epoch, 0)
-        return {"val_acc": acc, "val_loss": -math.log(max(1e-6, acc)), "latency_s": self.latency_s}
+        return {"val_acc": acc, "val_loss": _loss(acc), "latency_s": self.latency_s}
 
     def test(self) -> dict[str, float]:
         acc = self._accuracy(self.epoch, 2)  # the same curve, an independent noise draw
-        return {"test_acc": acc, "test_loss": -math.log(max(1e-6, acc))}
+        return {"test_acc": acc, "test_loss": _loss(acc)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch}

@@ -148,43 +148,58 @@ def test_report_compares_the_leader_with_the_fixed_point_and_the_ranks_below(bui
 
     (fixed,) = sig.fixed
     assert (fixed.other, fixed.epoch, fixed.top, fixed.only_trial, fixed.only_other) == ("t0000", 3, False, 6, 0)
-    assert fixed.p_value == pytest.approx(1 / 32) and fixed.verdict == "better"
+    # The family this report makes: the leader against t0000 (a fixed point, and rank 5: one
+    # test), t0002 and t0004 (t0003 has no paired data: no test). Holm over m = 3 by hand:
+    # 1/32, 1/16, 1 sorted -> 3/32, 2/16, 1. Alone, 1/32 < 0.05 would read "better".
+    assert fixed.p_value == pytest.approx(1 / 32) and fixed.p_adjusted == pytest.approx(3 / 32) and fixed.verdict == "not distinguishable at 95 %"
     by_other = {p.other: p for p in sig.ranks}
     assert (by_other["t0002"].only_trial, by_other["t0002"].only_other, by_other["t0002"].p_value) == (1, 1, 1.0)
-    assert by_other["t0002"].verdict == "not distinguishable at 95 %" and by_other["t0002"].top
-    assert by_other["t0004"].p_value == pytest.approx(1 / 16) and by_other["t0004"].verdict == "not distinguishable at 95 %"
+    assert by_other["t0002"].verdict == "not distinguishable at 95 %" and by_other["t0002"].top and by_other["t0002"].p_adjusted == 1.0
+    assert by_other["t0004"].p_value == pytest.approx(1 / 16) and by_other["t0004"].p_adjusted == pytest.approx(2 / 16)
+    assert by_other["t0004"].verdict == "not distinguishable at 95 %" and by_other["t0000"].p_adjusted == fixed.p_adjusted
     assert by_other["t0003"].verdict == NO_PAIRED_DATA and "t0003" in by_other["t0003"].note
 
     console = Console(record=True, width=1000, file=io.StringIO())
     render_table(summary, console)
     text = console.export_text()
     assert "[0.6396, 0.9476]" in text  # the leader's Wilson interval, on its leaderboard row
-    assert "not distinguishable from the leader t0001 at 95 %: rank 2 (t0002), 3 (t0004); no paired data to tell the leader t0001 from rank 4 (t0003)" in text
+    assert "not distinguishable from the leader t0001 at 95 %: rank 2 (t0002), 3 (t0004), 5 (t0000); no paired data to tell the leader t0001 from rank 4 (t0003)" in text
     assert "leader t0001 vs fixed point t0000 at epoch 3, the highest both reached" in text
-    assert "6 right only by t0001 and 0 only by t0000; exact McNemar p = 0.0312: the leader beats this fixed point" in text
-    assert "worse (p=0.0312, e3)" in text  # the baseline's row, read against the leader
+    assert (
+        "6 right only by t0001 and 0 only by t0000; exact McNemar p = 0.0312, Holm-adjusted over 3 comparisons p = 0.0938: "
+        "not distinguishable at 95 %: the leader does not beat this fixed point on these examples "
+        "(descriptive: the leader was selected on these validation examples)"
+    ) in text
+    assert "not distinguishable (p_adj=0.0938, e3)" in text  # the baseline's row, read against the leader
 
     doc = json.loads(to_json(summary))
     board = {r["trial_id"]: r for r in doc["leaderboard"]}
     assert board["t0001"]["val_n"] == N and board["t0001"]["vs_leader"] is None
-    assert board["t0000"]["vs_leader"] == "worse" and board["t0000"]["vs_leader_epoch"] == 3
+    assert board["t0000"]["vs_leader"] == "not distinguishable at 95 %" and board["t0000"]["vs_leader_epoch"] == 3
+    assert board["t0000"]["vs_leader_p"] == pytest.approx(1 / 32) and board["t0000"]["vs_leader_p_adjusted"] == pytest.approx(3 / 32)
     assert board["t0003"]["val_n"] is None and board["t0003"]["vs_leader"] == NO_PAIRED_DATA and board["t0003"]["vs_leader_p"] is None
-    assert doc["significance"]["interval"] == "wilson" and doc["significance"]["leader_vs_fixed"][0]["verdict"] == "better"
+    assert doc["significance"]["interval"] == "wilson" and doc["significance"]["leader_vs_fixed"][0]["p_adjusted"] == pytest.approx(3 / 32)
+    assert (doc["significance"]["adjustment"], doc["significance"]["comparisons"], doc["significance"]["descriptive"]) == ("Holm", 3, True)
     header = to_csv(summary).splitlines()[0].split(",")
-    assert {"val_n", "val_acc_low", "val_acc_high", "vs_leader", "vs_leader_p"} <= set(header)
+    assert {"val_n", "val_acc_low", "val_acc_high", "vs_leader", "vs_leader_p", "vs_leader_p_adjusted"} <= set(header)
     page = build_html(summary)
-    assert "Significance during the search" in page and "the leader beats this fixed point" in page
+    assert "Significance during the search (descriptive)" in page and "the leader does not beat this fixed point" in page
+
+    # A report of the leader and two ranks makes one test fewer: t0000 (rank 5) is then only
+    # compared as a fixed point, and Holm runs over 2 (t0002 at rank 2: p = 1; t0000: 1/32).
+    short = summary.analyses.significance_top(2)
+    assert [p.other for p in short.ranks] == ["t0002"] and short.fixed[0].p_adjusted == pytest.approx(2 / 32)
 
     # Were the baseline to lead, the question becomes whether the search's best beats it.
     by_id = {t.trial_id: t for t in summary.trials}
     baseline_first = dataclasses.replace(summary, trials=[by_id["t0000"], *(t for t in summary.trials if t.trial_id != "t0000")])
     sig = analyse(baseline_first)
-    assert sig.fixed == [] and [(p.trial, p.other, p.epoch, p.verdict) for p in sig.searched] == [("t0001", "t0000", 3, "better")]
+    assert sig.fixed == [] and [(p.trial, p.other, p.epoch) for p in sig.searched] == [("t0001", "t0000", 3)]
     console = Console(record=True, width=1000, file=io.StringIO())
     render_table(baseline_first, console)
     text = console.export_text()
     assert "the leader t0000 is a fixed point itself: no searched trial ranks above it" in text
-    assert "best searched trial t0001 vs fixed point t0000 at epoch 3" in text and "the best searched trial beats this fixed point" in text
+    assert "best searched trial t0001 vs fixed point t0000 at epoch 3" in text and "(descriptive: the best searched trial was selected on these validation examples)" in text
 
 
 def test_a_run_without_the_validation_columns_reads_and_says_it_has_no_paired_data(built: Path) -> None:
@@ -229,7 +244,7 @@ def test_a_distillation_run_records_val_n_and_correctness_and_the_report_compare
         if at_rung:
             bits[r["trial_id"], r["epoch"]] = unpack_correct(r["val_correct"], n)
             assert bits[r["trial_id"], r["epoch"]].mean() == pytest.approx(r["val_acc"], abs=1e-12)
-    assert "exact McNemar" in result.stdout and "vs leader (McNemar)" in result.stdout
+    assert "exact McNemar" in result.stdout and "vs leader (McNemar, Holm)" in result.stdout
     # Whoever leads, the report says in words how the search compares with the baseline.
     assert "vs fixed point t0000 at epoch" in result.stdout
 

@@ -114,7 +114,7 @@ def test_digits_sweep_reports_the_baseline_beside_the_searched_trials(tmp_path: 
     assert "fixed" in result.stdout and "tpe" in result.stdout
     board = json.loads(kdsweep("report", str(out), "--format", "json").stdout)["leaderboard"]
     baseline = [r for r in board if r["origin"] == "fixed"]
-    assert len(baseline) == 1 and baseline[0]["param.b"] == 0.05 and baseline[0]["param.i"] == 1e-6
+    assert len(baseline) == 1 and baseline[0]["param.b"] == 0.05 and baseline[0]["param.i"] == 0.065536
     assert len(board) == 5 and all(r["val_acc"] is not None for r in board)
     assert {r["teacher_val_acc"] for r in _rows(out)} and len({r["teacher_val_acc"] for r in _rows(out)}) == 1
     # The final stage of this trainer: the winner retrained twice, measured on the test split.
@@ -201,4 +201,6 @@ def test_seed_sweep_file_is_random_search_without_early_stopping_baseline_first(
     assert (cfg.searcher, cfg.num_trials, cfg.asha.min_epochs, cfg.asha.max_epochs) == ("random", 100, 10, 10)
     baseline = {k: getattr(LossWeightsSettings(), k) for k in MOVES}
     assert [dict(p) for p in cfg.points_to_evaluate] == [baseline]
-    assert (cfg.settings.stem, cfg.settings.hint_reduction) == ("imagenet", "sum")
+    assert (cfg.settings.stem, cfg.settings.hint_reduction) == ("imagenet", "mean")
+    # Seed 000's baseline i = 1e-6 in summed units at B = 128, D = 512, in mean units.
+    assert cfg.points_to_evaluate[0]["i"] == pytest.approx(1e-6 * 128 * 512, rel=1e-12) and cfg.settings.batch_size == 128
