@@ -140,6 +140,9 @@ class RunSummary:
     #: Trials that diverged (a non-finite loss or metric), in trial order: ``epochs`` is the
     #: epoch they diverged at, ``error`` which value; never ranked, never in a statistic.
     diverged: list[TrialSummary] = dataclasses.field(default_factory=list)
+    #: ``Store.identity`` of the results ``rows`` were read from (None for a summary built by
+    #: hand): the cached statistics' digest uses it instead of every row.
+    results_identity: str | None = None
 
     @property
     def metric(self) -> str:
@@ -236,7 +239,7 @@ def summarize(run_dir: str) -> RunSummary:
     records = run.read_trials(Stage.SEARCH.value, cfg)
     rung_points = [store.rung_points(k, cfg.asha.metrics) for k in range(len(ladder))]
     state = _sweep_state(cfg, trials + diverged, {tid for tid, _ in rejected}, records, rung_points)
-    return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state, diverged)
+    return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state, diverged, store.identity())
 
 
 def _sweep_state(

@@ -346,6 +346,14 @@ class Store:
             self._scan()
         return self._n_rows - before
 
+    def identity(self) -> str:
+        """What the rows read so far are, in a few bytes: the sorted names of the files they
+        came from with each one's row count. Files are never changed once visible (a
+        compaction writes a new one), so equal identities mean equal rows; a new row, a
+        compaction or a file moved to quarantine changes it. Reports key cached statistics
+        on it instead of serialising every row."""
+        return ";".join(f"{name}:{table.num_rows}" for name, table in sorted(self._fragments.items()))
+
     def rows(self) -> list[dict[str, Any]]:
         """Every row (a fresh dict each), in fragment-name order, then in file order."""
         self.refresh()

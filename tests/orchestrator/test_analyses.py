@@ -92,16 +92,21 @@ def test_changed_results_are_analysed_afresh(built: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(analyses, "compute", lambda s: calls.append(s) or compute(s))
     analyses.of(summarize(str(built)))
     assert calls == []
-    # One row less, another trial status, a space resolved otherwise (a trainer generates
-    # its space, and the document alone does not fix it): another digest.
-    fewer = dataclasses.replace(summary, rows=summary.rows[:-1])
+    # Results read from other files (a new fragment, a compaction), one row less in a summary
+    # edited by hand (no file identity: its rows are hashed by value), another trial status,
+    # a space resolved otherwise (a trainer generates its space, and the document alone does
+    # not fix it): another digest.
+    assert summary.results_identity
+    other_files = dataclasses.replace(summary, results_identity=summary.results_identity + ";part-new.parquet:1")
+    fewer = dataclasses.replace(summary, rows=summary.rows[:-1], results_identity=None)
     paused = dataclasses.replace(summary, trials=[dataclasses.replace(summary.trials[0], status="paused"), *summary.trials[1:]])
     lr, *others = summary.cfg.space
     narrower = dataclasses.replace(summary, cfg=dataclasses.replace(summary.cfg, space=(dataclasses.replace(lr, high=0.5), *others)))
-    for changed in (fewer, paused, narrower):
+    for changed in (other_files, fewer, paused, narrower):
         assert analyses.digest(changed) != analyses.digest(summary)
         analyses.of(changed)
-    assert calls == [fewer, paused, narrower]
+    assert calls == [other_files, fewer, paused, narrower]
+    assert analyses.digest(dataclasses.replace(fewer, rows=summary.rows)) != analyses.digest(fewer)
 
 
 @pytest.mark.parametrize("bad", ["not json", '{"digest": 1}', "shape"])

@@ -3,8 +3,10 @@ synthetic trainer (``benchmarks/tendency_truth.py``, the report's own code), who
 changes nothing and whose best lr is known from the closed form — about 0.35 at epoch 1,
 where rung 0 of ``synthetic.toml`` lies (fast starters lead), and 0.05 once the curves have
 settled. Across seeds and searchers: ``decoy`` gets no direction, ``lr`` ranks first, and its
-best quarter holds the true best lr at the analysis' epoch. The rates over 40 sweeps each are
-in the README; here a few fixed seeds (the simulation is deterministic)."""
+best quarter holds the true best lr at the analysis' epoch. The rates over 40 sweeps each
+(0 of 40 random, 0 of 40 TPE, 0 of 10 GP gave ``decoy`` a direction) are in the README; here
+one fixed seed per searcher and budget (the simulation is deterministic), to keep the suite's
+time."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def _truth() -> ModuleType:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "searcher, budget, seeds",
-    [("random", "asha", (1, 2, 3)), ("tpe", "asha", (1, 2, 3)), ("gp", "asha", (1,)), ("tpe", "settled", (1, 2))],
+    [("random", "asha", (1,)), ("tpe", "asha", (1,)), ("gp", "asha", (1,)), ("tpe", "settled", (1,))],
 )
 def test_decoy_gets_no_direction_and_lr_leads_with_the_true_best_lr_in_its_best_quarter(tmp_path: Path, searcher: str, budget: str, seeds: tuple[int, ...]) -> None:
     truth = _truth()
