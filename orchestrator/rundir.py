@@ -38,6 +38,7 @@ from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.atomic import write_atomic
 from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS, SEARCHERS
 from kdsweep.orchestrator.schema import Stage, kdsweep_version
+from kdsweep.orchestrator.space import Codec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,9 +185,12 @@ class RunDir:
         """
         records, issues = [], []
         folder = self._records(stage)
+        # Built once, not per record: a choice's codec scans its values (10 000 records of a
+        # 4-parameter space spent a third of a second re-building them).
+        codecs = None if cfg is None else {spec.name: Codec.of(spec) for spec in cfg.space}
         if folder.is_dir():
             for p in folder.glob("*.json"):
-                record, problems = _parse_record(p, stage, cfg)
+                record, problems = _parse_record(p, stage, codecs)
                 issues += problems
                 if record is not None:
                     records.append(record)
@@ -292,15 +296,16 @@ _ID_FORMS = {Stage.SEARCH.value: "t0000, t0001, ...", Stage.FINAL.value: "<trial
 _MAX_ATTEMPT = 2**31 - 1
 
 
-def _parse_record(path: Path, stage: str, cfg: SweepConfig | None) -> tuple[TrialRecord | None, list[ConfigIssue]]:
+def _parse_record(path: Path, stage: str, codecs: Mapping[str, Codec] | None) -> tuple[TrialRecord | None, list[ConfigIssue]]:
     """The record in ``path`` (a file under ``stage``'s folder) and the problems found.
 
     A record is a JSON object with the fields of :class:`TrialRecord`: ``trial_id`` the
     file's own name and of the stage's form, ``params`` an object of scalars, ``origin``
     "fixed" or a searcher's name, ``attempt`` from 0, ``until_epoch`` null or from 1 to
-    ``MAX_EPOCHS``, ``stage`` the folder's. With ``cfg``, ``params`` names exactly the
-    space's parameters, and a proposed (not "fixed") trial's values lie inside the space,
-    as the searcher that replays it requires. Returns (None, issues) when any is found.
+    ``MAX_EPOCHS``, ``stage`` the folder's. With ``codecs`` (the sweep's space, by
+    parameter), ``params`` names exactly the space's parameters, and a proposed (not "fixed")
+    trial's values lie inside the space, as the searcher that replays it requires. Returns
+    (None, issues) when any is found.
     """
     try:
         doc = json.loads(_read_text(path, _RESTORE))
@@ -325,12 +330,11 @@ def _parse_record(path: Path, stage: str, cfg: SweepConfig | None) -> tuple[Tria
     params = doc.get("params")
     if not (isinstance(params, dict) and all(isinstance(v, (str, int, float)) for v in params.values())):
         bad("params", "an object of parameter values (numbers, strings, booleans)")
-    elif cfg is not None:
-        space = {spec.name: spec for spec in cfg.space}
-        if sorted(params) != sorted(space):
-            bad("params", f"values for exactly the sweep's parameters {', '.join(space)}")
+    elif codecs is not None:
+        if sorted(params) != sorted(codecs):
+            bad("params", f"values for exactly the sweep's parameters {', '.join(codecs)}")
         elif doc.get("origin") != "fixed":
-            outside = [name for name, spec in space.items() if not spec.contains(params[name])]
+            outside = [name for name, codec in codecs.items() if not codec.contains(params[name])]
             if outside:
                 bad("params", f"values inside the sweep's space for a proposed trial ({', '.join(outside)} outside)")
     origins = ("fixed", *SEARCHERS)

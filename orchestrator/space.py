@@ -182,11 +182,7 @@ class ParamSpec:
 
         Ints are accepted for float parameters; a float is never accepted for an int one.
         """
-        try:
-            Codec.of(self).normalise(value)
-        except ValueError:
-            return False
-        return True
+        return Codec.of(self).contains(value)
 
 
 _ARROW_TYPES: dict[ScalarType, pa.DataType] = {
@@ -224,6 +220,14 @@ class Codec:
         ptype = int if spec.kind == "int" else float
         decimals = _decimals(spec._step()) if spec.kind == "quniform" else 0
         return cls(spec, ptype, (), {}, decimals)
+
+    def contains(self, value: Any) -> bool:
+        """``ParamSpec.contains``, with this codec already built."""
+        try:
+            self.normalise(value)
+        except ValueError:
+            return False
+        return True
 
     def normalise(self, value: Any) -> Any:
         """``value`` as the plain Python scalar of the parameter's declared type.
