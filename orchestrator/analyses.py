@@ -54,7 +54,7 @@ class Analyses:
     significance: Significance
     tendencies: Tendencies | None
     comparisons: list[Comparison]
-    #: The second analysis of the tendencies, among ASHA's survivors (``tendencies.survivors``).
+    #: The second analysis of the tendencies, among ASHA's survivors (``tendencies.analyses``).
     survivors: Tendencies | None = None
 
     def significance_top(self, top: int | None) -> Significance:

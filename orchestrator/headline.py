@@ -2,8 +2,8 @@
 
 Only the final stage can say. During the search the leader is the best of all trials on the
 very validation examples it would be tested on, so "the leader beats the baseline" there is
-biased towards yes (with every trial truly equal to the baseline, 21 % of simulated sweeps of
-10 trials and 92 % of 100 said so: ``benchmarks/null_sweeps.py``). ``kdsweep retrain``
+biased towards yes (with every trial truly equal to the baseline, 14 % of simulated sweeps of
+10 trials and 63 % of 100 said so: ``benchmarks/null_sweeps.py``). ``kdsweep retrain``
 retrains the configurations the search chose and the fixed points with fresh seeds and
 measures each once on the held-out test split, which played no part in choosing them; the
 report compares every retrained searched configuration with every retrained fixed point by

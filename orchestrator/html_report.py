@@ -192,7 +192,7 @@ def _header(summary: RunSummary) -> str:
         where = f"{len(state.left)} trials left to run" + (f" (driver: {summary.driver})" if summary.driver else ", no driver running")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
-        f"{len(summary.trials)} of {cfg.num_trials} trials of {cfg.trainer} ({cfg.searcher}, ASHA {cfg.asha.variant}, η = {cfg.asha.reduction_factor}, epochs {cfg.asha.min_epochs}–{cfg.asha.max_epochs}); metric {summary.metric} ({cfg.asha.mode})",
+        f"{len(summary.trials) + len(summary.diverged)} of {cfg.num_trials} trials of {cfg.trainer} ({cfg.searcher}, ASHA {cfg.asha.variant}, η = {cfg.asha.reduction_factor}, epochs {cfg.asha.min_epochs}–{cfg.asha.max_epochs}); metric {summary.metric} ({cfg.asha.mode})",
         f"{counts}; {where}" if where else counts,
         f"run directory {summary.run_dir}; written {stamp}",
     ]

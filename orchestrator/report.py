@@ -651,13 +651,20 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
     section = trainer_section(summary)
     if section is not None:
         doc[summary.cfg.trainer] = section.to_dict(summary)
-    return json.dumps(doc, indent=2, default=_json_default)
+    return json.dumps(_strict(doc), indent=2, default=str, allow_nan=False)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
+def _strict(value: Any) -> Any:
+    """``value`` with every NaN or infinite float as None, anywhere inside it: strict JSON
+    has no NaN (Python's json writes a bare ``NaN`` that other readers refuse), and a
+    missing statistic — one run a side, no paired data — is null to them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def to_csv(summary: RunSummary, top: int | None = None) -> str:
@@ -706,7 +713,7 @@ def render_status(summary: RunSummary, console: Console) -> None:
         raise ValueError("render_status needs the summary of a run directory (summarize)")
     counts = status_counts(summary)
     done, budget = progress(summary)
-    started = f"sweep {cfg.name}: {len(summary.trials)} of {cfg.num_trials} trials started; driver: {summary.driver or 'none'}"
+    started = f"sweep {cfg.name}: {len(summary.trials) + len(summary.diverged)} of {cfg.num_trials} trials started; driver: {summary.driver or 'none'}"
     if state.finished:
         console.print(f"{started}; finished: all {cfg.num_trials} trials proposed and none left to run", highlight=False)
     elif summary.driver:

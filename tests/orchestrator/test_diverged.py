@@ -77,6 +77,7 @@ def test_every_trial_past_its_first_epoch_at_a_diverging_lr_ends_diverged_at_epo
 
     status = kdsweep("status", str(diverging)).stdout
     assert f"diverged {len(diverged)}" in status and "finished" in status
+    assert f"{len(by_trial)} of 30 trials started" in status  # diverged trials started too
     doc = json.loads(kdsweep("report", str(diverging), "--format", "json").stdout)
     assert {r["trial_id"] for r in doc["leaderboard"]}.isdisjoint(diverged)
     assert sorted(d["trial_id"] for d in doc["diverged"]) == sorted(diverged) and {d["epoch"] for d in doc["diverged"]} == {2}

@@ -126,3 +126,17 @@ def test_no_fixed_point_no_baseline(sweep_file: Path) -> None:
     assert json.loads(to_json(summary))["headline"]["verdict"] == headline.NO_BASELINE
     assert "no fixed point" in build_html(summary)
     assert {r["headline_verdict"] for r in csv.DictReader(io.StringIO(to_csv(summary)))} == {headline.NO_BASELINE}
+
+
+def test_the_json_report_is_strict_json_with_missing_statistics_as_null(sweep_file: Path) -> None:
+    """One run a side and repeats without spread leave NaN statistics; strict readers refuse
+    a bare NaN, so the report writes null."""
+    summary = _summary(sweep_file, {"t0003": ("tpe", [0.95]), "t0004": ("tpe", [0.9, 0.9]), "t0000": ("fixed", [0.90, 0.90])})
+    text = to_json(summary)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-strict JSON constant {constant}")
+
+    doc = json.loads(text, parse_constant=refuse)
+    rows = {c["config"]: c for c in doc["final_comparisons"]}
+    assert rows["t0003"]["p_value"] is None and rows["t0004"]["p_adjusted"] is None and rows["t0004"]["verdict"] == NO_SPREAD
