@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from kdsweep.orchestrator import layout
-from kdsweep.orchestrator.atomic import write_atomic
+from kdsweep.orchestrator.atomic import read_bytes, write_atomic
 from kdsweep.orchestrator.report import Comparison, RunSummary, final_comparisons
 from kdsweep.orchestrator.significance import Significance, adjust, analyse
 from kdsweep.orchestrator import tendencies
@@ -131,7 +131,7 @@ def _code_identity() -> str:
 
 def _load(path: Path, key: str) -> Analyses | None:
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(read_bytes(path))  # a planted link (an OSError) is a miss, not an input
         if doc["digest"] != key:
             return None
         return typing.cast(Analyses, _decode(Analyses, doc["analyses"]))

@@ -9,28 +9,55 @@ printed only with ``--debug`` or ``KDSWEEP_DEBUG=1``.
 
 from __future__ import annotations
 
-import dataclasses
+# Before the imports below, which take a second or more: a signal in that second must end
+# the command as one later does (a message and 128 + N), not silently.
+import signal
+import sys
+import threading
+
+#: The run being driven and the command that continues it, for messages about stopping early.
+_driving: tuple[Path, str] | None = None
+#: True while the driver runs: a signal then unwinds it (:class:`Interrupted`), stopping its
+#: attempts; at any other time there is nothing to stop and the command ends at once.
+_unwinding = False
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    """SIGINT, SIGTERM and SIGHUP (Ctrl-C, a scheduler, ``timeout``, a closed SSH session)."""
+    if _unwinding:
+        raise Interrupted(signum)
+    # _driving is set once the run exists, long after this module imported ``visible``.
+    again = f"; continue with: {visible(_driving[1])}" if _driving is not None else ""
+    sys.stderr.write(f"interrupted ({signal.Signals(signum).name}){again}\n")
+    raise SystemExit(128 + signum)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+    for _signum in _SIGNALS:
+        signal.signal(_signum, _on_signal)
+
+import dataclasses  # noqa: E402 - after the signal handlers, see above
 import datetime as dt
 import errno
 import os
-import signal
-import sys
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperGroup
 
 from kdsweep.orchestrator import layout
-from kdsweep.orchestrator.atomic import unusable_output, write_atomic
+from kdsweep.orchestrator.atomic import PlantedLinkError, unusable_output, write_atomic
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig, load_sweep, to_toml
-from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
+from kdsweep.orchestrator.rundir import DriverLock, RunDir, TrialRecord, source_of, trial_order
+from kdsweep.orchestrator.safe_text import plain, visible
 
 if TYPE_CHECKING:
     from kdsweep.orchestrator.report import RunSummary
@@ -79,9 +106,6 @@ err = Console(stderr=True, soft_wrap=True)
 
 #: Set by ``--debug`` or ``KDSWEEP_DEBUG=1``: errors propagate with their traceback.
 _debug = os.environ.get("KDSWEEP_DEBUG", "") not in ("", "0")
-#: The run being driven and the command that continues it, for messages about stopping early.
-_driving: tuple[Path, str] | None = None
-
 
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option("--debug", help=_DEBUG_HELP, is_eager=True, callback=_set_debug, expose_value=False)] = False) -> None:
@@ -113,7 +137,7 @@ def _run_dir(path: Path) -> RunDir:
     not a directory (a command would fail on it half-way)."""
     run = RunDir(path)
     if not run.is_run():
-        err.print(f"[bold red]error:[/bold red] {path}: not a run directory (no sweep.toml and run.json; made by 'kdsweep launch')", highlight=False)
+        _error(f"{path}: not a run directory (no sweep.toml and run.json; made by 'kdsweep launch')")
         raise typer.Exit(2)
     issues = run.layout_issues()
     if issues:
@@ -152,6 +176,7 @@ def launch(
             # refused command (a bad record, a bad --set, a driver already running) changes
             # nothing. The driver reads them again under the lock taken next.
             run.check_trials(cfg)
+            _check_num_trials(run, cfg, overrides)
             _check_backend(cfg, run.path, dry_run)
             lock = run.acquire_driver_lock()
             if overrides:
@@ -165,7 +190,10 @@ def launch(
             lock = run.acquire_driver_lock()
     except ConfigError as exc:
         _fail(exc, typed)
-    console.print(f"run directory: {run.path}  ({cfg.num_trials} trials of {cfg.trainer}, {cfg.searcher}, ASHA {cfg.asha.variant}, backend {cfg.backend.kind})", highlight=False)
+    global _driving
+    again = f"kdsweep launch --resume {run.path}"
+    _driving = (run.path, again)  # from here on, a signal's message says how to continue
+    console.print(plain(f"run directory: {run.path}  ({cfg.num_trials} trials of {cfg.trainer}, {cfg.searcher}, ASHA {cfg.asha.variant}, backend {cfg.backend.kind})"))
     demo = sweep is None and resume is None
     # The demo writes the HTML page too: it is the quickest look at what a report shows.
     html = html or demo
@@ -175,16 +203,42 @@ def launch(
         from kdsweep.orchestrator.html_report import HtmlRefresher, write_html
 
         refresher = HtmlRefresher(run.path, page)
-    _drive(cfg, run, lock, live, None, f"kdsweep launch --resume {run.path}", on_update=refresher)
+    _drive(cfg, run, lock, live, None, again, on_update=refresher)
     summary = summarize(str(run.path))
     if demo:
         summary = _demo_final_stage(cfg, run, summary, live)
-    console.print(f"results: {run.results} (Parquet; read with pyarrow, pandas, DuckDB or Polars)", highlight=False)
+    console.print(plain(f"results: {run.results} (Parquet; read with pyarrow, pandas, DuckDB or Polars)"))
     if html:
-        write_html(summary, page)
-        console.print(f"html report: {page} (one self-contained file; open it in a browser, offline)", highlight=False)
+        try:
+            write_html(summary, page)
+            console.print(plain(f"html report: {page} (one self-contained file; open it in a browser, offline)"))
+        except OSError as exc:  # the sweep is done and recorded: a page that cannot be written is not its failure
+            warnings.warn(f"{page} not written ({exc.strerror}); write it later with: kdsweep report {run.path} --html {page}", stacklevel=1)
     # Last, so that the headline (does the search beat the baseline?) ends the output.
     render_table(summary, console, top=top)
+
+
+def _check_num_trials(run: RunDir, cfg: SweepConfig, overrides: Sequence[str]) -> None:
+    """ConfigError when a resumed run's ``num_trials`` is below the trials it has already
+    started, counted as the driver counts them against the budget: every search trial record
+    whose last result is not ``rejected``. The driver would start none and show "40 of 10
+    trials". Reads the records and the store only."""
+    from kdsweep.orchestrator.config import parse_override
+    from kdsweep.orchestrator.schema import Event
+    from kdsweep.orchestrator.store import Store, StoreWarning
+
+    records = run.read_trials()
+    with warnings.catch_warnings():
+        # The driver reads the store next and warns about each file it skips: once is enough.
+        warnings.simplefilter("ignore", StoreWarning)
+        table = Store(run.path).table().select(["trial_id", "event"])
+    # The driver's order (Store.rows), so the dict keeps each trial's last event as it sees it.
+    last = dict(zip(table["trial_id"].to_pylist(), table["event"].to_pylist()))
+    started = sum(last.get(tid) != Event.REJECTED.value for tid in records)
+    if cfg.num_trials < started:
+        given = any(parse_override(item)[0] == ["num_trials"] for item in overrides)
+        source = "--set" if given else str(run.frozen)
+        raise ConfigError([ConfigIssue(source, "num_trials", cfg.num_trials, f"at least {started} (trials already started)")])
 
 
 def _demo_final_stage(cfg: SweepConfig, run: RunDir, summary: RunSummary, live: bool) -> RunSummary:
@@ -207,7 +261,7 @@ def _demo_final_stage(cfg: SweepConfig, run: RunDir, summary: RunSummary, live: 
 
 
 def _drive(
-    cfg: SweepConfig, run: RunDir, lock: IO[str], live: bool, plan: list[TrialRecord] | None, again: str, on_update: Callable[[Any], None] | None = None
+    cfg: SweepConfig, run: RunDir, lock: DriverLock, live: bool, plan: list[TrialRecord] | None, again: str, on_update: Callable[[Any], None] | None = None
 ) -> None:
     """Run the driver (the sweep, or with ``plan`` the final stage) on the configured backend,
     with the live view on a terminal; release the driver lock however it ends. ``again`` is
@@ -235,10 +289,10 @@ def _drive(
                 Driver(cfg, run, driver_backend, plan=plan, on_update=on_update).run_sweep()
     except Interrupted as exc:
         # The backend was closed on the way out (the driver's finally): no attempt runs on.
-        err.print(f"interrupted ({exc.name}); every attempt stopped; continue with: {again}", highlight=False)
+        err.print(plain(f"interrupted ({exc.name}); every attempt stopped; continue with: {again}"))
         raise typer.Exit(128 + exc.signum) from None
     except (ConnectionError, RejectedSpaceError) as exc:  # the cluster went away / an untrainable space; resumable
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        _error(str(exc))
         raise typer.Exit(1) from None
     finally:
         lock.close()
@@ -256,19 +310,17 @@ class Interrupted(KeyboardInterrupt):
 
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP (a scheduler, ``timeout``, a closed SSH session) and SIGINT behave
-    alike while the driver runs: :class:`Interrupted` unwinds it, closing the backend."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
-    signums = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {n: signal.signal(n, handler) for n in signums}
+    """While the driver runs, SIGINT, SIGTERM and SIGHUP unwind it (:class:`Interrupted`),
+    closing the backend; the handlers are those installed at import (:func:`_on_signal`),
+    installed again in case a library replaced one since."""
+    global _unwinding
+    for signum in _SIGNALS:
+        signal.signal(signum, _on_signal)
+    _unwinding = True
     try:
         yield
     finally:
-        for n, h in previous.items():
-            signal.signal(n, h)
+        _unwinding = False
 
 
 @app.command()
@@ -346,14 +398,14 @@ def report(
     from kdsweep.orchestrator.report import plot, plot_unavailable, render_table, summarize, to_csv, to_json
 
     if format not in ("table", "json", "csv"):
-        err.print(f"[bold red]error:[/bold red] --format = {format!r}: one of table, json, csv", highlight=False)
+        _error(f"--format = {format!r}: one of table, json, csv")
         raise typer.Exit(2)
     run = _run_dir(run_dir)
     try:
         if top < 1:
             raise ConfigError([ConfigIssue("command line", "--top", top, "an integer >= 1")])
         # Checked before the store is read: a mistyped path fails at once, not after a large run's summary.
-        _check_outputs([("--html", html_path, ".html", False), ("--plot", plot_path, ".png", False)])
+        _check_outputs([_Output("--html", html_path, ".html", run_file=layout.REPORT_HTML), _Output("--plot", plot_path, ".png")])
         summary = summarize(str(run.path))
         if plot_path is not None:
             why = plot_unavailable(summary)
@@ -369,12 +421,12 @@ def report(
         render_table(summary, console, top=top)
     if plot_path is not None:
         plot(summary, plot_path)
-        err.print(f"plot: {plot_path}", highlight=False)
+        err.print(plain(f"plot: {plot_path}"))
     if html_path is not None:
         from kdsweep.orchestrator.html_report import write_html
 
         write_html(summary, html_path, top)
-        err.print(f"html report: {html_path}", highlight=False)
+        err.print(plain(f"html report: {html_path}"))
 
 
 @app.command()
@@ -389,16 +441,55 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory made by
         _fail(exc)
 
 
-def _check_outputs(outputs: Sequence[tuple[str, Path | None, str | None, bool]]) -> None:
-    """ConfigError naming every output file given as (option, path or None, suffix, new)
-    that cannot be written (:func:`~kdsweep.orchestrator.atomic.unusable_output`)."""
+@dataclasses.dataclass(frozen=True)
+class _Output:
+    """A file a command was asked to write: its ``option``, the ``path`` given (None: the
+    option was not), the ``suffix`` its name must end in (None: any), whether an existing file
+    may be replaced, and the one file of a run directory it may be (``run_file``, a name of
+    ``layout``; None: none)."""
+
+    option: str
+    path: Path | None
+    suffix: str | None = None
+    replace: bool = True
+    run_file: str | None = None
+
+
+def _check_outputs(outputs: Sequence[_Output]) -> None:
+    """ConfigError naming every given output that cannot be written (:func:`_unusable`): the
+    one check of every path a user names for a command to write, made before any work."""
     issues = []
-    for option, path, suffix, new in outputs:
-        why = None if path is None else unusable_output(path, suffix=suffix, new=new)
+    for out in outputs:
+        why = None if out.path is None else _unusable(out.path, out)
         if why is not None:
-            issues.append(ConfigIssue("command line", option, str(path), why))
+            issues.append(ConfigIssue("command line", out.option, str(out.path), why))
     if issues:
         raise ConfigError(issues)
+
+
+def _unusable(path: Path, out: _Output) -> str | None:
+    """Why ``path`` cannot be ``out``'s file (what it must be instead), or None.
+
+    It must pass :func:`~kdsweep.orchestrator.atomic.unusable_output` (the suffix, a file in
+    an existing directory this user can write); lie in no run directory (a replaced
+    ``sweep.toml`` or a foreign file in ``results/`` would break the run for every later
+    command), except as the run's own ``out.run_file``; and be new unless ``out.replace``.
+    Where it lies is ``path`` with every symbolic link resolved (its directories', and its
+    own when it is a link: the user meant its target; ``os.path.realpath`` leaves a link
+    loop as it is); every directory above that is checked, so a file deep inside a run is
+    refused too.
+    """
+    why = unusable_output(path, suffix=out.suffix)
+    if why is not None:
+        return why
+    where = Path(os.path.realpath(path))
+    run = next((d for d in where.parents if RunDir(d).is_run()), None)
+    if run is not None and (out.run_file is None or where != run / out.run_file):
+        only = f"; only its {out.run_file} may be written" if out.run_file is not None else ""
+        return f"a file outside the run directory {run} (its files are the run's own{only})"
+    if not out.replace and (path.exists() or path.is_symlink()):
+        return "a new file, or --force to replace it"
+    return None
 
 
 @app.command()
@@ -421,18 +512,20 @@ def compact(run_dir: Annotated[Path, typer.Argument(help="A run directory made b
                 if not any(str(path) in str(w.message) for path, _ in moved):
                     _show_warning(w.message, w.category, w.filename, w.lineno)
     for path, why in moved:
-        console.print(f"moved {path} to {quarantine / path.name} (reason beside it in {path.name}.reason): {why}", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"compacted {merged} fragments ({rows} rows) in {run.results}", highlight=False)
+        console.print(plain(f"moved {path} to {quarantine / path.name} (reason beside it in {path.name}.reason): {why}"), soft_wrap=True)
+    console.print(plain(f"compacted {merged} fragments ({rows} rows) in {run.results}"))
 
 
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'kdsweep launch'.")],
     optuna_file: Annotated[Optional[Path], typer.Option("--optuna", help="Write the search as an Optuna journal file (a new file), for 'optuna-dashboard FILE' or optuna.load_study.")] = None,
-    tendencies_file: Annotated[Optional[Path], typer.Option("--tendencies", help="Write the report's parameter tendencies (importance, rank correlation, best-quarter range per parameter) as CSV.")] = None,
+    tendencies_file: Annotated[Optional[Path], typer.Option("--tendencies", help="Write the report's parameter tendencies (importance, rank correlation, best-quarter range per parameter) as CSV (a new file).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file (never one inside a run directory).")] = False,
 ) -> None:
     """Open the run in other tools: its trials, parameters, per-epoch metric and states as an
-    Optuna study; the parameter tendencies as CSV (works while the sweep runs: a snapshot)."""
+    Optuna study; the parameter tendencies as CSV (works while the sweep runs: a snapshot).
+    Files are written outside every run directory, and only new ones unless --force."""
     from kdsweep.orchestrator.export import write_journal
     from kdsweep.orchestrator.report import summarize
 
@@ -441,18 +534,18 @@ def export(
         if optuna_file is None and tendencies_file is None:
             raise ConfigError([ConfigIssue("command line", "--optuna/--tendencies", None, "at least one file to write")])
         # Before the store is read, as for report's files.
-        _check_outputs([("--optuna", optuna_file, None, True), ("--tendencies", tendencies_file, None, False)])
+        _check_outputs([_Output("--optuna", optuna_file, replace=force), _Output("--tendencies", tendencies_file, replace=force)])
         summary = summarize(str(run.path))
         if optuna_file is not None:
-            n = write_journal(summary, optuna_file)
-            console.print(f"exported {n} trials to {optuna_file} (Optuna journal; view with: optuna-dashboard {optuna_file})", highlight=False)
+            n = write_journal(summary, optuna_file, replace=force)
+            console.print(plain(f"exported {n} trials to {optuna_file} (Optuna journal; view with: optuna-dashboard {optuna_file})"))
     except ConfigError as exc:
         _fail(exc)
     if tendencies_file is not None:
         from kdsweep.orchestrator import tendencies
 
         write_atomic(tendencies_file, tendencies.to_csv(summary).encode())
-        console.print(f"exported the parameter tendencies to {tendencies_file} (CSV)", highlight=False)
+        console.print(plain(f"exported the parameter tendencies to {tendencies_file} (CSV)"))
 
 
 @app.command()
@@ -467,9 +560,8 @@ def simulate(
     """Run a sweep on a virtual clock: the real driver, ASHA and Parquet store with the
     synthetic trainer's curves (or, with --replay, a recorded run's), so hours of cluster
     time pass in seconds. The run directory is an ordinary one ('kdsweep report' reads it)."""
-    import json
-
     from kdsweep.orchestrator import simulate as sim
+    from kdsweep.orchestrator import strict_json
 
     # A replay defaults to the recorded run's backend.max_concurrent, a synthetic sweep to 30.
     overrides, typed = _overrides(set_, [("--workers", "backend.max_concurrent", workers if replay is not None else workers or 30)])
@@ -497,7 +589,7 @@ def simulate(
     except ConfigError as exc:
         _fail(exc, typed)
     if format == "json":
-        sys.stdout.write(json.dumps({**dataclasses.asdict(result), "epochs_saved": result.epochs_saved}, default=str) + "\n")
+        sys.stdout.write(strict_json.dumps({**dataclasses.asdict(result), "epochs_saved": result.epochs_saved}, default=str) + "\n")
     else:
         for line in sim.describe(result):
             console.print(line, highlight=False)
@@ -543,7 +635,7 @@ def teacher_train(
     spec = TeacherSpec(data=data, arch=arch, width=width, epochs=epochs, seed=seed)
     teacher = get_teacher(spec, Device(device, SGDSettings()), cache_root(cache))
     info = teacher.info
-    console.print(f"teacher {info['name']}: val_acc {info['val_acc']:.4f}, test_acc {info['test_acc']:.4f} ({info['path']})", highlight=False)
+    console.print(plain(f"teacher {info['name']}: val_acc {info['val_acc']:.4f}, test_acc {info['test_acc']:.4f} ({info['path']})"))
 
 
 @teacher_app.command("list")
@@ -584,7 +676,7 @@ def _report_error(exc: Exception) -> int:
     if isinstance(exc, ConfigError):
         err.print("[bold red]error:[/bold red] invalid input", highlight=False)
         for issue in exc.issues:
-            err.print(f"  {issue}", highlight=False, markup=False)
+            err.print(plain(f"  {issue}"))
         return 2
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         run, again = _driving or (Path.cwd(), None)
@@ -592,6 +684,9 @@ def _report_error(exc: Exception) -> int:
         cont = f"; then continue with: {again}" if again else ""
         _error(f"no space left on the file system mounted at {_mount_point(where)} (writing {where}); nothing recorded was lost: free space{cont}")
         return 1
+    if isinstance(exc, PlantedLinkError):
+        _error(f"{exc.filename}: {exc.strerror}")
+        return 2
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         _error(f"cannot write {exc.filename or 'a file'}: {exc.strerror}; this command needs write access to the run (report and status only read)")
         return 2
@@ -603,7 +698,7 @@ def _report_error(exc: Exception) -> int:
 
 
 def _error(message: str) -> None:
-    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
+    err.print(Text.assemble(("error:", "bold red"), " ", plain(message)))
 
 
 def _mount_point(path: Path) -> Path:
@@ -616,8 +711,9 @@ def _mount_point(path: Path) -> Path:
 
 
 def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    """Warnings as one line each (``warning: ...``), without the source line."""
-    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    """Warnings as one line each (``warning: ...``), without the source line; the message
+    is data (it names files and quotes trainers' errors): shown as written, never as markup."""
+    err.print(Text.assemble(("warning:", "yellow"), " ", plain(message)))
 
 
 if __name__ == "__main__":

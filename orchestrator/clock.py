@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 
 def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    # From time.time(), the one wall clock the engine reads (fragment names use time_ns).
+    return dt.datetime.fromtimestamp(time.time(), dt.timezone.utc)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 import tomllib
 import types
@@ -33,8 +34,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS, SEARCHERS, SearcherName, resolve_options
-from kdsweep.orchestrator.space import ParamSpec
+from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS, SEARCHERS, SearcherName, resolve_options, space_problems
+from kdsweep.orchestrator.space import INT64_MAX, INT64_MIN, ParamSpec, is_finite_number
 from kdsweep.trainers.base import TrainerSpec, trainer_names, trainer_spec
 
 
@@ -51,6 +52,27 @@ MAX_EPOCHS = 1_000_000
 #: --workers``): SLURM's default limit of jobs in a whole cluster (MaxJobCount), and the
 #: local backend keeps a slot per trial in flight, so a larger value is a typo.
 MAX_CONCURRENT = 10_000
+
+#: The largest ``seed`` (and seed setting of a trainer); the least is 0. Measured (numpy 2.4,
+#: scikit-learn 1.9, torch): numpy's ``default_rng`` (the searchers' seed stream, data splits)
+#: refuses negative seeds, and the random forest behind the report's parameter importances
+#: (Optuna's fANOVA, seeded with the sweep's seed) takes 0 to 2**32 - 1 only; numpy takes
+#: any larger seed, torch.manual_seed up to 2**64 - 1.
+MAX_SEED = 2**32 - 1
+
+#: What a seed may be, as messages say it.
+SEED_RANGE = f"an integer from 0 to {MAX_SEED} (2**32 - 1: what every random generator kdsweep seeds accepts)"
+
+#: How deeply tables and arrays may nest in a sweep file. The deepest value kdsweep reads is
+#: 4 levels down (space.width.values[0], backend.slurm.extra.key); tomllib itself fails with
+#: RecursionError near 500 nested arrays, and the TOML writer, the hash's JSON and the checks
+#: here recurse too, so a limit far below Python's recursion limit keeps them all safe.
+MAX_NESTING = 16
+
+#: Bytes the path of a folder kdsweep writes into (a run directory, a teacher cache) must
+#: leave below the OS's PATH_MAX for the names it makes inside (results/.keys/<trial>/<event>,
+#: slurm/<job>/..., teachers/<teacher>.pt: under 100 bytes), so that every file can be written.
+PATH_ROOM = 256
 
 #: Fields that may differ between a run and its resumption: where and how fast trials run,
 #: and how many are wanted. Everything else defines the experiment and enters the hash.
@@ -260,6 +282,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    except RecursionError:
+        raise ConfigError([ConfigIssue("--set", key, _TOO_DEEP, _NESTING_ALLOWED)]) from None
     return key.split("."), value
 
 
@@ -272,8 +296,9 @@ class _Collector:
         self.overridden = overridden
 
     def add(self, field: str, value: Any, allowed: str) -> None:
-        # A field came from --set when it or a table around it, or a key inside it, was set.
-        src = "--set" if any(field == o or field.startswith(o + ".") or o.startswith(field + ".") for o in self.overridden) else self.source
+        # A field came from --set when it or a table or array around it, or a key inside it,
+        # was set.
+        src = "--set" if any(field == o or field.startswith((o + ".", o + "[")) or o.startswith(field + ".") for o in self.overridden) else self.source
         self.issues.append(ConfigIssue(src, field, value, allowed))
 
 
@@ -301,6 +326,8 @@ def load_sweep_text(text: str, source: str, overrides: Sequence[str] = ()) -> Sw
         doc: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigIssue(source, "(syntax)", MISSING, f"not valid TOML: {exc}")]) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError([ConfigIssue(source, "(nesting)", _TOO_DEEP, _NESTING_ALLOWED)]) from None
     overridden: set[str] = set()
     for item in overrides:
         keys, value = parse_override(item)
@@ -313,27 +340,48 @@ def load_sweep_text(text: str, source: str, overrides: Sequence[str] = ()) -> Sw
         table[keys[-1]] = value
         overridden.add(".".join(keys))
     c = _Collector(source, overridden)
-    for field, text in _strings(doc, ""):
-        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
-            c.add(field, text, "text that is valid Unicode (this holds bytes that are not UTF-8)")
+    _check_document(c, doc)
     if c.issues:
         raise ConfigError(c.issues)
     return _validate(doc, c)
 
 
-def _strings(value: Any, path: str) -> Sequence[tuple[str, str]]:
-    """Every string in a TOML document (keys too), with its dotted path."""
-    if isinstance(value, str):
-        return [(path, value)]
-    found: list[tuple[str, str]] = []
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            sub = f"{path}.{k}" if path else str(k)
-            found += [(sub, str(k))] + list(_strings(v, sub))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found += _strings(v, f"{path}[{i}]")
-    return found
+#: The value and the rule of an issue about nesting deeper than :data:`MAX_NESTING`.
+_TOO_DEEP = f"nested deeper than {MAX_NESTING} levels"
+_NESTING_ALLOWED = f"tables and arrays nested at most {MAX_NESTING} levels deep (a sweep file needs 4)"
+
+
+def _check_document(c: _Collector, doc: Mapping[str, Any]) -> None:
+    """Report what no value may be, wherever it is, before any field is read: a string (or
+    key) that is not valid Unicode, an integer outside TOML's 64 bits (tomllib reads larger
+    ones; the results' int columns are int64 too), a value nested deeper than
+    :data:`MAX_NESTING` (reported once, not descended into). Walks without recursion, so
+    that no depth exhausts the stack."""
+    todo: list[tuple[str, Any, int]] = [("", doc, 0)]
+    while todo:
+        path, value, depth = todo.pop()
+        if depth > MAX_NESTING:
+            c.add(path, _TOO_DEEP, _NESTING_ALLOWED)
+            continue
+        children: list[tuple[str, Any]] = []
+        if isinstance(value, str):
+            _check_text(c, path, value)
+        elif _is_type(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            c.add(path, value, "an integer from -2**63 to 2**63 - 1 (TOML's integers are 64-bit; write a larger number as a float, e.g. 1e20)")
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                sub = f"{path}.{k}" if path else str(k)
+                _check_text(c, sub, str(k))
+                children.append((sub, v))
+        elif isinstance(value, list):
+            children = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+        # Reversed onto the stack, so that issues come in the file's order.
+        todo.extend((sub, v, depth + 1) for sub, v in reversed(children))
+
+
+def _check_text(c: _Collector, field: str, text: str) -> None:
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        c.add(field, text, "text that is valid Unicode (this holds bytes that are not UTF-8)")
 
 
 def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
@@ -367,6 +415,8 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
     if _is_type(num_trials, int) and num_trials > MAX_TRIALS:
         c.add("num_trials", num_trials, f"an integer from 1 to {MAX_TRIALS}")
     seed = _scalar(c, doc, "seed", int, 0)
+    if _is_type(seed, int) and not is_seed(seed):
+        c.add("seed", seed, SEED_RANGE)
 
     asha_table = doc.get("asha", MISSING)
     asha = _dataclass(c, AshaConfig, asha_table, "asha")
@@ -386,6 +436,8 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
 
     space_table, space_doc, generated = _space_table(c, doc.get("space", MISSING), trainer_cls, settings)
     space = _space(c, space_table) if space_table is not None else ()
+    for field, value, allowed in space_problems(searcher, space):
+        c.add(field, value, allowed)
     baselines = _points(c, list(generated), space, "space (generated baseline)")
     explicit = _points(c, doc.get("points_to_evaluate", []), space, "points_to_evaluate")
     points = baselines + explicit
@@ -492,6 +544,46 @@ def _positive_int(c: _Collector, doc: Mapping[str, Any], key: str, default: Any)
     return value
 
 
+def is_seed(value: Any) -> bool:
+    """Whether ``value`` is a seed every random generator kdsweep seeds accepts (see
+    :data:`MAX_SEED`); a trainer checks its own seed settings with it."""
+    return _is_type(value, int) and 0 <= value <= MAX_SEED
+
+
+def path_problem(path: str | os.PathLike[str], room: int = 0) -> str | None:
+    """Why the OS would refuse ``path`` as a file or folder name, as the rest of a message
+    that names it ("a path ..."), or None: a NUL character, a name (between slashes) longer
+    than the file system takes (NAME_MAX: 255 bytes on Linux's), or an absolute path that
+    leaves fewer than ``room`` bytes below PATH_MAX (4096 on Linux). Creates nothing; reads
+    only the limits of the nearest existing folder above ``path``."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        return "a path without a NUL character"
+    absolute = os.path.abspath(raw)
+    existing = absolute
+    # os.path.exists is False for a path too long to ask about, so the walk goes on up;
+    # the root exists.
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    name_max, path_max = (_path_limit(existing, name, default) for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)))
+    longest = max(absolute.split(b"/"), key=len)
+    if len(longest) > name_max:
+        return f"a path whose names have at most {name_max} bytes each (the file system's limit); one has {len(longest)}"
+    if len(absolute) > path_max - room:
+        return f"a path of at most {path_max - room} bytes as an absolute path (the OS's limit is {path_max}); this one has {len(absolute)}"
+    return None
+
+
+def _path_limit(folder: bytes, name: str, default: int) -> int:
+    """``os.pathconf(folder, name)``, or ``default`` where the OS does not say (an error, or
+    -1: no fixed limit)."""
+    try:
+        limit = os.pathconf(folder, name)
+    except (OSError, ValueError):
+        return default
+    return limit if limit > 0 else default
+
+
 def _is_type(value: Any, kind: Any) -> bool:
     """TOML-aware type check: bool is not an int, and an int is an acceptable float."""
     if kind is float:
@@ -499,17 +591,6 @@ def _is_type(value: Any, kind: Any) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
-
-
-def _is_finite(value: Any) -> bool:
-    """Whether ``value`` is a number (an int or a float, not a bool) that a float holds
-    finitely: not inf, NaN, nor an integer too large for a float (TOML's are unbounded here)."""
-    if not _is_type(value, float):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 def _space(c: _Collector, table: Any) -> tuple[ParamSpec, ...]:
@@ -558,12 +639,13 @@ def _space(c: _Collector, table: Any) -> tuple[ParamSpec, ...]:
             continue
         numbers = {k: entry[k] for k in wanted}
         for key, v in numbers.items():
-            if not _is_finite(v):
+            if not is_finite_number(v):
                 c.add(f"{field}.{key}", v, "a finite number")
                 bad = True
         if bad:
             continue
-        low, high = float(numbers["low"]), float(numbers["high"])
+        # An int parameter keeps its bounds as written: as a float, 2**53 + 1 would be 2**53.
+        low, high = (numbers["low"], numbers["high"]) if kind == "int" else (float(numbers["low"]), float(numbers["high"]))
         if kind == "int" and not (_is_type(numbers["low"], int) and _is_type(numbers["high"], int)):
             c.add(f"{field}.low", numbers["low"], "integers for type 'int' (inclusive bounds)")
         elif low >= high:
@@ -619,7 +701,7 @@ def _points(c: _Collector, points: Any, space: Sequence[ParamSpec], label: str) 
             elif spec.kind == "int" and not _is_type(value, int):
                 c.add(f"{field}.{name}", value, "an integer")
                 ok = False
-            elif spec.kind != "choice" and not _is_finite(value):
+            elif spec.kind != "choice" and not is_finite_number(value):
                 c.add(f"{field}.{name}", value, "a finite number")
                 ok = False
             elif spec.kind == "loguniform" and value <= 0:
@@ -715,7 +797,7 @@ def _coerce(value: Any, hint: Any) -> Any:
     if hint is float:
         # No setting of kdsweep or a trainer means anything at inf or NaN (an optional limit
         # is None when absent), and NaN would pass every range check after this one.
-        return float(value) if _is_finite(value) else MISSING
+        return float(value) if is_finite_number(value) else MISSING
     if isinstance(hint, type):
         return value if _is_type(value, hint) else MISSING
     return MISSING

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import re
 import math
 import threading
 import time
@@ -80,7 +81,8 @@ MAX_CONSECUTIVE_REJECTIONS = 200
 
 
 #: How an attempt's error (a traceback as text, from any backend) says the disk is full.
-_DISK_FULL = f"[Errno {errno.ENOSPC}]"
+#: Its group 1 is the file named after the message (``[Errno 28] ...: '/path'``), if any.
+_DISK_FULL = re.compile(rf"\[Errno {errno.ENOSPC}\][^\n]*?(?:: '([^'\n]+)')?$", re.MULTILINE)
 
 
 class Proposer(Protocol):
@@ -425,10 +427,13 @@ class Driver:
                     state.constraints = self._constraints(written[-1]) if written else {}
                 self.searcher.tell(tid, *_told(out.event, out.value, state.constraints))
             return rows
-        if _DISK_FULL in (finished.error or ""):
+        full = _DISK_FULL.search(finished.error or "")
+        if full is not None:
             # Not the trial's fault: retrying would burn its retries and record it as failed.
             # Stop the sweep; it is resumable once there is room (the attempt is not counted).
-            raise OSError(errno.ENOSPC, "No space left on device (in a trial attempt)", str(self.run.path))
+            # The file the attempt was writing, where its error names one (atomic._naming):
+            # the full file system may be another than the run's (a cache, a data root).
+            raise OSError(errno.ENOSPC, "No space left on device (in a trial attempt)", full.group(1) or str(self.run.path))
         record = dataclasses.replace(state.record, attempt=state.record.attempt + 1)
         state.record = record
         self.run.write_trial(record)

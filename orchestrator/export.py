@@ -144,12 +144,13 @@ def add_trials(summary: RunSummary, study: optuna.Study) -> int:
     return len(by_trial)
 
 
-def write_journal(summary: RunSummary, path: Path) -> int:
+def write_journal(summary: RunSummary, path: Path, replace: bool = False) -> int:
     """Write the run as an Optuna journal at ``path`` (see the module docstring); returns the
     number of trials. The file appears whole or not at all: it is written under a temporary
-    name beside ``path`` and renamed. Raises ConfigError if ``path`` exists (an export never
-    overwrites) or is no file this user can create (:func:`~kdsweep.orchestrator.atomic.unusable_output`)."""
-    why = unusable_output(path, new=True)
+    name beside ``path`` and renamed over it. Raises ConfigError if ``path`` exists and not
+    ``replace`` (a journal is never appended to: its study would hold the trials twice) or is
+    no file this user can create (:func:`~kdsweep.orchestrator.atomic.unusable_output`)."""
+    why = unusable_output(path, new=not replace)
     if why is not None:
         raise ConfigError([ConfigIssue("command line", "--optuna", str(path), why)])
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")

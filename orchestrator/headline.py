@@ -34,6 +34,7 @@ from rich.console import Console
 
 from kdsweep.orchestrator.multiplicity import METHOD
 from kdsweep.orchestrator.report import FIXED, NO_SPREAD, NOT_DISTINGUISHABLE, Comparison, RunSummary, test_metric
+from kdsweep.orchestrator.safe_text import plain
 from kdsweep.orchestrator.significance import Paired, Significance
 
 #: Headline verdicts besides "better", "worse" and "not distinguishable at 95 %".
@@ -168,7 +169,7 @@ def retrain_command(summary: RunSummary, best: str, fixed_ids: list[str]) -> str
 def render(summary: RunSummary, sig: Significance, console: Console) -> None:
     """The headline as the report's last line."""
     h = headline(summary, sig)
-    console.print(f"headline ({h.stage} stage): {h.sentence}", highlight=False, markup=False)
+    console.print(plain(f"headline ({h.stage} stage): {h.sentence}"))
 
 
 def to_dict(summary: RunSummary, sig: Significance) -> dict[str, Any]:

@@ -9,6 +9,13 @@ curves of all trials are one trace per status group, trials separated by null po
 1 500 trials cost a few hundred kB, not 1 500 traces. The trainer's own figure (``plot`` of
 its report section, matplotlib) is embedded as a base64 PNG beside its text section.
 
+Text is data: every string from the sweep file, a trainer or the results (a choice value,
+a trial's error) is shown as written and does nothing. Text nodes and attributes get
+:func:`_text` (control characters as visible escapes, then HTML escaping); strings plotly
+draws get :func:`_label`, because plotly reads tags and entities in them; the figures' JSON
+escapes every ``<``, ``>`` and ``&`` (:func:`_json`), so that no value can end or comment out
+the script that holds it.
+
 Like every reading command this module never imports torch: it reads the summary of the
 results store (:func:`kdsweep.orchestrator.report.summarize`).
 """
@@ -44,6 +51,7 @@ from kdsweep.orchestrator.report import (
     test_metric,
     trainer_section,
 )
+from kdsweep.orchestrator.safe_text import visible
 from kdsweep.orchestrator.schema import ACCURACY, Event
 
 #: Leaderboard rows shown by default (fixed points further down are listed below it).
@@ -92,7 +100,7 @@ def build_html(summary: RunSummary, top: int = TOP) -> str:
     ]
     from plotly.offline import get_plotlyjs  # the bundle shipped with the Python package
 
-    title = html.escape(f"kdsweep report: {summary.cfg.name}")
+    title = _text(f"kdsweep report: {summary.cfg.name}")
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{_CSS}</style>\n<script>{get_plotlyjs()}</script></head>\n<body>\n"
@@ -141,10 +149,31 @@ class HtmlRefresher:
         self._due = now + max(self.period_s, 10.0 * took)
 
 
+#: The JSON escapes of the characters that HTML's script parsing reads (``</script>``,
+#: ``<!--``) or that could start an entity; each can only occur inside a JSON string.
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def _json(value: Any) -> str:
-    """``value`` as JSON safe inside a ``<script>``: NaN and infinities as null (plotly's gap),
-    and ``</`` escaped so that no string (a trial's error text) can close the script."""
-    return json.dumps(_finite(value), separators=(",", ":"), default=str).replace("</", "<\\/")
+    """``value`` as JSON safe inside a ``<script>``: NaN and infinities as null (plotly's gap);
+    ``<``, ``>`` and ``&`` as ``\\u`` escapes, so that no string (a choice value, a trial's
+    error) can close the script or open a comment that swallows its end; every other non-ASCII
+    character too (``ensure_ascii``), U+2028 and U+2029 among them."""
+    return json.dumps(_finite(value), separators=(",", ":"), default=str, ensure_ascii=True).translate(_SCRIPT_SAFE)
+
+
+def _text(value: object) -> str:
+    """``value`` for an HTML text node or attribute: control characters as visible escapes
+    (``safe_text.visible``), then HTML-escaped."""
+    return html.escape(visible(value))
+
+
+def _label(value: object) -> str:
+    """``value`` for a string plotly draws (a trace name, hover text, a category, a title):
+    plotly reads tags (``<b>``, ``<a href>``) and entities in these, so ``&``, ``<``, ``>``
+    become entities, and ``%`` becomes ``&#37;`` so that a hover template does not read
+    ``%{...}`` in a name as a field; plotly shows each entity as its character."""
+    return html.escape(visible(value), quote=False).replace("%", "&#37;")
 
 
 def _finite(value: Any) -> Any:
@@ -164,18 +193,18 @@ def _figure(figures: dict[str, dict[str, Any]], fig_id: str, fig: dict[str, Any]
 
 
 def _section(title: str, *body: str) -> str:
-    return f"<section><h2>{html.escape(title)}</h2>\n" + "\n".join(b for b in body if b) + "</section>"
+    return f"<section><h2>{_text(title)}</h2>\n" + "\n".join(b for b in body if b) + "</section>"
 
 
 def _note(text: str) -> str:
-    return f'<p class="note">{html.escape(text)}</p>'
+    return f'<p class="note">{_text(text)}</p>'
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
     """An HTML table; the first ``left`` columns are left-aligned (names), the rest right."""
 
     def cells(tag: str, values: Sequence[Any]) -> str:
-        return "".join(f'<{tag}{" class=l" if i < left else ""}>{html.escape(str(v))}</{tag}>' for i, v in enumerate(values))
+        return "".join(f'<{tag}{" class=l" if i < left else ""}>{_text(v)}</{tag}>' for i, v in enumerate(values))
 
     body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
     return f"<table><thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>"
@@ -197,7 +226,7 @@ def _header(summary: RunSummary) -> str:
         f"run directory {summary.run_dir}; written {stamp}",
     ]
     skipped = [_note(f"skipped unreadable fragment {s}") for s in summary.skipped]
-    return f"<h1>kdsweep report: {html.escape(cfg.name)}</h1>\n" + "\n".join(_note(x) for x in lines) + "".join(skipped)
+    return f"<h1>kdsweep report: {_text(cfg.name)}</h1>\n" + "\n".join(_note(x) for x in lines) + "".join(skipped)
 
 
 def _leaderboard(summary: RunSummary, top: int) -> str:
@@ -223,7 +252,7 @@ def _headline(summary: RunSummary, top: int) -> str:
     from kdsweep.orchestrator import headline
 
     h = headline.headline(summary, summary.analyses.significance_top(top))
-    return _section(f"Headline ({h.stage} stage): {h.verdict}", f"<p>{html.escape(h.sentence)}</p>")
+    return _section(f"Headline ({h.stage} stage): {h.verdict}", f"<p>{_text(h.sentence)}</p>")
 
 
 def _interval(record: dict[str, Any]) -> str:
@@ -287,17 +316,17 @@ def _curves(summary: RunSummary) -> dict[str, Any]:
             points = sorted(series.get(tid, {}).items())
             xs += [e for e, _ in points] + [None]
             ys += [v for _, v in points] + [None]
-            text += [tid] * len(points) + [None]
+            text += [_label(tid)] * len(points) + [None]
         width = {"leader": 3.0, "fixed point": 2.0}.get(group, 1.0)
         color = {"leader": "#ff7f0e", "fixed point": "#000000"}.get(group, STATUS_COLORS.get(group, "#17becf"))
         label = f"leader {leader}" if group == "leader" else f"{group} ({len(groups[group])})"
-        data.append({"type": "scatter", "mode": "lines", "name": label, "x": xs, "y": ys, "text": text, "line": {"width": width, "color": color}, "opacity": 1.0 if width > 1 else 0.6, "hovertemplate": "%{text}<br>epoch %{x}<br>" + metric + " %{y:.4f}<extra></extra>"})
+        data.append({"type": "scatter", "mode": "lines", "name": _label(label), "x": xs, "y": ys, "text": text, "line": {"width": width, "color": color}, "opacity": 1.0 if width > 1 else 0.6, "hovertemplate": "%{text}<br>epoch %{x}<br>" + _label(metric) + " %{y:.4f}<extra></extra>"})
     for status, symbol in ((Event.STOPPED.value, "x"), (Event.PAUSED.value, "diamond-open")):
         ended = [t for t in summary.trials if t.status == status and t.value is not None]
         if ended:
             data.append({
                 "type": "scatter", "mode": "markers", "name": f"{status} by ASHA here ({len(ended)})",
-                "x": [t.epochs for t in ended], "y": [t.value for t in ended], "text": [t.trial_id for t in ended],
+                "x": [t.epochs for t in ended], "y": [t.value for t in ended], "text": [_label(t.trial_id) for t in ended],
                 "marker": {"symbol": symbol, "size": 6, "color": "#d62728"},
                 "hovertemplate": "%{text} " + status + " at epoch %{x}<extra></extra>",
             })  # fmt: skip
@@ -306,7 +335,7 @@ def _curves(summary: RunSummary) -> dict[str, Any]:
     notes = [{"x": math.log10(e), "xref": "x", "yref": "paper", "y": 1.0, "text": f"rung {k}", "showarrow": False, "yanchor": "bottom", "font": {"size": 10}} for k, e in enumerate(ladder)]
     layout = {
         "xaxis": {"title": {"text": "epoch (log scale: the rungs are geometric)"}, "type": "log", "tickvals": ladder},
-        "yaxis": {"title": {"text": metric}},
+        "yaxis": {"title": {"text": _label(metric)}},
         "shapes": shapes, "annotations": notes, "hovermode": "closest", "margin": {"t": 40},
     }  # fmt: skip
     return {"data": data, "layout": layout}
@@ -349,9 +378,9 @@ def _pareto(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
             "type": "scatter", "mode": "lines+markers" if on_front else "markers", "name": name, "marker": style,
             "line": {"color": style["color"]},
             "x": [p.values[x.metric] for p in group], "y": [p.values[y.metric] for p in group],
-            "text": [f"{p.trial_id} {p.params}" for p in group], "hoverinfo": "text+x+y",
+            "text": [_label(f"{p.trial_id} {p.params}") for p in group], "hoverinfo": "text+x+y",
         })  # fmt: skip
-    axis = {o.metric: {"title": {"text": f"{o.metric} ({o.mode})"}} for o in (x, y)}
+    axis = {o.metric: {"title": {"text": _label(f"{o.metric} ({o.mode})")}} for o in (x, y)}
     fig = {"data": data, "layout": {"xaxis": axis[x.metric], "yaxis": axis[y.metric], "margin": {"t": 20}}}
     others = f"; objectives beyond the first two ({', '.join(o.metric for o in found.objectives[2:])}) are in the table" if len(found.objectives) > 2 else ""
     note = _note(
@@ -406,19 +435,19 @@ def _tendencies_one(summary: RunSummary, t: Any, figures: dict[str, dict[str, An
             marker = {"symbol": "star", "size": 12, "color": "#000"} if fixed_group else {"size": 6, "color": [values[tr.trial_id] for tr in group], "colorscale": "Viridis", "showscale": False, "opacity": 0.8}
             data.append({
                 "type": "scatter", "mode": "markers", "name": label, "marker": marker,
-                "x": [str(tr.params.get(p.name)) if categorical else tr.params.get(p.name) for tr in group],
-                "y": [values[tr.trial_id] for tr in group], "text": [tr.trial_id for tr in group],
-                "hovertemplate": "%{text}<br>" + p.name + " %{x}<br>" + metric + " %{y:.4f}<extra></extra>",
+                "x": [_label(tr.params.get(p.name)) if categorical else tr.params.get(p.name) for tr in group],
+                "y": [values[tr.trial_id] for tr in group], "text": [_label(tr.trial_id) for tr in group],
+                "hovertemplate": "%{text}<br>" + _label(p.name) + " %{x}<br>" + _label(metric) + " %{y:.4f}<extra></extra>",
             })  # fmt: skip
-        xaxis: dict[str, Any] = {"title": {"text": p.name}}
+        xaxis: dict[str, Any] = {"title": {"text": _label(p.name)}}
         if spec.kind == "loguniform":
             xaxis["type"] = "log"
         elif categorical:
             # The options in the sweep file's order, not in the order the trials list them.
-            xaxis.update(type="category", categoryorder="array", categoryarray=[str(v) for v in spec.values or ()])
-        title = f"{p.name}: importance {p.importance:.3f}, {tend.direction_words(p)}"
+            xaxis.update(type="category", categoryorder="array", categoryarray=[_label(v) for v in spec.values or ()])
+        title = _label(f"{p.name}: importance {p.importance:.3f}, {tend.direction_words(p)}")
         # Left-aligned: the mode bar takes the top right corner.
-        layout = {"title": {"text": title, "font": {"size": 13}, "x": 0.02, "xanchor": "left"}, "xaxis": xaxis, "yaxis": {"title": {"text": f"{metric} at epoch {t.epoch}"}}, "showlegend": False, "margin": {"t": 40}}
+        layout = {"title": {"text": title, "font": {"size": 13}, "x": 0.02, "xanchor": "left"}, "xaxis": xaxis, "yaxis": {"title": {"text": _label(f"{metric} at epoch {t.epoch}")}}, "showlegend": False, "margin": {"t": 40}}
         plots.append(_figure(figures, f"tend-{t.rung}-{len(plots)}", {"data": data, "layout": layout}, small=True))
     heading = f"<h3>{'Among ASHA survivors' if t.selected else 'The searcher sample'} (rung {t.rung})</h3>"
     return heading + _note(note) + table + "".join(fixed) + f'<div class="grid">{"".join(plots)}</div>'
@@ -438,8 +467,8 @@ def _final(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
     strip = ""
     if points:
         fig = {
-            "data": [{"type": "box", "boxpoints": "all", "jitter": 0.3, "pointpos": 0, "x": [s for s, _ in points], "y": [v for _, v in points], "name": target, "hovertemplate": "%{x}: %{y:.4f}<extra></extra>"}],
-            "layout": {"yaxis": {"title": {"text": f"{target} per repeat"}}, "xaxis": {"type": "category"}, "showlegend": False, "margin": {"t": 20}},
+            "data": [{"type": "box", "boxpoints": "all", "jitter": 0.3, "pointpos": 0, "x": [_label(s) for s, _ in points], "y": [v for _, v in points], "name": _label(target), "hovertemplate": "%{x}: %{y:.4f}<extra></extra>"}],
+            "layout": {"yaxis": {"title": {"text": _label(f"{target} per repeat")}}, "xaxis": {"type": "category"}, "showlegend": False, "margin": {"t": 20}},
         }  # fmt: skip
         strip = _figure(figures, "final", fig, small=True)
     comparisons = summary.analyses.comparisons
@@ -478,5 +507,5 @@ def _trainer(summary: RunSummary) -> str:
                 pass
             else:
                 data = base64.b64encode(png.read_bytes()).decode("ascii")
-                image = f'<img class="trainer" alt="{html.escape(summary.cfg.trainer)} figure" src="data:image/png;base64,{data}">'
+                image = f'<img class="trainer" alt="{_text(summary.cfg.trainer)} figure" src="data:image/png;base64,{data}">'
     return _section(f"Trainer: {summary.cfg.trainer}", image, text)

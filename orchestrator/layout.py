@@ -16,7 +16,7 @@
       quarantine/         files moved out of results/ because no reader can use them
       slurm/              submitit's job folders and logs; jobs/<job id>.json per sbatch
       report.html         the self-contained HTML report (``launch --html``, the demo)
-      .driver.lock        held (flock) by the one live driver
+      .driver.lock        who drives (pid, host); the lock is a flock on RUN_DIR itself
 
 Modules that own what is inside a path (the store, checkpoints, the SLURM backend) take its
 name from here; ``rundir.RunDir`` gives the paths of one run.

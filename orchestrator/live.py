@@ -1,4 +1,8 @@
-"""The live view of a running sweep: counts by status, the leader so far, elapsed time."""
+"""The live view of a running sweep: counts by status, the leader so far, elapsed time.
+
+The leader's id, metric and parameters are data (``safe_text.plain``): a choice value is shown
+as written, never read as markup or sent to the terminal as a control sequence.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kdsweep.orchestrator.driver import Snapshot
+from kdsweep.orchestrator.safe_text import plain
 
 _ORDER = ("running", "queued", "paused", "completed", "stopped", "diverged", "failed", "rejected")
 
@@ -16,7 +21,7 @@ def render(s: Snapshot) -> Group:
     counts = Table.grid(padding=(0, 2))
     for key in _ORDER:
         counts.add_column(justify="right")
-    counts.add_row(*(f"[bold]{key}[/bold]" for key in _ORDER))
+    counts.add_row(*(Text(key, style="bold") for key in _ORDER))
     counts.add_row(*(str(s.counts.get(key, 0)) for key in _ORDER))
     started = sum(s.counts.values())
     head = Text(f"{started}/{s.num_trials} trials started, {s.elapsed_s:.0f}s elapsed")
@@ -24,7 +29,7 @@ def render(s: Snapshot) -> Group:
         best = Text("no result yet")
     else:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.best_params.items())
-        best = Text(f"best {s.metric} {s.best_value:.4f} ({s.best_trial}: {params})")
+        best = plain(f"best {s.metric} {s.best_value:.4f} ({s.best_trial}: {params})")
     return Group(head, counts, best)
 
 

@@ -16,11 +16,11 @@ import math
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.config import Objective
 from kdsweep.orchestrator.report import RunSummary, _fmt
+from kdsweep.orchestrator.safe_text import DataTable
 from kdsweep.orchestrator.schema import Event
 
 
@@ -96,7 +96,7 @@ def render(summary: RunSummary, console: Console) -> None:
         f"Pareto front at rung {found.rung} (epoch {found.epoch}): {len(found.front)} of "
         f"{len(found.points)} trials there are non-dominated in {objectives}"
     )
-    table = Table(title=title, title_justify="left")
+    table = DataTable(title=title, title_justify="left")
     names = [p.name for p in summary.cfg.space]
     for col in ("trial", *(o.metric for o in found.objectives), "origin", *names):
         table.add_column(col, justify="left" if col in ("trial", "origin") else "right")

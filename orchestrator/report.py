@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import importlib
 import io
-import json
 import math
 import statistics
 import warnings
@@ -21,13 +20,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-from kdsweep.orchestrator import asha
+from kdsweep.orchestrator import asha, strict_json
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.multiplicity import METHOD, holm
 from kdsweep.orchestrator.ranking import rank_key
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
+from kdsweep.orchestrator.safe_text import DataTable, plain
 from kdsweep.orchestrator.schema import ACCURACY, PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.store import Store
 from kdsweep.trainers.base import trainer_names, trainer_spec
@@ -424,7 +424,7 @@ def render_comparisons(summary: RunSummary, console: Console) -> None:
         f"retrained configurations vs fixed points on {metric} ({summary.cfg.asha.mode}): difference of means, 95 % Welch interval, "
         f"Welch t-test over the repeats, p {METHOD}-adjusted over the {len(rows)} comparisons"
     )
-    table = Table(title=title, title_justify="left")
+    table = DataTable(title=title, title_justify="left")
     for col in ("config", "vs fixed", "n", "difference", "95 % interval", "p", f"p ({METHOD})", "verdict"):
         table.add_column(col, justify="right" if col in ("n", "difference", "p", f"p ({METHOD})") else "left", no_wrap=True)
     for c in rows:
@@ -484,7 +484,7 @@ def render_final(summary: RunSummary, console: Console) -> None:
         return
     metric = summary.metric
     tests = sorted({m for f in summary.final for m in f.stats if m != metric})
-    table = Table(title="final evaluation (kdsweep retrain): mean ± sample std over completed runs", title_justify="left")
+    table = DataTable(title="final evaluation (kdsweep retrain): mean ± sample std over completed runs", title_justify="left")
     for col in ("config", "origin", "runs", "epochs", f"{metric} (val)", *tests):
         table.add_column(col, no_wrap=True)
     # A few parameters fit beside the statistics; a large space (a graph's M² gates) would fold
@@ -517,7 +517,7 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
 
     sig = summary.analyses.significance_top(top)
     interval_col = f"{ACCURACY} 95 % ({significance.INTERVAL_METHOD})"
-    board = Table(title=title, title_justify="left")
+    board = DataTable(title=title, title_justify="left")
     # Identity and outcome columns never shrink; parameters fold when the terminal is narrow.
     for col in ("rank", "trial", summary.metric, "epochs", "status", "origin", interval_col, "vs leader (McNemar, Holm)"):
         board.add_column(col, justify="right" if col in ("rank", summary.metric, "epochs") else "left", no_wrap=True, min_width=len(col))
@@ -536,8 +536,8 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     fixed = [(i, t) for i, t in enumerate(summary.trials, start=1) if t.origin == FIXED]
     for i, t in fixed:
         if i > top:
-            console.print(f"baseline {t.trial_id} ranks {i} of {len(summary.trials)}: {summary.metric} {_fmt(t.value)} after {t.epochs} epoch{'s' if t.epochs != 1 else ''} ({t.status})")
-    rungs = Table(title="rung survival", title_justify="left")
+            console.print(plain(f"baseline {t.trial_id} ranks {i} of {len(summary.trials)}: {summary.metric} {_fmt(t.value)} after {t.epochs} epoch{'s' if t.epochs != 1 else ''} ({t.status})"))
+    rungs = DataTable(title="rung survival", title_justify="left")
     for col in ("rung", "epoch", "reached", "continued", "stopped", "paused", "diverged", f"best {summary.metric}"):
         rungs.add_column(col, justify="right")
     for r in summary.rungs:
@@ -552,19 +552,19 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     failed = [t for t in summary.trials if t.status == Event.FAILED.value]
     for t in failed:
         last_line = (t.error or "").strip().splitlines()[-1:] or [""]
-        console.print(f"[red]failed[/red] {t.trial_id} after {t.attempts} attempts: {last_line[0]}")
+        console.print(Text.assemble(("failed", "red"), plain(f" {t.trial_id} after {t.attempts} attempts: {last_line[0]}")))
     line = diverged_line(summary)
     if line is not None:
-        console.print(line, highlight=False, markup=False)
+        console.print(plain(line))
     if summary.rejected:
         reasons = sorted({reason for _, reason in summary.rejected})
-        console.print(f"rejected {len(summary.rejected)} untrainable proposals (not failures, not counted in num_trials): {'; '.join(reasons[:3])}", highlight=False)
+        console.print(plain(f"rejected {len(summary.rejected)} untrainable proposals (not failures, not counted in num_trials): {'; '.join(reasons[:3])}"))
     render_final(summary, console)
     section = trainer_section(summary)
     if section is not None:
         section.render(summary, console)
     for s in summary.skipped:
-        console.print(f"[yellow]skipped unreadable fragment[/yellow] {s}")
+        console.print(Text.assemble(("skipped unreadable fragment", "yellow"), plain(f" {s}")))
     from kdsweep.orchestrator import headline  # it imports this module
 
     headline.render(summary, sig, console)
@@ -651,20 +651,7 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
     section = trainer_section(summary)
     if section is not None:
         doc[summary.cfg.trainer] = section.to_dict(summary)
-    return json.dumps(_strict(doc), indent=2, default=str, allow_nan=False)
-
-
-def _strict(value: Any) -> Any:
-    """``value`` with every NaN or infinite float as None, anywhere inside it: strict JSON
-    has no NaN (Python's json writes a bare ``NaN`` that other readers refuse), and a
-    missing statistic — one run a side, no paired data — is null to them."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    return value
+    return strict_json.dumps(doc, indent=2, default=str)
 
 
 def to_csv(summary: RunSummary, top: int | None = None) -> str:
@@ -715,11 +702,11 @@ def render_status(summary: RunSummary, console: Console) -> None:
     done, budget = progress(summary)
     started = f"sweep {cfg.name}: {len(summary.trials) + len(summary.diverged)} of {cfg.num_trials} trials started; driver: {summary.driver or 'none'}"
     if state.finished:
-        console.print(f"{started}; finished: all {cfg.num_trials} trials proposed and none left to run", highlight=False)
+        console.print(plain(f"{started}; finished: all {cfg.num_trials} trials proposed and none left to run"))
     elif summary.driver:
-        console.print(f"{started}; {len(state.left)} trials left to run, {max(0, cfg.num_trials - state.proposed)} not yet proposed", highlight=False)
+        console.print(plain(f"{started}; {len(state.left)} trials left to run, {max(0, cfg.num_trials - state.proposed)} not yet proposed"))
     else:
-        console.print(f"{started}; not finished, resume with: kdsweep launch --resume {summary.run_dir}", highlight=False)
+        console.print(plain(f"{started}; not finished, resume with: kdsweep launch --resume {summary.run_dir}"))
     # "paused" alone reads as "will continue": say which paused trials ASHA would resume.
     counts.pop(Event.PAUSED.value, None)
     to_promote = state.promoted + state.promotable
@@ -737,7 +724,7 @@ def render_status(summary: RunSummary, console: Console) -> None:
     console.print(f"  epochs trained {done} ({100.0 * done / max(1, budget):.1f}% of the {budget}-epoch budget without early stopping)")
     if state.left:
         by_id = {t.trial_id: t for t in summary.trials}
-        table = Table(title="trials left to run", title_justify="left")
+        table = DataTable(title="trials left to run", title_justify="left")
         for col in ("trial", "status", "epochs", summary.metric):
             table.add_column(col)
         for tid in state.left:
@@ -749,9 +736,9 @@ def render_status(summary: RunSummary, console: Console) -> None:
         console.print(table)
     if summary.trials:
         best = summary.trials[0]
-        console.print(f"  leader {best.trial_id}: {summary.metric} {_fmt(best.value)} after {best.epochs} epochs")
+        console.print(plain(f"  leader {best.trial_id}: {summary.metric} {_fmt(best.value)} after {best.epochs} epochs"))
     if summary.final:
         done = sum(f.completed for f in summary.final)
         runs = sum(f.runs for f in summary.final)
         each = ", ".join(f"{f.source} {f.completed}/{f.runs}" for f in summary.final)
-        console.print(f"  final stage (kdsweep retrain): {done} of {runs} runs completed ({each})")
+        console.print(plain(f"  final stage (kdsweep retrain): {done} of {runs} runs completed ({each})"))

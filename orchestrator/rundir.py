@@ -21,21 +21,23 @@ import shutil
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from kdsweep.orchestrator.config import (
     MAX_EPOCHS,
     MISSING,
     RESUMABLE_FIELDS,
+    PATH_ROOM,
     ConfigError,
     ConfigIssue,
     SweepConfig,
     load_sweep_text,
     parse_override,
+    path_problem,
     to_toml,
 )
 from kdsweep.orchestrator import layout
-from kdsweep.orchestrator.atomic import write_atomic
+from kdsweep.orchestrator.atomic import PlantedLinkError, open_lock, read_bytes, real_dir, write_atomic
 from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS, SEARCHERS
 from kdsweep.orchestrator.schema import Stage, kdsweep_version
 from kdsweep.orchestrator.space import Codec
@@ -95,6 +97,10 @@ class RunDir:
         and a path that cannot be a directory or cannot be written (ConfigError naming
         ``--out``); on any failure, nothing it created is left behind."""
         run = cls(path)
+        # Before any file system call: exists() itself raises for a name that is too long.
+        problem = path_problem(run.path, PATH_ROOM)
+        if problem is not None:
+            raise ConfigError([ConfigIssue("--out", "(run directory)", str(run.path), problem)])
         if run.path.exists() and not run.path.is_dir():
             raise ConfigError([ConfigIssue("--out", "(run directory)", str(run.path), "a directory to create; this path is an existing file")])
         if run.path.is_dir() and any(run.path.iterdir()):
@@ -115,7 +121,7 @@ class RunDir:
                 "source": cfg.source,
             }
             write_atomic(run.meta, json.dumps(meta, indent=2).encode())
-        except OSError as exc:
+        except BaseException as exc:  # a signal's SystemExit too: nothing half-made stays
             if fresh:
                 shutil.rmtree(created, ignore_errors=True)
             else:
@@ -123,6 +129,8 @@ class RunDir:
                     shutil.rmtree(d, ignore_errors=True)
                 for f in (run.frozen, run.meta):
                     f.unlink(missing_ok=True)
+            if not isinstance(exc, OSError):
+                raise
             blocked = next((str(p) for p in [run.path, *run.path.parents] if p.exists() and not p.is_dir()), None)
             why = f"a path under a directory; {blocked} is a file" if blocked else f"a directory this user can create and write ({exc.strerror})"
             raise ConfigError([ConfigIssue("--out", "(run directory)", str(run.path), why)]) from None
@@ -172,7 +180,7 @@ class RunDir:
 
     def write_trial(self, record: TrialRecord) -> None:
         folder = self._records(record.stage)
-        folder.mkdir(parents=True, exist_ok=True)
+        real_dir(folder)
         write_atomic(folder / f"{record.trial_id}.json", json.dumps(dataclasses.asdict(record)).encode())
 
     def read_trials(self, stage: str = "search", cfg: SweepConfig | None = None) -> dict[str, TrialRecord]:
@@ -213,60 +221,142 @@ class RunDir:
             raise ConfigError(issues)
 
     def layout_issues(self) -> list[ConfigIssue]:
-        """The run's folders (results/, trials/, ...) that exist but are not directories: a
-        command would fail on them half-way; each issue says what to do."""
+        """The run's folders (results/, trials/, ...) that exist but are not directories, or
+        are symbolic links (which may point out of the run): a command would fail on them
+        half-way or write elsewhere; each issue says what to do."""
         issues = []
         for name, holds in _FOLDERS.items():
             path = self.path / name
-            if (path.exists() or path.is_symlink()) and not path.is_dir():
+            if path.is_symlink():
+                issues.append(ConfigIssue(str(path), "(layout)", f"a symbolic link to {os.readlink(path)}", f"the directory of the run's {holds} itself (kdsweep never writes through a link in a run directory); remove the link and restore the directory from a copy of the run"))
+            elif path.exists() and not path.is_dir():
                 issues.append(ConfigIssue(str(path), "(layout)", "not a directory", f"the directory of the run's {holds}; move this file away and restore the directory from a copy of the run"))
         return issues
 
     # -- the driver lock -----------------------------------------------------------------
 
-    def acquire_driver_lock(self) -> IO[str]:
-        """Hold the run's driver lock for the life of the returned file (released on exit, even
-        on ``kill -9``). A second driver on the same run gets ConfigError naming the holder."""
-        fh = open(self.lock, "a+")
+    def acquire_driver_lock(self) -> DriverLock:
+        """Hold the run's driver lock until the returned lock is closed (or the process ends,
+        ``kill -9`` included). A second driver on the same run gets ConfigError naming the
+        holder; a symbolic link planted as ``.driver.lock`` gets PlantedLinkError.
+
+        The lock is an exclusive ``flock`` on the run directory itself, which nobody can
+        delete from under it while the run lives: a lock on a file would end the day someone
+        removes the "stale" file, and a second driver would then run the same sweep beside
+        the first. Where the file system refuses a lock on a directory (NFS emulates
+        ``flock`` with byte-range locks, which need a file open for writing) the lock is on
+        ``.driver.lock`` itself, opened without following a link. ``.driver.lock`` holds who
+        drives (``pid N on HOST``).
+        """
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        on_file = False
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = _try_lock(fd, fcntl.LOCK_EX)
         except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            os.close(fd)
+            if exc.errno not in _NO_DIRECTORY_LOCK:
                 raise
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            raise ConfigError([ConfigIssue(str(self.path), "(run directory)", f"driver {holder}", "not already being driven; wait for that driver or stop it")]) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {os.uname().nodename}")
-        fh.flush()
-        return fh
+            fd, on_file = open_lock(self.lock), True
+            try:
+                locked = _try_lock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+        lock = DriverLock(fd)
+        try:
+            if not locked:
+                raise self._driven()
+            # Written in place, not renamed over: where the lock is on this file, a new file
+            # would leave the lock on a name nobody can open any more.
+            info = fd if on_file else open_lock(self.lock)
+            try:
+                os.ftruncate(info, 0)
+                os.pwrite(info, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
+            finally:
+                if not on_file:
+                    os.close(info)
+        except BaseException:
+            lock.close()
+            raise
+        return lock
+
+    def _driven(self) -> ConfigError:
+        holder = self._holder_text() or "unknown"
+        return ConfigError([ConfigIssue(str(self.path), "(run directory)", f"driver {holder}", "not already being driven; wait for that driver or stop it")])
+
+    def _holder_text(self) -> str | None:
+        """What ``.driver.lock`` says (never read through a link), or None."""
+        try:
+            fd = os.open(self.lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        with os.fdopen(fd, encoding="utf-8", errors="replace") as fh:
+            return fh.read(200).strip() or None
 
     def driver_holder(self) -> str | None:
         """Who holds the driver lock, or None when no driver is running. Needs only read
-        access: it tries a shared lock on a read-only handle, which a driver's exclusive
-        lock refuses; a lock file this user cannot read says nothing, and counts as none."""
-        try:
-            fh = open(self.lock)
-        except OSError:
-            return None
-        with fh:
+        access: it tries a shared lock on a read-only handle of what a driver locks (the run
+        directory, or ``.driver.lock`` where directories cannot be locked), which a driver's
+        exclusive lock refuses; a lock this user cannot take says nothing, and counts as none."""
+        for path, flags in ((self.path, os.O_DIRECTORY), (self.lock, os.O_NOFOLLOW)):
             try:
-                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    return None
-                return fh.read().strip() or "unknown"
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            return None
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
+            except OSError:
+                continue
+            try:
+                if not _try_lock(fd, fcntl.LOCK_SH):
+                    return self._holder_text() or "unknown"
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+        return None
+
+
+class DriverLock:
+    """The driver lock of one run (:meth:`RunDir.acquire_driver_lock`), held until
+    :meth:`close`."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+
+    def __enter__(self) -> DriverLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+#: errno values of a file system that cannot ``flock`` a directory (NFS: EBADF).
+_NO_DIRECTORY_LOCK = (errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP)
+
+
+def _try_lock(fd: int, kind: int) -> bool:
+    """Take ``flock`` lock ``kind`` on ``fd`` without waiting: False when another process
+    holds a conflicting one; other errors propagate."""
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
 
 
 def _read_text(path: Path, remedy: str = "restore it from a copy of the run") -> str:
     """A run file's text; ConfigError naming it, what it must be and ``remedy`` when it is
     not UTF-8 or cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
+        return read_bytes(path).decode("utf-8")
+    except PlantedLinkError as exc:
+        raise ConfigError([ConfigIssue(str(path), "(file)", "a symbolic link", f"{exc.strerror}; {remedy}")]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([ConfigIssue(str(path), "(encoding)", f"byte {exc.start} ({exc.object[exc.start]:#04x})", f"UTF-8 text written by kdsweep; {remedy}")]) from None
     except OSError as exc:

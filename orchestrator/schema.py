@@ -46,6 +46,24 @@ TERMINAL_EVENTS = frozenset(
 )
 
 
+def event_rank(event: str) -> int:
+    """Where an event falls among one trial's rows of the same epoch: its report (0), then
+    its pause (1), then its end (2) (:func:`trial_order_key`)."""
+    return 0 if event == Event.REPORT.value else 1 if event == Event.PAUSED.value else 2
+
+
+def trial_order_key(event: str, epoch: int) -> tuple[int, int]:
+    """The order of one trial's rows, as the engine writes them: by epoch, and within an epoch
+    the report, then the pause, then the end.
+
+    The row keys (:func:`row_key`) allow one report and one pause per epoch and one end per
+    trial, and a trial never trains past its end, so this is a total order of a trial's rows
+    that no clock enters: a node whose clock runs an hour behind, or an NTP step mid-sweep,
+    cannot make an earlier row look like the last one.
+    """
+    return (epoch, event_rank(event))
+
+
 def row_key(trial_id: str, event: str, epoch: int) -> str:
     """The identity of a row, recorded at most once per run (``Store.append(key=...)``): one
     report and one pause per epoch of a trial, and one terminal event per trial, whichever

@@ -93,7 +93,7 @@ from optuna.storages import InMemoryStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from kdsweep.orchestrator.search_options import resolve_options
+from kdsweep.orchestrator.search_options import resolve_options, space_problems
 from kdsweep.orchestrator.space import Codec, ParamSpec, missing_and_unknown
 
 Mode = Literal["max", "min"]
@@ -520,6 +520,7 @@ class Searcher:
         if mode not in get_args(Mode):
             raise ValueError(f"mode must be one of {get_args(Mode)}, got {mode!r}")
         resolved, problems = resolve_options(algorithm, options or {})
+        problems += space_problems(algorithm, space)
         if problems:
             raise ValueError("; ".join(f"{field} = {value!r}: {allowed}" for field, value, allowed in problems))
         self._codecs = tuple(Codec.of(spec) for spec in space)

@@ -14,8 +14,11 @@ means something.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from kdsweep.orchestrator.space import ParamSpec
 
 SearcherName = Literal["tpe", "random", "gp", "ga"]
 SEARCHERS: tuple[str, ...] = get_args(SearcherName)
@@ -44,6 +47,14 @@ SEARCHER_OPTIONS: dict[str, dict[str, Option]] = {
     "gp": {"n_startup_trials": _STARTUP},
     "ga": {"population_size": Option(20, 2, "individuals per generation (NSGA-II needs 2 parents)")},
 }
+
+#: The most values an int or quniform parameter may take under searcher ``gp``: Optuna's
+#: GPSampler lists every one of them (an array of float64) at each proposal. Measured
+#: (Optuna 5.0, one such parameter beside a uniform one, 2 cores): 10**6 values add 15 MB of
+#: peak memory and 0.2-0.3 s per proposal; 10**7 add 136 MB (a space of 13 such parameters:
+#: 1.8 GB per proposal); 2**53 fail with MemoryError. tpe, random and ga draw such a
+#: parameter as a float and round it, whatever its range.
+GP_MAX_GRID = 10**6
 
 #: Every option name of any searcher: the top-level keys a sweep file may use for them.
 OPTION_NAMES: tuple[str, ...] = tuple(dict.fromkeys(n for opts in SEARCHER_OPTIONS.values() for n in opts))
@@ -74,3 +85,19 @@ def resolve_options(searcher: Any, given: Mapping[str, Any]) -> tuple[dict[str, 
         else:
             resolved[name] = value
     return resolved, problems
+
+
+def space_problems(searcher: Any, space: Sequence[ParamSpec]) -> list[tuple[str, Any, str]]:
+    """What ``searcher`` cannot search in ``space``, as ``(field, value, allowed)`` triples
+    (``resolve_options``' form): under ``gp``, an int or quniform parameter with more than
+    :data:`GP_MAX_GRID` values. Every other searcher takes any valid space."""
+    if searcher != "gp":
+        return []
+    problems: list[tuple[str, Any, str]] = []
+    for spec in space:
+        size = spec.grid_size()
+        if size is not None and size > GP_MAX_GRID:
+            shown = {"low": spec.low, "high": spec.high, **({"q": spec.q} if spec.q is not None else {})}
+            allowed = f"at most {GP_MAX_GRID} values under searcher 'gp' (Optuna's GPSampler lists every value at each proposal); this range has {size}: narrow it (or widen q)"
+            problems.append((f"space.{spec.name}", shown, allowed))
+    return problems

@@ -59,6 +59,7 @@ from rich.console import Console
 
 from kdsweep.orchestrator.multiplicity import METHOD, family_size, holm
 from kdsweep.orchestrator.report import CONFIDENCE, FIXED, NOT_DISTINGUISHABLE, RunSummary, TrialSummary, last_reports
+from kdsweep.orchestrator.safe_text import plain
 from kdsweep.orchestrator.schema import ACCURACY, Event, unpack_correct
 
 #: Which binomial interval every accuracy gets (``proportion_ci``'s ``method``).
@@ -336,9 +337,9 @@ def render(sig: Significance, console: Console) -> None:
     """The leader against the fixed points, in words, and the line on the top ranks."""
     tie = ties(sig)
     if tie is not None:
-        console.print(tie, highlight=False, markup=False)
+        console.print(plain(tie))
     for line in leader_sentences(sig):
-        console.print(line, highlight=False, markup=False)
+        console.print(plain(line))
 
 
 def to_dict(sig: Significance) -> dict[str, Any]:

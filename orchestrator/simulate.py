@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
 from kdsweep.orchestrator.atomic import set_durable
 from kdsweep.orchestrator.backends.simulated import SimulatedBackend
 from kdsweep.orchestrator.clock import VirtualClock
@@ -35,6 +37,7 @@ from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig, l
 from kdsweep.orchestrator.driver import Driver, Proposer
 from kdsweep.orchestrator.replay import CENSORED, RecordedRun, ReplayProposer
 from kdsweep.orchestrator.rundir import RunDir
+from kdsweep.orchestrator.safe_text import plain
 from kdsweep.orchestrator.schema import Event
 from kdsweep.orchestrator.worker import TrialSpec, trial_seed
 from kdsweep.trainers.base import TrainerFactory
@@ -181,8 +184,9 @@ def simulate(sim: Simulation, out: Path, workers: int) -> SimulationResult:
     )  # fmt: skip
 
 
-def describe(result: SimulationResult) -> list[str]:
-    """The result as lines for a terminal."""
+def describe(result: SimulationResult) -> list[Text]:
+    """The result as lines for a terminal; the run directory, the trial ids and the
+    parameters are data (``safe_text.plain``)."""
     saved = result.epochs_saved / max(1, result.epochs_without_stopping)
     lines = [
         f"simulated {result.num_trials} trials on {result.workers} workers in {result.real_s:.1f} s: {result.run_dir}",
@@ -196,7 +200,7 @@ def describe(result: SimulationResult) -> list[str]:
         same = "the same trial" if result.best_trial == result.recorded_best_trial else "a different trial"
         lines.append(f"  replay of {result.replayed_run}: its own winner was {result.recorded_best_trial} ({same})")
         lines.append(f"  censored: {result.censored} trials stopped where the recorded run had no epoch to replay")
-    return lines
+    return [plain(line) for line in lines]
 
 
 def _duration(seconds: float) -> str:

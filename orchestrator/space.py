@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,6 +25,24 @@ ScalarType = type[bool] | type[int] | type[float] | type[str]
 # Relative tolerance for "is a multiple of q": bounds and fixed points come from decimal text
 # (TOML), and 0.3 / 0.1 is 2.9999999999999996 in binary floating point.
 _GRID_RTOL = 1e-9
+
+#: The integers an int parameter's values (and a choice's) can be: the results schema stores
+#: them in an int64 column (``arrow_type``); 2**63 fails the first append.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+#: The largest magnitude of an int parameter's bounds and of a quniform grid index: every
+#: integer up to 2**53 is a float64 exactly, and hyperopt and Optuna sample int and stepped
+#: parameters as floats and round them. Beyond it some integers cannot be proposed, and a
+#: bound such as 2**63 - 1 rounds to 2**63, outside int64 (and "a multiple of q" can no longer
+#: be told apart from any float).
+MAX_EXACT_INT = 2**53
+
+#: The narrowest range (high - low) of a uniform or quniform parameter: hyperopt's TPE sets
+#: its narrowest Parzen kernel to the range / 100 and asserts that it is > 0, which failed at
+#: a range of 5e-324 and held at 1e-320 (hyperopt 0.3, measured); the smallest normal float
+#: has a margin. The widest is a finite one: numpy's and Optuna's uniform draws raise
+#: OverflowError when high - low overflows (measured at ±1.7e308 for random, tpe, gp, ga).
+MIN_WIDTH = sys.float_info.min
 
 
 def missing_and_unknown(given: Iterable[str], expected: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -48,6 +67,17 @@ def _scalar_type(value: Any) -> ScalarType | None:
     if isinstance(value, str):
         return str
     return None
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is a number (an int or a float, not a bool) that a float holds
+    finitely: not inf, NaN, nor an integer too large for a float (Python's are unbounded)."""
+    if _scalar_type(value) not in (int, float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _choice_type(name: str, values: tuple[Any, ...]) -> ScalarType:
@@ -121,8 +151,13 @@ class ParamSpec:
         if not self.values:
             raise ValueError(f"parameter {self.name!r}: a choice needs at least one value")
         vtype = _choice_type(self.name, self.values)
-        if vtype is float and any(math.isnan(v) for v in self.values):
-            raise ValueError(f"parameter {self.name!r}: choice values must not be NaN")
+        # Checked before anything converts a value: float(10**400) raises OverflowError.
+        if vtype in (int, float) and any(_scalar_type(v) is int and not INT64_MIN <= v <= INT64_MAX for v in self.values):
+            raise ValueError(f"parameter {self.name!r}: choice integers must lie in [-2**63, 2**63 - 1] (the results' int64 column), got {self.values!r}")
+        # NaN equals nothing (not even itself), so a proposal of it matches no option; an
+        # infinity is no setting a trainer can use, and no report can average it.
+        if vtype is float and not all(math.isfinite(v) for v in self.values):
+            raise ValueError(f"parameter {self.name!r}: choice numbers must be finite (not NaN or infinite), got {self.values!r}")
         if len({vtype(v) for v in self.values}) != len(self.values):
             raise ValueError(
                 f"parameter {self.name!r}: choice values must be distinct, got {self.values!r}"
@@ -135,7 +170,7 @@ class ParamSpec:
             raise ValueError(f"parameter {self.name!r}: q is only for kind 'quniform'")
         for field in ("low", "high"):
             bound = getattr(self, field)
-            if _scalar_type(bound) not in (int, float) or not math.isfinite(bound):
+            if not is_finite_number(bound):
                 raise ValueError(
                     f"parameter {self.name!r}: {self.kind} needs a finite number {field},"
                     f" got {bound!r}"
@@ -147,9 +182,25 @@ class ParamSpec:
             )
         if self.kind == "loguniform" and low <= 0:
             raise ValueError(f"parameter {self.name!r}: loguniform needs low > 0, got {low!r}")
+        if self.kind == "loguniform" and not math.log(low) < math.log(high):
+            # The samplers draw log(x) uniformly between the bounds' logs.
+            raise ValueError(
+                f"parameter {self.name!r}: loguniform needs log(low) < log(high) as floats,"
+                f" got {low!r}..{high!r} (too close together)"
+            )
         if self.kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
             raise ValueError(
                 f"parameter {self.name!r}: int bounds must be integers, got {low!r}..{high!r}"
+            )
+        if self.kind == "int" and not -MAX_EXACT_INT <= low < high <= MAX_EXACT_INT:
+            raise ValueError(
+                f"parameter {self.name!r}: int bounds must lie in [-2**53, 2**53] (integers"
+                f" the samplers' floats hold exactly), got {low!r}..{high!r}"
+            )
+        if self.kind in ("uniform", "quniform") and not MIN_WIDTH <= high - low < math.inf:
+            raise ValueError(
+                f"parameter {self.name!r}: high - low must be a finite number >= {MIN_WIDTH!r}"
+                f" (what the samplers draw from), got {high - low!r}"
             )
         if self.kind == "quniform":
             if _scalar_type(self.q) not in (int, float) or not (
@@ -159,6 +210,12 @@ class ParamSpec:
                     f"parameter {self.name!r}: quniform needs a finite q > 0, got {self.q!r}"
                 )
             q = self._step()
+            if not max(abs(low), abs(high)) / q <= MAX_EXACT_INT:
+                raise ValueError(
+                    f"parameter {self.name!r}: quniform low / q and high / q must lie in"
+                    f" [-2**53, 2**53] (grid indices the samplers' floats hold exactly),"
+                    f" got {low!r}..{high!r} with q={q!r}"
+                )
             if not (_is_multiple(low, q) and _is_multiple(high, q)):
                 raise ValueError(
                     f"parameter {self.name!r}: quniform low and high must be multiples of"
@@ -172,6 +229,14 @@ class ParamSpec:
     def _step(self) -> float:
         """quniform's q, which ``__post_init__`` has checked is a positive number."""
         return cast(float, self.q)
+
+    def grid_size(self) -> int | None:
+        """How many values an int or quniform parameter takes; None for the other kinds."""
+        if self.kind not in ("int", "quniform"):
+            return None
+        low, high = self._bounds()
+        # Validated: the bounds (int) or the grid indices (quniform) are exact integers.
+        return round((high - low) / (self._step() if self.kind == "quniform" else 1)) + 1
 
     def arrow_type(self) -> pa.DataType:
         """The parameter's column type in the results schema."""

@@ -6,7 +6,9 @@ in workers, the driver, reports) read incrementally. No file is ever modified in
 
 * a fragment is written to a hidden name (``"."`` + its final name; pyarrow datasets, pandas
   and this store ignore such names, so nobody sees a partial file), fsynced, renamed to
-  ``part-<time_ns>-<host>-<pid>-<uuid>.parquet`` and the directory is fsynced;
+  ``part-<time_ns>-<host>-<pid>-<uuid>.parquet`` (the time is for people: rows are ordered by
+  what their keys guarantee, never by a clock, see :meth:`Store.table`) and the directory is
+  fsynced;
 * an append with a ``key`` (every row the engine writes has one: ``<trial>/report-e<epoch>``,
   ``<trial>/end`` for the one terminal event, ...) first *claims* the key: a symbolic link
   ``results/.keys/<key>`` whose target is the fragment's final name, created between writing
@@ -62,12 +64,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kdsweep.orchestrator import layout
-from kdsweep.orchestrator.atomic import fsync_dir, write_temp
+from kdsweep.orchestrator.atomic import fsync_dir, open_lock, real_dir, write_atomic, write_temp
 from kdsweep.orchestrator.schema import (
     LEADING_FIELDS,
     REQUIRED_COLUMNS,
     TRAILING_FIELDS,
     Event,
+    event_rank,
+    trial_order_key,
 )
 
 __all__ = ["SOURCES_KEY", "Store", "StoreWarning", "read_run"]
@@ -109,8 +113,9 @@ class _RungView:
     """The incremental answer to one ``rung_values(rung, metric, events)`` question.
 
     ``seen`` counts the rung's index entries already folded in; ``latest`` keeps, per trial,
-    the order key of the row that gave its current value, so rows that arrive out of name
-    order (another host's fragment sorting earlier) cannot overwrite a later row. ``points``
+    the order key of the row that gave its current value (the event's rank in the trial's
+    order at the rung's epoch, then the file and position as a tie-break), so rows arriving
+    in any order end with the same value. ``points``
     holds the same values as 1-tuples (``rung_points`` of one metric), kept up to date with
     ``values`` so that a worker's read after each report is one dictionary copy.
     """
@@ -119,7 +124,7 @@ class _RungView:
 
     def __init__(self) -> None:
         self.seen = 0
-        self.latest: dict[str, tuple[str, int]] = {}
+        self.latest: dict[str, tuple[int, str, int]] = {}
         self.values: dict[str, float] = {}
         self.points: dict[str, tuple[float]] = {}
 
@@ -250,7 +255,7 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
         else:
             self._durable_dir(path.parent)
-            path.mkdir(exist_ok=True)
+            real_dir(path)  # a link planted as results/ or .keys/<trial> is refused
             fsync_dir(path.parent)
         self._durable_dirs.add(path)
 
@@ -355,22 +360,27 @@ class Store:
         return ";".join(f"{name}:{table.num_rows}" for name, table in sorted(self._fragments.items()))
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every row (a fresh dict each), in fragment-name order, then in file order."""
-        self.refresh()
-        return [row for name in sorted(self._fragments) for row in _pylist(self._fragments[name])]
+        """Every row (a fresh dict each), in store order (:meth:`table`)."""
+        return _pylist(self.table())
 
     def table(self) -> pa.Table:
-        """The rows of :meth:`rows` as a table: with the store schema when known, else with
-        the union of the fragments' schemas (the required columns alone when there is none)."""
+        """Every row, in store order: grouped by trial id, each trial's rows in the order the
+        engine wrote them (``schema.trial_order_key``: by epoch; report, pause, end), so a
+        trial's last row is its latest whatever the clocks of the hosts that wrote it said
+        (fragment names carry a wall-clock time for people, never for order). Rows equal
+        under that key (none the engine writes) keep file order. With the store schema when
+        known, else with the union of the fragments' schemas (the required columns alone
+        when there is none)."""
         self.refresh()
-        return self._merged(sorted(self._fragments))
+        return _in_store_order(self._merged(sorted(self._fragments)))
 
     def _merged(self, names: Sequence[str]) -> pa.Table:
         """The cached fragments ``names`` as one table, in that order (see :meth:`table`)."""
         schema = self._table_schema()
         tables = [self._fragments[name] for name in names]
         if all(t.schema.equals(schema, check_metadata=False) for t in tables):
-            return pa.concat_tables([schema.empty_table(), *tables]).replace_schema_metadata(schema.metadata)
+            # from_batches, not schema.empty_table(), which imports pandas (see _pylist).
+            return pa.concat_tables([pa.Table.from_batches([], schema=schema), *tables]).replace_schema_metadata(schema.metadata)
         # Fragments of a run read without its schema may differ in their metric columns.
         return pa.Table.from_pylist([row for t in tables for row in _pylist(t)], schema=schema)
 
@@ -379,8 +389,8 @@ class Store:
     ) -> dict[str, float]:
         """Trial id -> value of ``metric`` at ``rung``, from rows whose event is in ``events``.
 
-        When a trial has several such rows with a non-null value, the latest wins (the one
-        :meth:`rows` lists last). Rows with a null value are ignored. ``events`` may be a
+        When a trial has several such rows with a non-null value, the one :meth:`rows`
+        lists last wins (a pause over the report of the same epoch). Rows with a null value are ignored. ``events`` may be a
         single event name. Raises ValueError when the store schema is known and lacks
         ``metric``. Refreshes first, then folds only the rows not yet seen into a
         per-question index, so calling it after every report stays cheap.
@@ -410,7 +420,7 @@ class Store:
             for i, trial, event, value in zip(positions.tolist(), trials, events, values):
                 if value is None or event not in wanted:
                     continue
-                order = (name, i)
+                order = (event_rank(event), name, i)
                 previous = view.latest.get(trial)
                 if previous is None or order > previous:
                     view.latest[trial] = order
@@ -436,13 +446,15 @@ class Store:
         return {tid: tuple([values.get(tid, math.nan) for values in per_metric]) for tid in trials}
 
     def trial_rows(self, trial_id: str) -> list[dict[str, Any]]:
-        """Every row of one trial (a fresh dict each), in the order :meth:`rows` lists them.
+        """Every row of one trial (a fresh dict each), in store order (:meth:`table`).
         Incremental like :meth:`rung_values`: cost grows with the trial's rows, not the run's."""
         self.refresh()
         if self._index_stale:
             self._rebuild_index()
         chunks = sorted(self._trial_rows.get(trial_id, []), key=lambda chunk: (chunk[0], int(chunk[1][0])))
-        return [row for name, positions in chunks for row in _pylist(self._fragments[name].take(_indices(positions)))]
+        rows = [row for name, positions in chunks for row in _pylist(self._fragments[name].take(_indices(positions)))]
+        rows.sort(key=lambda row: trial_order_key(row["event"], int(row["epoch"])))  # stable
+        return rows
 
     def _scan(self) -> bool:
         """List ``results/`` once and read the unseen fragments. Returns whether a listed
@@ -462,7 +474,7 @@ class Store:
             if name.startswith((".", "_")) or name in self._superseded:
                 continue  # temporary or hidden (never a fragment), or just superseded
             entry = listed[name]
-            if not entry.is_file():
+            if not entry.is_file(follow_symlinks=False):  # a link is never read through
                 self._skip(name, "not a regular file", quarantine=True)
                 continue
             if name.startswith(_COMPACTED) and self._adopt_unread(name, listed):
@@ -552,9 +564,9 @@ class Store:
         for (rung, _, _), view in self._views.items():
             if rung in rungs:
                 for trial in trials & view.latest.keys():
-                    n, i = view.latest[trial]
+                    rank, n, i = view.latest[trial]
                     if n in offsets:
-                        view.latest[trial] = (name, offsets[n] + i)
+                        view.latest[trial] = (rank, name, offsets[n] + i)
 
     def _read_fragment(self, path: Path) -> pa.Table:
         """Read one whole fragment (one open and read; cheaper than the dataset machinery)."""
@@ -650,9 +662,9 @@ class Store:
         target = self.run_dir / QUARANTINE_DIR
         for name in sorted(self._unusable):
             reason = self._skipped[name]
-            target.mkdir(exist_ok=True)
+            real_dir(target)
             dest = target / name
-            (target / f"{name}.reason").write_text(reason + "\n")
+            write_atomic(target / f"{name}.reason", (reason + "\n").encode())
             try:
                 os.replace(self.results_dir / name, dest)
             except FileNotFoundError:
@@ -740,7 +752,7 @@ class Store:
         """
         if not self.results_dir.is_dir():
             return (0, 0)
-        lock_fd = os.open(self.results_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        lock_fd = open_lock(self.results_dir / _LOCK_NAME)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             # Appends a dead writer left claimed but unpublished are rows of the run.
@@ -817,6 +829,22 @@ def _cast_required(table: pa.Table) -> pa.Table:
     return table
 
 
+def _in_store_order(table: pa.Table) -> pa.Table:
+    """``table``'s rows in store order (:meth:`Store.table`): one stable sort by trial id,
+    epoch and the event's rank, in NumPy over the columns' buffers (converting a Python
+    value to Arrow, even a scalar, would import pandas: see :func:`_pylist`)."""
+    if table.num_rows < 2:
+        return table
+    trial_codes, trials = _codes(table.column("trial_id"))
+    event_codes, events = _codes(table.column("event"))
+    # Each distinct value's place, looked up by code: sorted ids, and the events' ranks.
+    trial_keys = np.argsort(np.argsort(np.array(trials, dtype=object), kind="stable"), kind="stable")[trial_codes]
+    ranks = np.array([event_rank(e) for e in events], dtype=np.int8)[event_codes]
+    epochs = table.column("epoch").combine_chunks()
+    epoch_values = np.frombuffer(epochs.buffers()[1], dtype="<i4", count=len(epochs), offset=epochs.offset * 4)
+    return table.take(_indices(np.lexsort((ranks, epoch_values, trial_keys))))  # lexsort is stable
+
+
 #: Row positions inside one cached fragment (ascending).
 _Positions = npt.NDArray[np.int64]
 
@@ -826,15 +854,21 @@ def _groups(column: pa.ChunkedArray) -> list[tuple[Any, _Positions]]:
     non-null column, via a dictionary encoding and one stable sort (no per-row Python)."""
     if len(column) == 1:  # a worker's own append: most fragments hold one row
         return [(column[0].as_py(), np.zeros(1, dtype=np.int64))]
-    encoded = column.combine_chunks().dictionary_encode()
-    indices = encoded.indices
-    # The indices' own buffer: ``to_numpy`` would import pandas (see _pylist).
-    width = indices.type.bit_width // 8
-    codes = np.frombuffer(indices.buffers()[1], dtype=f"<i{width}", count=len(indices), offset=indices.offset * width)
+    codes, values = _codes(column)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    values = encoded.dictionary.to_pylist()
     return [(values[codes[group[0]]], group) for group in np.split(order, bounds) if len(group)]
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.integer[Any]], list[Any]]:
+    """A non-null column as (each row's code, the distinct values by code): its dictionary
+    encoding, with the codes read from the indices' own buffer (``to_numpy`` would import
+    pandas, see :func:`_pylist`)."""
+    encoded = column.combine_chunks().dictionary_encode()
+    indices = encoded.indices
+    width = indices.type.bit_width // 8
+    codes = np.frombuffer(indices.buffers()[1], dtype=f"<i{width}", count=len(indices), offset=indices.offset * width)
+    return codes, encoded.dictionary.to_pylist()
 
 
 def _indices(positions: _Positions) -> pa.Array:

@@ -60,10 +60,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from kdsweep.orchestrator.multiplicity import METHOD, holm
 from kdsweep.orchestrator.report import RunSummary, _fmt
+from kdsweep.orchestrator.safe_text import DataTable, plain
 
 #: Fewest trials a rung needs for an analysis: fewer leave the forest and the tests mostly noise.
 MIN_TRIALS = 20
@@ -439,20 +439,20 @@ def render(summary: RunSummary, console: Console) -> None:
     for t in (a.tendencies, a.survivors):
         if t is None:
             continue
-        table = Table(title=heading(summary, t), title_justify="left")
+        table = DataTable(title=heading(summary, t), title_justify="left")
         for col in ("parameter", "importance", "partial rank corr. ρ", "p", f"p ({METHOD})", "direction", "best quarter"):
             table.add_column(col, justify="right" if col in ("importance", "partial rank corr. ρ", "p", f"p ({METHOD})") else "left")
         for p in t.params:
             best = " – ".join(_fmt(v) for v in p.best) if p.ordered else ", ".join(_fmt(v) for v in p.best)
             table.add_row(p.name, f"{p.importance:.3f}", _fmt(p.rho), _fmt(p.p_value), _fmt(p.p_adjusted), direction_words(p), best)
-        console.print(table, markup=False)
+        console.print(table)
         for f in t.fixed:
             where = f"{summary.metric} {_fmt(f.value)}, rank {f.rank} of {t.trials + (1 if f.outside else 0)}" if f.value is not None else f"did not reach epoch {t.epoch}"
             if f.outside:
                 outside = ", ".join(f"{k}={_fmt(v)}" for k, v in f.outside.items())
-                console.print(f"  fixed point {f.trial_id}: outside the space ({outside}), kept out of the statistics; {where}", highlight=False, markup=False)
+                console.print(plain(f"  fixed point {f.trial_id}: outside the space ({outside}), kept out of the statistics; {where}"))
             else:
-                console.print(f"  fixed point {f.trial_id}: inside the space, counted; {where}", highlight=False, markup=False)
+                console.print(plain(f"  fixed point {f.trial_id}: inside the space, counted; {where}"))
 
 
 def to_dict(t: Tendencies | None, summary: RunSummary) -> dict[str, Any]:

@@ -9,6 +9,8 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
+from kdsweep.orchestrator.config import SEED_RANGE, is_seed, path_problem
+
 __all__ = ["CIFAR_LAYOUTS", "CifarLayout", "DataSettings", "DatasetName", "NATURAL_SIZE", "check_data", "uses_flip"]
 
 DatasetName = Literal["digits", "cifar10", "cifar100"]
@@ -128,6 +130,8 @@ def check_data(settings: DataSettings) -> list[tuple[str, object, str]]:
     # A negated comparison so that NaN is rejected too.
     if not 0.0 < settings.val_fraction <= 0.5:
         issues.append(("data.val_fraction", settings.val_fraction, "a number in (0, 0.5]"))
+    if not is_seed(settings.split_seed):
+        issues.append(("data.split_seed", settings.split_seed, SEED_RANGE))
     size = settings.image_size
     if size != 0 and not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
         natural = "0 (the dataset's natural size: 32 for CIFAR, 16 for digits)"
@@ -144,6 +148,10 @@ def root_problem(settings: DataSettings) -> str | None:
     if settings.root is None:
         return f"required for {settings.dataset}"
     root = Path(settings.root).expanduser()
+    # Before is_dir(), which raises for a name too long to ask about.
+    refused = path_problem(root)
+    if refused is not None:
+        return refused
     if not root.is_dir():
         return f"{root} is not a directory"
     layout = CIFAR_LAYOUTS[settings.dataset]

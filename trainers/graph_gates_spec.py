@@ -8,12 +8,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
+from kdsweep.orchestrator.config import SEED_RANGE, is_seed
 from kdsweep.trainers.architectures import MODEL_NAMES
 from kdsweep.trainers.base import GeneratedSpace, Issue, TrainerSpec
 from kdsweep.trainers.data_settings import DataSettings, check_data
 from kdsweep.trainers.graph import MAX_NODES, Graph, generate
 from kdsweep.trainers.graph import SpaceOptions as GraphSpaceOptions
-from kdsweep.trainers.settings import SGDSettings
+from kdsweep.trainers.settings import SGDSettings, check_cache, check_sgd
 
 #: Per-node metric columns, for every node a graph may have (the schema is fixed whatever M).
 NODE_METRICS = tuple(f"node{k}_{m}" for m in ("train_loss", "val_acc", "test_acc") for k in range(1, MAX_NODES + 1))
@@ -83,7 +84,7 @@ class GraphGates(TrainerSpec):
         """Cross-field checks run by the config loader before anything is written: the data,
         the models (in the registry), the width and epochs. (The space is always generated:
         the loader refuses parameter tables in ``[space]`` for a trainer with options.)"""
-        issues = list(check_data(data))
+        issues = check_data(data) + check_sgd(settings) + check_cache(settings.teacher_cache)
         registry = ", ".join(sorted(MODEL_NAMES))
         if settings.target not in MODEL_NAMES:
             issues.append(("settings.target", settings.target, f"a registered model: {registry}"))
@@ -93,6 +94,8 @@ class GraphGates(TrainerSpec):
             issues.append(("settings.width", settings.width, "a finite channel multiplier > 0"))
         if settings.frozen_epochs < 1:
             issues.append(("settings.frozen_epochs", settings.frozen_epochs, "an integer >= 1 (epochs of a frozen node's pretraining)"))
+        if not is_seed(settings.frozen_seed):
+            issues.append(("settings.frozen_seed", settings.frozen_seed, SEED_RANGE))
         if not (math.isfinite(settings.kd_temperature) and settings.kd_temperature > 0):
             issues.append(("settings.kd_temperature", settings.kd_temperature, "a finite temperature > 0 (1: the seed's graphs; 2: its Table 2 KD)"))
         return issues

@@ -13,10 +13,9 @@ import math
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from kdsweep.orchestrator.report import FinalResult, RunSummary, TrialSummary, last_reports
+from kdsweep.orchestrator.safe_text import DataTable, plain
 from kdsweep.trainers.graph import BASELINES, Graph, draw, edges
 
 #: How many of the best graphs are drawn.
@@ -145,17 +144,19 @@ def render(summary: RunSummary, console: Console) -> None:
     if not best:
         console.print("graph gates: no graph has been evaluated yet")
         return
-    # Text, not markup: a drawing or a model name must never be read as rich styles.
+    # Data, not markup: a drawing or a model name must never be read as rich styles.
     for record, graph in best:
         kind = f", the {record['kind']} baseline" if record["kind"] else ""
-        console.print(Text(f"\n#{record['rank']} {record['trial_id']} ({record['origin']}{kind}): target {metric} {_acc(record[metric])} after {_epochs(record['epochs'])}"))
-        console.print(Text(draw(graph)))
+        console.print()
+        console.print(plain(f"#{record['rank']} {record['trial_id']} ({record['origin']}{kind}): target {metric} {_acc(record[metric])} after {_epochs(record['epochs'])}"))
+        console.print(plain(draw(graph), lines=True))
         nodes = ", ".join(f"{k} {record['models'][k]} {_acc(v)}" for k, v in record["node_val_acc"].items() if v is not None)
-        console.print(Text(f"per node {metric}: {nodes}"))
+        console.print(plain(f"per node {metric}: {nodes}"))
         if record["final"] is not None:
             shown, test, where = _result(record, metric)
-            console.print(Text(f"{where}: {metric} {shown}, test_acc {test}"))
-    table = Table(title=f"\ntarget node 1 ({summary.cfg.settings.target}): best searched graph vs reference graphs", title_justify="left")
+            console.print(plain(f"{where}: {metric} {shown}, test_acc {test}"))
+    console.print()
+    table = DataTable(title=f"target node 1 ({summary.cfg.settings.target}): best searched graph vs reference graphs", title_justify="left")
     # The models column shows whether a reference graph has the same nodes as the searched one.
     for col in ("graph", "trial", "models (node 1..M)", metric, "test_acc", "from"):
         table.add_column(col, justify="right" if col in (metric, "test_acc") else "left", no_wrap=True)

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from kdsweep.trainers.architectures import Stem
 from kdsweep.trainers.base import Issue, TrainerSpec
 from kdsweep.trainers.data_settings import DataSettings, check_data
-from kdsweep.trainers.settings import HintReduction, SGDSettings, TeacherSettings
+from kdsweep.trainers.settings import HintReduction, SGDSettings, TeacherSettings, check_sgd, check_teacher
 
 #: The searched loss weights, in METHODS.md's order.
 WEIGHTS = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
@@ -66,7 +66,9 @@ class LossWeights(TrainerSpec):
     @classmethod
     def validate(cls, settings: LossWeightsSettings, data: DataSettings, space: Sequence[Any], objective: None) -> list[Issue]:
         """Cross-field checks run by the config loader before anything is written."""
-        issues = list(check_data(data))
+        issues = check_data(data) + check_sgd(settings) + check_teacher(settings)
+        if not settings.student_width > 0:
+            issues.append(("settings.student_width", settings.student_width, "a finite channel multiplier > 0"))
         for p in space:
             if p.name not in WEIGHTS:
                 issues.append((f"space.{p.name}", p.name, f"loss_weights searches {', '.join(WEIGHTS)}"))

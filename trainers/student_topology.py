@@ -61,7 +61,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdsweep.orchestrator.atomic import write_atomic
+from kdsweep.orchestrator.atomic import open_lock, write_atomic
 from kdsweep.trainers.base import Screening, Training, TrialContext
 from kdsweep.trainers.data import DataSettings, Split, load_data, uses_flip
 from kdsweep.trainers.losses import label_kd_loss
@@ -139,7 +139,7 @@ def teacher_reference(cache_dir: Path, conditions: Mapping[str, Any], measure: C
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / REFERENCE_FILE
     wanted = json.loads(json.dumps(dict(conditions)))  # compare as the file will hold it
-    with open(cache_dir / f"{REFERENCE_FILE}.lock", "a") as lock:
+    with os.fdopen(open_lock(cache_dir / f"{REFERENCE_FILE}.lock")) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         records: list[dict[str, Any]] = json.loads(path.read_text())["references"] if path.exists() else []
         for record in records:

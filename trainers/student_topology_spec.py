@@ -10,11 +10,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from kdsweep.orchestrator.space import ParamSpec, missing_and_unknown
-from kdsweep.trainers.architectures import MODEL_NAMES, STUDENT_LAYOUT, VGG16_FILTERS, Stem, layer_widths
+from kdsweep.trainers.architectures import STUDENT_LAYOUT, VGG16_FILTERS, Stem, layer_widths
 from kdsweep.trainers.base import Issue, TrainerSpec
 from kdsweep.trainers.data_settings import DataSettings, check_data
 from kdsweep.trainers.objective import ObjectiveSettings, check_objective
-from kdsweep.trainers.settings import AlphaOn, SGDSettings, TeacherSettings
+from kdsweep.trainers.settings import AlphaOn, SGDSettings, TeacherSettings, check_sgd, check_teacher
 
 Form = Literal["vgg", "resnet"]
 
@@ -133,10 +133,8 @@ class StudentTopology(TrainerSpec):
         """Cross-field checks run by the config loader before anything is written: the data,
         the objective, the settings, and a space of exactly the form's layers, each taking
         non-negative integer filter counts."""
-        issues = list(check_data(data)) + check_objective(objective)
+        issues = check_data(data) + check_objective(objective) + check_sgd(settings) + check_teacher(settings)
         s = settings
-        if s.teacher not in MODEL_NAMES:
-            issues.append(("settings.teacher", s.teacher, f"one of {', '.join(sorted(MODEL_NAMES))} (METHODS: vgg16)"))
         if not 0.0 <= s.alpha <= 1.0:
             issues.append(("settings.alpha", s.alpha, f"a weight in [0, 1] (on the {s.kd_alpha_on.upper()} term, settings.kd_alpha_on; the other gets 1 - alpha)"))
         if not (math.isfinite(s.temperature) and s.temperature > 0):

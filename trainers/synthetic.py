@@ -40,6 +40,17 @@ LATENCY_S_PER_UNIT = 1e-4
 #: the settings (and the hash) of synthetic sweeps made before latency existed are unchanged.
 LATENCY_NOISE = 0.05
 
+#: The longest epoch ``sleep_s`` (real) and ``epoch_s`` (virtual) may stand for: a week, longer
+#: than any real training's epoch, so a larger value is a typo. time.sleep itself refuses more
+#: than about 9.2e9 s (OverflowError: every trial would fail).
+MAX_EPOCH_S = 7 * 86_400.0
+
+#: The largest ``epoch_s_spread``: epoch_s · exp(σ·g) must stay a float for the largest g that
+#: random.gauss draws (about 8.6, from its 53-bit uniforms), which fails near σ = 80 (measured:
+#: σ = 1000 made ``kdsweep simulate`` fail with OverflowError); σ = 10 already spreads trials by
+#: a factor of e^10 at one standard deviation, far beyond any cluster.
+MAX_EPOCH_S_SPREAD = 10.0
+
 
 class InjectedCrash(RuntimeError):
     """Raised by ``crash_mode = "exception"``: a fault the tests inject on purpose."""
@@ -86,13 +97,16 @@ class Synthetic(TrainerSpec):
     def validate(cls, settings: SyntheticSettings, data: None, space: Sequence[Any], objective: None) -> list[tuple[str, object, str]]:
         """Ranges of the settings (the config loader reports each with its field)."""
         issues: list[tuple[str, object, str]] = []
-        for name in ("sleep_s", "noise_std", "epoch_s_spread"):
-            if getattr(settings, name) < 0:
-                issues.append((f"settings.{name}", getattr(settings, name), "a number >= 0"))
+        if settings.noise_std < 0:
+            issues.append(("settings.noise_std", settings.noise_std, "a number >= 0"))
+        if not 0 <= settings.sleep_s <= MAX_EPOCH_S:
+            issues.append(("settings.sleep_s", settings.sleep_s, f"a number >= 0 and <= {MAX_EPOCH_S:g} (seconds: a week)"))
+        if not 0 <= settings.epoch_s_spread <= MAX_EPOCH_S_SPREAD:
+            issues.append(("settings.epoch_s_spread", settings.epoch_s_spread, f"a number >= 0 and <= {MAX_EPOCH_S_SPREAD:g} (the log-normal σ of epoch times)"))
         if settings.diverge_lr is not None and not settings.diverge_lr > 0:
             issues.append(("settings.diverge_lr", settings.diverge_lr, "a number > 0 (the lr at and above which trials diverge), or leave it out"))
-        if settings.epoch_s <= 0:
-            issues.append(("settings.epoch_s", settings.epoch_s, "a number > 0 (virtual seconds)"))
+        if not 0 < settings.epoch_s <= MAX_EPOCH_S:
+            issues.append(("settings.epoch_s", settings.epoch_s, f"a number > 0 and <= {MAX_EPOCH_S:g} (virtual seconds: a week)"))
         for name in ("crash_at_epoch", "crash_attempts"):
             if getattr(settings, name) < 0:
                 issues.append((f"settings.{name}", getattr(settings, name), "an integer >= 0"))

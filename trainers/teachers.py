@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from kdsweep.orchestrator.atomic import open_lock
 from kdsweep.orchestrator.checkpoint import load_checkpoint, save_checkpoint
 from kdsweep.trainers.data import DataSettings, ImageData, load_data, uses_flip
 from kdsweep.trainers.models import StagedClassifier, build_model
@@ -72,7 +73,7 @@ def get_teacher(spec: TeacherSpec, device: Device, cache: Path | None = None, da
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{spec.name}.pt"
     if not path.exists():
-        with open(root / f"{spec.name}.lock", "a") as lock:
+        with os.fdopen(open_lock(root / f"{spec.name}.lock")) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not path.exists():  # another process may have finished it while we waited
                 data = data if data is not None else load_data(spec.data, device.torch)

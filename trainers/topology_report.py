@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kdsweep.orchestrator.report import RunSummary, last_reports
+from kdsweep.orchestrator.safe_text import DataTable
 from kdsweep.orchestrator.schema import PARAM_PREFIX
 
 #: Grid points of the limit curve in the table and the JSON; the figure draws a finer one.
@@ -201,7 +202,7 @@ def render(summary: RunSummary, console: Console) -> None:
         f"Pareto-optimal students (latency down, val_acc up): {len(an.front)} of the {len(an.full)} "
         f"trained for {an.epochs} epochs ({len(an.every)} students in all)"
     )
-    table = Table(title=title, title_justify="left")
+    table = DataTable(title=title, title_justify="left")
     for col in ("trial", "latency_s", "val_acc", "J", "params", "MACs", "epochs"):
         table.add_column(col, justify="left" if col == "trial" else "right", no_wrap=True)
     table.add_column("filters", overflow="fold")

@@ -53,7 +53,7 @@ from submitit.helpers import Checkpointable, clean_env
 from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.backends import Finished
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
-from kdsweep.orchestrator.atomic import write_atomic
+from kdsweep.orchestrator.atomic import real_dir, write_atomic
 from kdsweep.orchestrator.worker import TrialOutcome, TrialSpec, run_trial
 
 logger = logging.getLogger("kdsweep.slurm")
@@ -367,7 +367,8 @@ class SlurmBackend:
             ],
         }
         folder = slurm_folder(run_dir) / "jobs"
-        folder.mkdir(parents=True, exist_ok=True)
+        for directory in (folder.parent, folder):
+            real_dir(directory)
         write_atomic(folder / f"{array_id}.json", json.dumps(doc, indent=1).encode())
         self._recorded(run_dir).update({attempt_key(s): j.job_id for s, j in zip(specs, jobs)})
 

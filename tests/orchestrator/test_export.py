@@ -57,7 +57,7 @@ def test_export_opens_in_optuna_with_every_trial_param_curve_and_state(sweep_fil
     assert seen == {"completed", "stopped", "rejected"}
 
     again = kdsweep("export", str(run), "--optuna", str(journal))
-    assert again.returncode == 2 and "a new file (the export never overwrites one)" in again.stderr
+    assert again.returncode == 2 and "a new file, or --force to replace it" in again.stderr
 
 
 def test_promote_sweep_exports_paused_trials_as_pruned(sweep_file: Path, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from kdsweep.orchestrator.policies import order_of
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord
 from kdsweep.orchestrator.schema import TERMINAL_EVENTS
 from kdsweep.orchestrator.worker import TrialSpec, run_trial
-from tests.conftest import SMALL_SWEEP, kdsweep
+from tests.conftest import SMALL_SWEEP, kdsweep, small_tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -379,14 +379,7 @@ def test_out_on_a_read_only_file_system_is_an_input_error(sweep_file: Path, tmp_
 
 
 def test_a_full_disk_stops_the_sweep_with_a_message_and_resume_finishes_it(sweep_file: Path, tmp_path: Path) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        if CI:
-            pytest.fail(f"cannot mount a small tmpfs: {mounted.stderr}")
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "400k") as disk:
         run = disk / "run"
         full = kdsweep("launch", str(sweep_file), "--out", str(run), "--no-live", "--set", "num_trials=40")
         assert full.returncode == 1, full.stderr
@@ -397,8 +390,6 @@ def test_a_full_disk_stops_the_sweep_with_a_message_and_resume_finishes_it(sweep
         resumed = kdsweep("launch", "--resume", str(run), "--no-live")
         assert resumed.returncode == 0, resumed.stderr
         assert_nothing_repeated(run, 40)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_corrupt_fragment_is_quarantined_at_the_next_launch(finished_run: Path) -> None:
