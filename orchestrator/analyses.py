@@ -27,11 +27,12 @@ import importlib.util
 import json
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
 from kdsweep.orchestrator import layout
-from kdsweep.orchestrator.atomic import read_bytes, write_atomic
+from kdsweep.orchestrator.atomic import PlantedLinkError, read_bytes, write_atomic
 from kdsweep.orchestrator.report import Comparison, RunSummary, final_comparisons
 from kdsweep.orchestrator.significance import Significance, adjust, analyse
 from kdsweep.orchestrator import tendencies
@@ -73,7 +74,12 @@ def of(summary: RunSummary) -> Analyses:
         return compute(summary)
     path = summary.run_dir / layout.CACHE / layout.ANALYSES
     key = digest(summary)
-    cached = _load(path, key)
+    try:
+        cached = _load(path, key)
+    except PlantedLinkError as exc:
+        # Neither read (it could feed the report forged statistics) nor written through.
+        warnings.warn(f"{exc.filename}: {exc.strerror}; the statistics are computed afresh and not kept", stacklevel=2)
+        return compute(summary)
     if cached is not None:
         return cached
     fresh = compute(summary)
@@ -131,10 +137,12 @@ def _code_identity() -> str:
 
 def _load(path: Path, key: str) -> Analyses | None:
     try:
-        doc = json.loads(read_bytes(path))  # a planted link (an OSError) is a miss, not an input
+        doc = json.loads(read_bytes(path))
         if doc["digest"] != key:
             return None
         return typing.cast(Analyses, _decode(Analyses, doc["analyses"]))
+    except PlantedLinkError:
+        raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # missing, torn by hand, or of another shape: computed afresh
 

@@ -16,13 +16,14 @@ Two formats, chosen by what the state can hold:
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import sys
 from pathlib import Path
 from typing import Any
 
-from kdsweep.orchestrator.atomic import write_atomic
+from kdsweep.orchestrator.atomic import read_bytes, write_atomic
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -40,22 +41,23 @@ class UnsafeCheckpointError(RuntimeError):
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
     """The state saved at ``path``, or None if there is none. Raises UnsafeCheckpointError
-    naming the file when it holds anything but tensors and plain data (nothing in it runs)."""
+    naming the file when it holds anything but tensors and plain data (nothing in it runs),
+    and PlantedLinkError when ``path`` is a symbolic link (never read through: a planted one
+    would resume a trial from someone else's file)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(1)
+        data = read_bytes(path)
     except FileNotFoundError:
         return None
-    if head == b"{":
+    if data[:1] == b"{":
         try:
-            state: dict[str, Any] = json.loads(path.read_bytes())
+            state: dict[str, Any] = json.loads(data)
         except ValueError as exc:  # written atomically: damaged after the fact
             raise ValueError(f"checkpoint {path} is damaged ({exc}); delete it to train this trial from scratch") from None
         return state
     import torch  # deferred: only a checkpoint with tensors needs it
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message advises weights_only=False, i.e. running the file's code: not
         # advice to pass on about a file that kdsweep did not write.

@@ -22,14 +22,28 @@ _driving: tuple[Path, str] | None = None
 _unwinding = False
 
 
+#: The signal that ended the command outside the driver, once its message is printed.
+_stopped_by: int | None = None
+
+
 def _on_signal(signum: int, frame: object) -> None:
     """SIGINT, SIGTERM and SIGHUP (Ctrl-C, a scheduler, ``timeout``, a closed SSH session)."""
+    global _stopped_by
     if _unwinding:
         raise Interrupted(signum)
     # _driving is set once the run exists, long after this module imported ``visible``.
     again = f"; continue with: {visible(_driving[1])}" if _driving is not None else ""
     sys.stderr.write(f"interrupted ({signal.Signals(signum).name}){again}\n")
+    _stopped_by = signum
     raise SystemExit(128 + signum)
+
+
+def _stop_if_signalled() -> None:
+    """End the command as :func:`_on_signal` meant to, where its SystemExit was swallowed: a
+    signal that lands in an import's weakref callback is "ignored" by Python, and the command
+    would run on (a whole sweep, exit 0). Called before the driver starts and at the end."""
+    if _stopped_by is not None:
+        raise SystemExit(128 + _stopped_by)
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -238,7 +252,11 @@ def _check_num_trials(run: RunDir, cfg: SweepConfig, overrides: Sequence[str]) -
     if cfg.num_trials < started:
         given = any(parse_override(item)[0] == ["num_trials"] for item in overrides)
         source = "--set" if given else str(run.frozen)
-        raise ConfigError([ConfigIssue(source, "num_trials", cfg.num_trials, f"at least {started} (trials already started)")])
+        # Proposed but without a row yet (``status`` counts those with rows as started):
+        # the resume runs them all the same.
+        waiting = sum(tid not in last for tid in records)
+        why = f"{started - waiting} started and {waiting} proposed, not yet run" if waiting else "trials already started"
+        raise ConfigError([ConfigIssue(source, "num_trials", cfg.num_trials, f"at least {started} ({why}; a resume runs them all)")])
 
 
 def _demo_final_stage(cfg: SweepConfig, run: RunDir, summary: RunSummary, live: bool) -> RunSummary:
@@ -314,6 +332,7 @@ def _signals_interrupt() -> Iterator[None]:
     closing the backend; the handlers are those installed at import (:func:`_on_signal`),
     installed again in case a library replaced one since."""
     global _unwinding
+    _stop_if_signalled()
     for signum in _SIGNALS:
         signal.signal(signum, _on_signal)
     _unwinding = True
@@ -664,11 +683,14 @@ def main() -> None:
     preceded by the traceback in debug mode (the exit code is the same)."""
     warnings.showwarning = _show_warning
     try:
+        _stop_if_signalled()
         app()
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if _debug:
             traceback.print_exc()
         sys.exit(_report_error(exc))
+    finally:
+        _stop_if_signalled()
 
 
 def _report_error(exc: Exception) -> int:

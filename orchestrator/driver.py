@@ -427,7 +427,9 @@ class Driver:
                     state.constraints = self._constraints(written[-1]) if written else {}
                 self.searcher.tell(tid, *_told(out.event, out.value, state.constraints))
             return rows
-        full = _DISK_FULL.search(finished.error or "")
+        # The last disk-full line: a chained traceback names the file only in the error
+        # raised last (atomic._naming re-raises the write's own error with it).
+        full = next(reversed(list(_DISK_FULL.finditer(finished.error or ""))), None)
         if full is not None:
             # Not the trial's fault: retrying would burn its retries and record it as failed.
             # Stop the sweep; it is resumable once there is room (the attempt is not counted).

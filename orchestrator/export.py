@@ -121,10 +121,13 @@ def _trial(summary: RunSummary, rows: list[dict[str, Any]], status: str, dists: 
     first = rows[0]
     # The first row is written after the first epoch; its wall time reaches back to the start.
     start: dt.datetime = first["reported_at"] - dt.timedelta(seconds=float(first.get("wall_s") or 0.0))
+    # Stamps come from the writers' clocks, which may have stepped back or disagreed between
+    # nodes: a trial never completes before it started.
+    complete = max(start, last["reported_at"])
     return FrozenTrial(
         number=0, trial_id=0,  # both assigned by the storage
         state=state, value=value, datetime_start=start,
-        datetime_complete=last["reported_at"] if state.is_finished() else None,
+        datetime_complete=complete if state.is_finished() else None,
         params=inside, distributions={k: dists[k] for k in inside}, user_attrs=attrs, system_attrs={},
         intermediate_values=curve,
     )  # fmt: skip

@@ -26,7 +26,6 @@ import base64
 import datetime as dt
 import html
 import io
-import json
 import math
 import tempfile
 import time
@@ -37,7 +36,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kdsweep.orchestrator import asha
+from kdsweep.orchestrator import asha, strict_json
 from kdsweep.orchestrator.atomic import write_atomic
 from kdsweep.orchestrator.report import (
     FIXED,
@@ -159,7 +158,7 @@ def _json(value: Any) -> str:
     ``<``, ``>`` and ``&`` as ``\\u`` escapes, so that no string (a choice value, a trial's
     error) can close the script or open a comment that swallows its end; every other non-ASCII
     character too (``ensure_ascii``), U+2028 and U+2029 among them."""
-    return json.dumps(_finite(value), separators=(",", ":"), default=str, ensure_ascii=True).translate(_SCRIPT_SAFE)
+    return strict_json.dumps(value, reasons=False, separators=(",", ":"), default=str, ensure_ascii=True).translate(_SCRIPT_SAFE)
 
 
 def _text(value: object) -> str:
@@ -174,16 +173,6 @@ def _label(value: object) -> str:
     become entities, and ``%`` becomes ``&#37;`` so that a hover template does not read
     ``%{...}`` in a name as a field; plotly shows each entity as its character."""
     return html.escape(visible(value), quote=False).replace("%", "&#37;")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _figure(figures: dict[str, dict[str, Any]], fig_id: str, fig: dict[str, Any], small: bool = False) -> str:

@@ -68,7 +68,7 @@ def _without_stale_options(text: str) -> str:
     """
     try:
         doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text  # load_sweep_text reports it
     searcher = doc.get("searcher")
     takes = SEARCHER_OPTIONS.get(searcher) if isinstance(searcher, str) else None
@@ -164,8 +164,9 @@ class RunDir:
         document = {k: v for k, v in frozen.items() if k not in RESUMABLE_FIELDS}
         document.update({k: cfg.document[k] for k in RESUMABLE_FIELDS if k in cfg.document})
         cfg = dataclasses.replace(cfg, document=document)
+        meta = _read_text(self.meta)  # its own message for a link or an unreadable file
         try:
-            expected = json.loads(_read_text(self.meta))["config_hash"]
+            expected = json.loads(meta)["config_hash"]
         except (ValueError, KeyError, TypeError):
             raise ConfigError([ConfigIssue(str(self.meta), "config_hash", "(unreadable)", "a run.json written by 'kdsweep launch'; restore it from a copy of the run")]) from None
         # A run made by kdsweep 0.1 recorded the hash of its normalised document.
@@ -288,10 +289,10 @@ class RunDir:
         """What ``.driver.lock`` says (never read through a link), or None."""
         try:
             fd = os.open(self.lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
+            with os.fdopen(fd, encoding="utf-8", errors="replace") as fh:
+                return fh.read(200).strip() or None
+        except OSError:  # none, a link, a directory in its place: it says nothing
             return None
-        with os.fdopen(fd, encoding="utf-8", errors="replace") as fh:
-            return fh.read(200).strip() or None
 
     def driver_holder(self) -> str | None:
         """Who holds the driver lock, or None when no driver is running. Needs only read

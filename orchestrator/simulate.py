@@ -177,7 +177,8 @@ def simulate(sim: Simulation, out: Path, workers: int) -> SimulationResult:
     return SimulationResult(
         run_dir=str(run.path), workers=workers, num_trials=len(summary.trials),
         wall_s=vclock.t, gpu_hours=backend.busy_s * gpus / 3600.0, epochs_trained=backend.epochs,
-        epochs_without_stopping=len(summary.trials) * cfg.asha.max_epochs,
+        # A diverged trial ends where it diverged, stopping or not.
+        epochs_without_stopping=len(summary.trials) * cfg.asha.max_epochs + sum(t.epochs for t in summary.diverged),
         best_trial=leader.trial_id if leader else None, best_value=leader.value if leader else None,
         best_params=dict(leader.params) if leader else {}, best_found_at_s=found_at,
         real_s=time.perf_counter() - real_start, **replayed,
@@ -195,7 +196,9 @@ def describe(result: SimulationResult) -> list[Text]:
     ]
     if result.best_trial is not None:
         when = "" if result.best_found_at_s is None else f", found after {_duration(result.best_found_at_s)}"
-        lines.append(f"  best {result.best_trial}: {result.best_value:.4f}{when}; {result.best_params}")
+        # None when no trial reported a value (e.g. every attempt outran backend.timeout_min).
+        value = "no value" if result.best_value is None else f"{result.best_value:.4f}"
+        lines.append(f"  best {result.best_trial}: {value}{when}; {result.best_params}")
     if result.replayed_run is not None:
         same = "the same trial" if result.best_trial == result.recorded_best_trial else "a different trial"
         lines.append(f"  replay of {result.replayed_run}: its own winner was {result.recorded_best_trial} ({same})")

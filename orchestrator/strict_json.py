@@ -19,24 +19,25 @@ from typing import Any
 NON_FINITE_SUFFIX = "_non_finite"
 
 
-def dumps(value: Any, **options: Any) -> str:
-    """``json.dumps`` of :func:`finite` ``(value)``, refusing any non-finite float left
-    (there is none); ``options`` go to ``json.dumps``."""
-    return json.dumps(finite(value), allow_nan=False, **options)
+def dumps(value: Any, *, reasons: bool = True, **options: Any) -> str:
+    """``json.dumps`` of :func:`finite` ``(value, reasons=reasons)``, refusing any
+    non-finite float left (there is none); ``options`` go to ``json.dumps``."""
+    return json.dumps(finite(value, reasons=reasons), allow_nan=False, **options)
 
 
-def finite(value: Any) -> Any:
+def finite(value: Any, *, reasons: bool = True) -> Any:
     """``value`` with every NaN or infinite float, anywhere inside it, as None (and, inside
-    a dict, its ``<key>_non_finite`` sibling naming it); tuples become lists."""
+    a dict, with ``reasons``, its ``<key>_non_finite`` sibling naming it); tuples become
+    lists. Without ``reasons`` for a consumer that rejects unknown keys (plotly's figures)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for key, item in value.items():
-            out[key] = finite(item)
-            if isinstance(item, float) and not math.isfinite(item):
+            out[key] = finite(item, reasons=reasons)
+            if reasons and isinstance(item, float) and not math.isfinite(item):
                 out[f"{key}{NON_FINITE_SUFFIX}"] = json.dumps(item)
         return out
     if isinstance(value, (list, tuple)):
-        return [finite(item) for item in value]
+        return [finite(item, reasons=reasons) for item in value]
     return value

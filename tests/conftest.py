@@ -71,9 +71,10 @@ def _one_torch_thread() -> None:
 
 @contextlib.contextmanager
 def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` (``mount -o size=``) mounted at the new directory ``where`` for the
-    block, to fill a disk for real. Skips where it cannot be mounted, never in CI."""
-    where.mkdir()
+    """A tmpfs of ``size`` (``mount -o size=``) mounted at directory ``where`` (created if
+    missing) for the block, to fill a disk for real. Skips where it cannot be mounted, never
+    in CI."""
+    where.mkdir(exist_ok=True)
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True)
     if mounted.returncode != 0:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

@@ -99,8 +99,15 @@ def test_a_replay_diverges_the_same_trials_at_the_same_epochs(diverging: Path, t
     out = tmp_path / "replay"
     done = kdsweep("simulate", "--replay", str(diverging), "--out", str(out), "--workers", "1")
     assert done.returncode == 0, done.stderr
-    ends = lambda run: sorted((r["trial_id"], r["epoch"]) for r in _rows(run) if r["event"] == "diverged")  # noqa: E731
-    assert ends(out) == ends(diverging)
+    ends = lambda run: {r["trial_id"]: r["epoch"] for r in _rows(run) if r["event"] == "diverged"}  # noqa: E731
+    recorded, replayed = ends(diverging), ends(out)
+    assert replayed and replayed.items() <= recorded.items()
+    # ASHA in one worker may stop a trial earlier than the recorded run's two workers did (its
+    # decisions see other trials' values at each rung): such a trial ends before it diverged.
+    reached = {}
+    for r in _rows(out):
+        reached[r["trial_id"]] = max(reached.get(r["trial_id"], 0), r["epoch"])
+    assert all(reached.get(tid, 0) < epoch for tid, epoch in recorded.items() if tid not in replayed)
 
 
 def test_a_value_that_goes_non_finite_in_evaluate_ends_the_trial_there_without_a_retry(tmp_path: Path) -> None:

@@ -45,6 +45,22 @@ def test_a_finished_sweep_whose_page_does_not_fit_exits_0_with_a_warning(tiny_di
     assert not page.exists() and "Traceback" not in full.stderr
 
 
+def test_a_full_disk_in_a_trial_names_the_file_system_the_trial_wrote(sweep_file: Path, tmp_path: Path) -> None:
+    """A worker's write (here a checkpoint, on its own full file system) stops the sweep with
+    that file system's mount point, not the run's."""
+    run = tmp_path / "run"
+    done = kdsweep("launch", str(sweep_file), "--out", str(run), "--no-live", "--set", "num_trials=2")
+    assert done.returncode == 0, done.stderr
+    with small_tmpfs(run / "checkpoints", "8k") as disk:
+        with open(disk / "filler", "wb", buffering=0) as filler:
+            with pytest.raises(OSError):
+                while True:
+                    filler.write(b"\0" * 1024)
+        full = kdsweep("launch", "--resume", str(run), "--no-live", "--set", "num_trials=12")
+        assert full.returncode == 1, full.stderr
+        assert f"no space left on the file system mounted at {disk} (writing {disk}/." in full.stderr, full.stderr
+
+
 @pytest.mark.parametrize("after_s", [0.05, 0.4, 1.0, 2.5])
 def test_sigterm_at_any_moment_of_a_launch_ends_it_with_the_message_and_143(tmp_path: Path, after_s: float) -> None:
     """From the interpreter's first second (imports) through the sweep: exit 143 with the

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from kdsweep.orchestrator.atomic import PlantedLinkError, open_lock, read_bytes, real_dir, write_atomic
+from kdsweep.orchestrator.checkpoint import load_checkpoint
 from kdsweep.orchestrator.rundir import RunDir
 from kdsweep.orchestrator.store import Store
 from tests.conftest import SMALL_SWEEP, kdsweep
@@ -62,6 +63,8 @@ CASES: dict[str, tuple[str, bool, Callable[[Path], list[str]]]] = {
     "frozen sweep rewritten on resume": ("sweep.toml", True, lambda run: [*_resume(run)[:-2], "--set", "backend.max_concurrent=1"]),
     "html report": ("report.html", True, lambda run: ["report", str(run), "--html", str(run / "report.html")]),
     "a folder of the run": ("checkpoints", False, _resume),
+    "the quarantine folder": ("quarantine", False, _junk_then_compact),
+    "a retraining record": ("final/t0000.r0.json", False, lambda run: ["retrain", str(run), "--trial", "t0000", "--repeats", "1", "--no-live"]),
 }
 
 
@@ -114,12 +117,13 @@ def test_a_linked_statistics_cache_is_neither_read_nor_written(run: Path, tmp_pa
     cache.symlink_to(outside)
     result = kdsweep("report", str(run))
     assert result.returncode == 0, result.stderr
+    assert f"warning: {cache}: is a symbolic link (to {outside})" in result.stderr
     assert outside.read_text() == '{"digest": "forged"}' and cache.is_symlink()
 
 
 def test_the_primitives_refuse_links(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
-    for make in (lambda p: write_atomic(p, b"x"), open_lock, real_dir, read_bytes):
+    for make in (lambda p: write_atomic(p, b"x"), open_lock, real_dir, read_bytes, load_checkpoint):
         link = tmp_path / "link"
         link.unlink(missing_ok=True)
         link.symlink_to(outside)
