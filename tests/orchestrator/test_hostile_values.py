@@ -180,7 +180,7 @@ def test_resume_refuses_a_budget_below_the_trials_already_started(tmp_path: Path
     for args, source in ((["--set", "num_trials=3"], "--set"), (["--num-trials", "3"], "--num-trials")):
         result = kdsweep("launch", "--resume", str(run), *args, "--no-live")
         assert result.returncode == 2, result.stderr
-        assert result.stderr.splitlines()[1:] == [f"  {source}: num_trials = 3: at least 4 (trials already started)"]
+        assert result.stderr.splitlines()[1:] == [f"  {source}: num_trials = 3: at least 4 (trials already started; a resume runs them all)"]
         assert (run / "sweep.toml").read_bytes() == frozen
         assert sorted((run / "trials").glob("*.json")) == records
     assert kdsweep("launch", "--resume", str(run), "--num-trials", "4", "--dry-run").returncode == 0
