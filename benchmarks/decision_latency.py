@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from kdsweep.orchestrator import asha
+from kdsweep.orchestrator.config import AshaConfig, Objective
+from kdsweep.orchestrator.schedulers import scheduler_of
 from kdsweep.orchestrator.schema import NOT_AT_RUNG, SCHEMA_VERSION, kdsweep_version, results_schema, row_key
 from kdsweep.orchestrator.store import Store
 
@@ -78,17 +79,18 @@ def worker(run: Path) -> None:
     store.rung_values(0, "val_acc")
     first = time.perf_counter() - t0
     print(f"first read: {first:.3f} s, +{_rss_mb() - before:.0f} MB resident, {store.refresh() + len(store.rows())} rows")
+    policy = scheduler_of(AshaConfig(metric="val_acc", objectives=(Objective("val_acc", "max"),), min_epochs=1, max_epochs=9))
     times = []
     for k in range(300):
         trial = f"w{k:05d}"
         t0 = time.perf_counter()
         store.append([_row(trial, 1, 0.5)], key=row_key(trial, "report", 1))
-        # As the worker reads and decides (one objective is a 1-tuple of objectives).
-        values = store.rung_points(0, ("val_acc",))
-        asha.decide(values, trial, (0.5,), 3, ("max",))
+        # As the worker decides: the sweep's scheduler reads the rung back and applies ASHA
+        # (one objective is a 1-tuple of objectives).
+        policy.on_result(store, trial, 0, (0.5,))
         times.append(time.perf_counter() - t0)
     q = statistics.quantiles(times, n=10)
-    print(f"decision (append + rung read + ASHA), 300 reports: p50 {statistics.median(times) * 1000:.1f} ms, p90 {q[8] * 1000:.1f} ms")
+    print(f"decision (append + the scheduler's rung read and ASHA), 300 reports: p50 {statistics.median(times) * 1000:.1f} ms, p90 {q[8] * 1000:.1f} ms")
 
 
 def main() -> None:

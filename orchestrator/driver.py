@@ -261,7 +261,7 @@ class Driver:
             self.n_counted += state.event != Event.REJECTED.value
             # A paused trial whose record says "train further" was promoted by a driver that
             # died before the promotion's attempt reported: it resumes like any other.
-            promoted = (record.until_epoch or self.cfg.asha.max_epochs) > state.epoch
+            promoted = self.source.order(record).until_epoch > state.epoch
             ended = state.event in TERMINAL_EVENTS or (state.event == Event.PAUSED.value and not promoted)
             if self.source.proposes:  # final runs are not proposals: nothing to replay
                 self._replay(state, ended)

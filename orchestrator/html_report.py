@@ -36,7 +36,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kdsweep.orchestrator import asha, strict_json
+from kdsweep.orchestrator import strict_json
 from kdsweep.orchestrator.atomic import write_atomic
 from kdsweep.orchestrator.report import (
     FIXED,
@@ -51,6 +51,7 @@ from kdsweep.orchestrator.report import (
     trainer_section,
 )
 from kdsweep.orchestrator.safe_text import visible
+from kdsweep.orchestrator.schedulers import scheduler_of
 from kdsweep.orchestrator.schema import ACCURACY, Event
 
 #: Leaderboard rows shown by default (fixed points further down are listed below it).
@@ -319,7 +320,7 @@ def _curves(summary: RunSummary) -> dict[str, Any]:
                 "marker": {"symbol": symbol, "size": 6, "color": "#d62728"},
                 "hovertemplate": "%{text} " + status + " at epoch %{x}<extra></extra>",
             })  # fmt: skip
-    ladder = asha.rung_ladder(cfg.asha.min_epochs, cfg.asha.max_epochs, cfg.asha.reduction_factor)
+    ladder = scheduler_of(cfg.asha).ladder
     shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": e, "x1": e, "y0": 0, "y1": 1, "line": {"dash": "dot", "width": 1, "color": "#888"}} for e in ladder]
     notes = [{"x": math.log10(e), "xref": "x", "yref": "paper", "y": 1.0, "text": f"rung {k}", "showarrow": False, "yanchor": "bottom", "font": {"size": 10}} for k, e in enumerate(ladder)]
     layout = {

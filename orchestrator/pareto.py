@@ -21,6 +21,7 @@ from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.config import Objective
 from kdsweep.orchestrator.report import RunSummary, _fmt
 from kdsweep.orchestrator.safe_text import DataTable
+from kdsweep.orchestrator.schedulers import scheduler_of
 from kdsweep.orchestrator.schema import Event
 
 
@@ -81,7 +82,7 @@ def pareto(summary: RunSummary) -> ParetoFront | None:
         )  # fmt: skip
         for tid in ranked
     ]
-    ladder = asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
+    ladder = scheduler_of(a).ladder
     return ParetoFront(rung, ladder[rung], a.objectives, points)
 
 

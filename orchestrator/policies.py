@@ -3,16 +3,16 @@
 The driver runs one loop for every kind of run; what differs is a job source, chosen once
 (:func:`job_source`):
 
-* :class:`StopSearch` — ASHA's ``stop`` variant: new trials from the searcher, each trained
-  to ``max_epochs``; the worker applies the stop rule at every rung milestone.
-* :class:`PromoteSearch` — ASHA's ``promote`` variant: new trials train to the first rung and
-  pause; a free slot goes first to the best paused trial that earned a promotion
-  (``asha.promotion``), which trains to the next rung.
+* :class:`Search` — the sweep: new trials from the searcher, each trained as the sweep's
+  scheduler says (``schedulers``: where a new trial's attempts end, the rung ladder, and
+  before any new proposal the paused trial that runs next, if the policy pauses trials);
+  the worker asks the scheduler at every rung milestone whether to go on.
 * :class:`FinalPlan` — ``kdsweep retrain``'s final stage: exactly the planned runs, each to
-  its full budget, no ASHA, a checkpoint at every evaluation, the test split at the end.
+  its full budget, no early stopping, a checkpoint at every evaluation, the test split at
+  the end.
 
 Each source turns a trial record into a :class:`WorkOrder`: the explicit instructions the
-worker follows. Neither the driver nor the worker branches on the stage or the variant.
+worker follows. Neither the driver nor the worker branches on the stage or the policy.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.rundir import TrialRecord
+from kdsweep.orchestrator.schedulers import Scheduler, scheduler_of
 from kdsweep.orchestrator.schema import Event, Stage
 from kdsweep.orchestrator.store import Store
 
@@ -38,11 +38,10 @@ class WorkOrder:
     #: Epochs of the trial's whole schedule (``TrialContext.budget_epochs``: learning-rate
     #: schedules span it, however early the trial ends).
     budget_epochs: int
-    #: The rung milestones: evaluated, checkpointed and reported at their rung. Empty when
-    #: trials are not compared (the final stage).
+    #: The rung milestones: evaluated, checkpointed and reported at their rung, where the
+    #: worker asks the sweep's scheduler whether to go on (below ``budget_epochs``). Empty
+    #: when trials are not compared (the final stage).
     milestones: tuple[int, ...]
-    #: Apply ASHA's stop rule at each milestone below ``budget_epochs`` (the stop variant).
-    stop_at_milestones: bool
     #: The event recorded on reaching ``until_epoch``: "completed" or "paused".
     end: str
     #: Checkpoint after every evaluation, not only at milestones and at the end: a preempted
@@ -86,56 +85,41 @@ class JobSource(Protocol):
         ...
 
 
-class StopSearch:
-    """ASHA's stop variant (module docstring)."""
+class Search:
+    """The sweep (module docstring), under its scheduler."""
 
     stage = Stage.SEARCH
     proposes = True
 
-    def __init__(self, cfg: SweepConfig, ladder: tuple[int, ...]) -> None:
-        self.cfg, self.ladder = cfg, ladder
+    def __init__(self, cfg: SweepConfig, scheduler: Scheduler) -> None:
+        self.cfg, self.scheduler = cfg, scheduler
 
     def order(self, record: TrialRecord) -> WorkOrder:
         top = self.cfg.asha.max_epochs
-        return WorkOrder(until_epoch=top, budget_epochs=top, milestones=self.ladder, stop_at_milestones=True, end=Event.COMPLETED.value)
+        until = self.scheduler.target(record.until_epoch)
+        end = Event.COMPLETED.value if until >= top else Event.PAUSED.value
+        return WorkOrder(until_epoch=until, budget_epochs=top, milestones=self.scheduler.ladder, end=end)
 
     def new_record(self, trial_id: str, params: Mapping[str, object], origin: str) -> TrialRecord:
-        return TrialRecord(trial_id, dict(params), origin)
+        return TrialRecord(trial_id, dict(params), origin, until_epoch=self.scheduler.first_target())
 
     def next_record(self, trials: Mapping[str, TrialView], store: Store) -> TrialRecord | None:
-        return None
+        """The scheduler's next job over the store (a paused trial, with its target moved on),
+        for a policy that pauses trials."""
+        policy = self.scheduler
+        if not policy.pauses:
+            return None
+        rungs = [store.rung_points(k, self.cfg.asha.metrics) for k in range(len(policy.ladder))]
+        promoted = [{tid for tid, t in trials.items() if policy.target(t.record.until_epoch) > milestone} for milestone in policy.ladder]
+        busy = {tid for tid, t in trials.items() if t.running or t.event != Event.PAUSED.value}
+        job = policy.next_job(rungs, promoted, busy)
+        if job is None:
+            return None
+        tid, until = job
+        return dataclasses.replace(trials[tid].record, until_epoch=until)
 
     def budget(self, trials: Mapping[str, TrialView]) -> int:
         return self.cfg.num_trials
-
-
-class PromoteSearch(StopSearch):
-    """ASHA's promote variant (module docstring)."""
-
-    def order(self, record: TrialRecord) -> WorkOrder:
-        top = self.cfg.asha.max_epochs
-        until = record.until_epoch or top
-        end = Event.COMPLETED.value if until >= top else Event.PAUSED.value
-        return WorkOrder(until_epoch=until, budget_epochs=top, milestones=self.ladder, stop_at_milestones=False, end=end)
-
-    def new_record(self, trial_id: str, params: Mapping[str, object], origin: str) -> TrialRecord:
-        return TrialRecord(trial_id, dict(params), origin, until_epoch=self.ladder[0])
-
-    def next_record(self, trials: Mapping[str, TrialView], store: Store) -> TrialRecord | None:
-        """ASHA's get_job over the store: the best paused trial in the top 1/η of its rung
-        (ranked over every objective of the sweep), with its target moved to the next rung."""
-        a = self.cfg.asha
-        rungs = [store.rung_points(k, a.metrics) for k in range(len(self.ladder))]
-        promoted = [
-            {tid for tid, t in trials.items() if (t.record.until_epoch or a.max_epochs) > milestone}
-            for milestone in self.ladder
-        ]
-        busy = {tid for tid, t in trials.items() if t.running or t.event != Event.PAUSED.value}
-        chosen = asha.promotion(rungs, promoted, a.reduction_factor, a.modes, busy)
-        if chosen is None:
-            return None
-        tid, rung = chosen
-        return dataclasses.replace(trials[tid].record, until_epoch=self.ladder[rung])
 
 
 class FinalPlan:
@@ -152,7 +136,7 @@ class FinalPlan:
             raise ValueError(f"final-stage trial {record.trial_id} has no epoch budget (until_epoch)")
         budget = record.until_epoch
         return WorkOrder(
-            until_epoch=budget, budget_epochs=budget, milestones=(), stop_at_milestones=False,
+            until_epoch=budget, budget_epochs=budget, milestones=(),
             end=Event.COMPLETED.value, checkpoint_every_report=True, test_at_end=True,
         )  # fmt: skip
 
@@ -172,12 +156,10 @@ class FinalPlan:
 
 def job_source(cfg: SweepConfig, plan: Sequence[TrialRecord] | None = None) -> JobSource:
     """The job source of a run: ``plan`` (final-stage records) for ``kdsweep retrain``, else
-    the sweep's ASHA variant."""
+    the sweep under its scheduler."""
     if plan is not None:
         return FinalPlan(plan)
-    a = cfg.asha
-    ladder = asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
-    return PromoteSearch(cfg, ladder) if a.variant == "promote" else StopSearch(cfg, ladder)
+    return Search(cfg, scheduler_of(cfg.asha))
 
 
 def order_of(cfg: SweepConfig, record: TrialRecord) -> WorkOrder:

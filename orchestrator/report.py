@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
-from kdsweep.orchestrator import asha, strict_json
+from kdsweep.orchestrator import strict_json
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.multiplicity import METHOD, holm
 from kdsweep.orchestrator.ranking import rank_key
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
 from kdsweep.orchestrator.safe_text import DataTable, plain
+from kdsweep.orchestrator.schedulers import scheduler_of
 from kdsweep.orchestrator.schema import ACCURACY, PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.store import Store
 from kdsweep.trainers.base import trainer_names, trainer_spec
@@ -94,7 +95,7 @@ class SweepState:
     ids left to run, each list in trial order: ``running``/``interrupted`` (started, not
     ended; which one depends on whether a driver holds the run), ``queued`` (proposed, no row
     yet), ``promoted`` (paused, then promoted by the driver, next rung not reported yet) and
-    ``promotable`` (paused, and ASHA's ``get_job`` — :func:`asha.promotion` over the store's
+    ``promotable`` (paused, and the scheduler's ``next_job`` — ASHA's ``get_job`` over the store's
     rung values — would promote it now, in the order it would). ``not_promoted`` holds the
     other paused trials: below their rung's top 1/η. ``finished`` is True when every one of
     ``num_trials`` was proposed and nothing is left to run; ``not_promoted`` trials then stay
@@ -209,7 +210,7 @@ def summarize(run_dir: str) -> RunSummary:
     trials.sort(key=lambda t: rank_key(t.trial_id, t.epochs, t.value, cfg.asha.mode))
     diverged.sort(key=lambda t: trial_order(t.trial_id))
     gone = {t.trial_id for t in diverged}
-    ladder = asha.rung_ladder(cfg.asha.min_epochs, cfg.asha.max_epochs, cfg.asha.reduction_factor)
+    ladder = scheduler_of(cfg.asha).ladder
     rungs = []
     # What ASHA saw at each rung (diverged trials' earlier values included), and what the
     # statistics read (without them).
@@ -256,20 +257,19 @@ def _sweep_state(
     the milestone. Every trial that is not paused is busy, as in the driver's ``get_job``.
     ``rung_points`` are the rung values over every objective (``Store.rung_points``).
     """
-    a = cfg.asha
-    ladder = asha.rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor)
+    policy = scheduler_of(cfg.asha)
     by_id = {t.trial_id: t for t in trials}
     paused = {t.trial_id for t in trials if t.status == Event.PAUSED.value}
     promoted_out = [
         {t.trial_id for t in trials if t.epochs > milestone}
-        | {tid for tid, r in records.items() if (r.until_epoch or a.max_epochs) > milestone}
-        for milestone in ladder
+        | {tid for tid, r in records.items() if policy.target(r.until_epoch) > milestone}
+        for milestone in policy.ladder
     ]
-    resumed = {tid for tid in paused if tid in records and (records[tid].until_epoch or a.max_epochs) > by_id[tid].epochs}
+    resumed = {tid for tid in paused if tid in records and policy.target(records[tid].until_epoch) > by_id[tid].epochs}
     busy = set(by_id) - paused | resumed
     promotable: list[str] = []
     # get_job hands out one trial per call; asking again with that one busy lists them all.
-    while (job := asha.promotion(rung_points, promoted_out, a.reduction_factor, a.modes, busy)) is not None:
+    while (job := policy.next_job(rung_points, promoted_out, busy)) is not None:
         promotable.append(job[0])
         busy.add(job[0])
     queued = [tid for tid in records if tid not in by_id and tid not in rejected]

@@ -35,6 +35,7 @@ from kdsweep.orchestrator.clock import REAL_CLOCK, Clock
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.policies import WorkOrder
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord
+from kdsweep.orchestrator.schedulers import Decision, scheduler_of
 from kdsweep.orchestrator.schema import (
     NOT_AT_RUNG,
     PARAM_PREFIX,
@@ -203,6 +204,8 @@ class _Attempt:
     ) -> None:
         self.cfg, self.store, self.spec, self.clock = cfg, store, spec, clock
         self.order = spec.order
+        # Asked at every rung milestone below the budget whether the trial goes on.
+        self.scheduler = scheduler_of(cfg.asha)
         self.device = trial_device(cfg)
         _limit_threads(cfg.backend.cpus_per_trial)
         run = RunDir(spec.run_dir)
@@ -337,8 +340,8 @@ class _Attempt:
         return int(state["epoch"])
 
     def _report(self, epoch: int, rung: int) -> TrialOutcome | None:
-        """Append the report row; in the stop variant, apply ASHA at a rung. Returns the
-        outcome when the trial is stopped, or has ended in another process's hands.
+        """Append the report row; at a rung, ask the scheduler whether the trial goes on.
+        Returns the outcome when the trial is stopped, or has ended in another process's hands.
 
         A report that another process recorded first (an attempt of a driver that was killed
         without its workers) is not written again; that process took the rung decision."""
@@ -349,14 +352,11 @@ class _Attempt:
         return None
 
     def _should_stop(self, epoch: int, rung: int) -> bool:
-        a, order = self.cfg.asha, self.order
-        if not order.stop_at_milestones or rung == NOT_AT_RUNG or epoch >= order.budget_epochs:
+        if rung == NOT_AT_RUNG or epoch >= self.order.budget_epochs:
             return False
-        # One objective or several, the same rule: each rung value is a tuple over asha.metrics.
-        values = self.store.rung_points(rung, a.metrics)
-        point = tuple(float(self.metrics.get(m, math.nan)) for m in a.metrics)
-        decision = asha.decide(values, self.spec.trial_id, point, a.reduction_factor, a.modes)
-        return decision is asha.Decision.STOP
+        # One objective or several, the same question: the point is a tuple over asha.metrics.
+        point = tuple(float(self.metrics.get(m, math.nan)) for m in self.cfg.asha.metrics)
+        return self.scheduler.on_result(self.store, self.spec.trial_id, rung, point) is Decision.STOP
 
     def _value(self) -> float:
         value = self.metrics.get(self.cfg.asha.metric, math.nan)

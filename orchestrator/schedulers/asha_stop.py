@@ -1,0 +1,42 @@
+"""ASHA's ``stop`` variant (Li et al. 2020, the variant Ray Tune's ``ASHAScheduler`` runs):
+every trial trains towards ``max_epochs``, and at each rung milestone the worker stops it
+unless it is in the top 1/η of the values recorded there (``asha.decide``; several
+objectives: non-dominated sorting with the ε-net, multi-objective ASHA). Trials never pause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from typing import TYPE_CHECKING
+
+from kdsweep.orchestrator import asha
+from kdsweep.orchestrator.asha import Decision, RungValue
+
+if TYPE_CHECKING:
+    from kdsweep.orchestrator.config import AshaConfig
+    from kdsweep.orchestrator.store import Store
+
+
+class AshaStop:
+    """The ``stop`` variant (module docstring); see ``schedulers.Scheduler``."""
+
+    pauses = False
+
+    def __init__(self, config: AshaConfig) -> None:
+        self.config = config
+        self.ladder = asha.rung_ladder(config.min_epochs, config.max_epochs, config.reduction_factor)
+
+    def first_target(self) -> int | None:
+        return None
+
+    def target(self, until_epoch: int | None) -> int:
+        return self.config.max_epochs  # a stop-variant trial trains on until stopped
+
+    def on_result(self, store: Store, trial_id: str, rung: int, point: tuple[float, ...]) -> Decision:
+        a = self.config
+        return asha.decide(store.rung_points(rung, a.metrics), trial_id, point, a.reduction_factor, a.modes)
+
+    def next_job(
+        self, rungs: Sequence[Mapping[str, RungValue]], promoted: Sequence[Set[str]], busy: Set[str]
+    ) -> tuple[str, int] | None:
+        return None

@@ -1,0 +1,66 @@
+"""The scheduler interface: every registered policy is a variant the sweep file accepts, and
+ASHA's two variants answer its two questions with ASHA's own rules (the Ray Tune and Syne
+Tune differential tests check those rules; a 300-trial simulated sweep of each variant wrote
+the very same rows before and after the interface, see the issue 22 note)."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from kdsweep.orchestrator import asha
+from kdsweep.orchestrator.config import AshaConfig, load_sweep_text
+from kdsweep.orchestrator.policies import job_source
+from kdsweep.orchestrator.rundir import TrialRecord
+from kdsweep.orchestrator.schedulers import SCHEDULERS, Decision, scheduler_of
+from kdsweep.orchestrator.store import Store
+from tests.conftest import SMALL_SWEEP
+from tests.orchestrator.test_store import SCHEMA, row
+
+
+def _asha(variant: str) -> AshaConfig:
+    return load_sweep_text(SMALL_SWEEP, "small", [f"asha.variant='{variant}'", "asha.max_epochs=27"]).asha
+
+
+def test_every_registered_policy_is_a_variant_the_sweep_file_accepts_and_builds() -> None:
+    variants = typing.get_args(typing.get_type_hints(AshaConfig)["variant"])
+    assert set(variants) == set(SCHEDULERS)
+    for name in SCHEDULERS:
+        policy = scheduler_of(_asha(name))
+        assert policy.ladder == (1, 3, 9, 27)
+        assert policy.target(None) == 27
+
+
+def test_stop_asks_asha_at_the_rung_and_never_pauses(tmp_path: typing.Any) -> None:
+    store = Store(tmp_path, SCHEMA)
+    for i, value in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]):
+        store.append([row(f"t{i}", 1, rung=0, val_acc=value)])
+    policy = scheduler_of(_asha("stop"))
+    values = store.rung_points(0, ("val_acc",))
+    for tid, (value,) in values.items():
+        expected = asha.decide(values, tid, (value,), 3, ("max",))
+        assert policy.on_result(store, tid, 0, (value,)) is expected
+    assert [policy.on_result(store, f"t{i}", 0, (v,)) for i, v in enumerate([0.1, 0.6])] == [Decision.STOP, Decision.CONTINUE]
+    assert not policy.pauses and policy.first_target() is None
+
+
+def test_promote_pauses_at_the_first_rung_and_hands_out_asha_get_job_with_its_next_epoch() -> None:
+    policy = scheduler_of(_asha("promote"))
+    assert policy.pauses and policy.first_target() == 1
+    rungs = [{f"t{i}": (0.1 * i,) for i in range(6)}, {}, {}, {}]
+    promoted: list[set[str]] = [set(), set(), set(), set()]
+    assert policy.next_job(rungs, promoted, set()) == ("t5", 3)
+    assert policy.next_job(rungs, promoted, {"t5"}) == ("t4", 3)
+    assert policy.next_job(rungs, [{"t5", "t4"}, set(), set(), set()], set()) is None
+
+
+@pytest.mark.parametrize("variant, until, end", [("stop", 27, "completed"), ("promote", 1, "paused")])
+def test_a_search_record_gets_its_policy_target_as_its_work_order(variant: str, until: int, end: str) -> None:
+    cfg = load_sweep_text(SMALL_SWEEP, "small", [f"asha.variant='{variant}'", "asha.max_epochs=27"])
+    source = job_source(cfg)
+    record = source.new_record("t0000", {"lr": 0.1, "momentum": 0.9, "width": 64}, "fixed")
+    order = source.order(record)
+    assert (order.until_epoch, order.end, order.milestones) == (until, end, (1, 3, 9, 27))
+    promoted = source.order(TrialRecord("t0000", {}, "tpe", until_epoch=9))
+    assert (promoted.until_epoch, promoted.end) == ((27, "completed") if variant == "stop" else (9, "paused"))
