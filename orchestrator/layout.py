@@ -30,6 +30,13 @@ from pathlib import Path
 FROZEN = "sweep.toml"
 META = "run.json"
 RESULTS = "results"
+#: Under ``results/``: how a fragment's name starts (one append: ``part-<time>-<host>-<pid>-
+#: <uuid>.parquet``) and a compacted file's (``compact-<time>-<uuid>.parquet``); a name
+#: being written is hidden behind a leading ".". The time is for people, never for order.
+FRAGMENT = "part-"
+COMPACTED = "compact-"
+#: Under ``results/``: how every fragment's name ends.
+FRAGMENT_SUFFIX = ".parquet"
 #: Under ``results/``.
 KEYS = ".keys"
 #: Under ``results/``.
@@ -42,6 +49,8 @@ CACHE = "cache"
 ANALYSES = "analyses.json"
 QUARANTINE = "quarantine"
 SLURM = "slurm"
+#: Under ``slurm/``: ``<job id>.json``, one record per ``sbatch``.
+SLURM_JOBS = "jobs"
 REPORT_HTML = "report.html"
 DRIVER_LOCK = ".driver.lock"
 

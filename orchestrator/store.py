@@ -90,9 +90,9 @@ QUARANTINE_DIR = layout.QUARANTINE
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 
 _RESULTS = layout.RESULTS
-_SUFFIX = ".parquet"
-#: How a compacted file's name starts (a plain fragment's starts with "part-").
-_COMPACTED = "compact-"
+_SUFFIX = layout.FRAGMENT_SUFFIX
+_FRAGMENT = layout.FRAGMENT
+_COMPACTED = layout.COMPACTED
 # Held (flock) while compacting: two compactors merging the same fragments would publish
 # their rows twice. The leading "." keeps it out of every reader's listing.
 _LOCK_NAME = layout.COMPACT_LOCK
@@ -207,7 +207,7 @@ class Store:
             raise ValueError(f"malformed row key {key!r}: one or two '/'-separated parts of letters, digits, '.', '_', '-', each starting with a letter or digit")
         table = self._build_table(self.schema, rows)
         self._durable_dir(self.results_dir)
-        name = f"part-{time.time_ns():020d}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+        name = f"{_FRAGMENT}{time.time_ns():020d}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
         # For a fragment of a few rows, dictionaries (about half the write time), column
         # statistics (no row group to skip) and compression (nothing to gain on a few values;
         # a quarter of what is left) only cost time; compacted files keep all three.
@@ -284,7 +284,7 @@ class Store:
         """
         try:
             with os.scandir(self.results_dir) as it:
-                pending = sorted(e.name for e in it if e.name.startswith(".part-") and e.name.endswith(_SUFFIX))
+                pending = sorted(e.name for e in it if e.name.startswith("." + _FRAGMENT) and e.name.endswith(_SUFFIX))
         except FileNotFoundError:
             return 0
         published = 0
@@ -758,7 +758,7 @@ class Store:
             # Appends a dead writer left claimed but unpublished are rows of the run.
             self.recover()
             # A pending compacted file under the lock is from a compaction that died.
-            for leftover in self.results_dir.glob(".compact-*"):
+            for leftover in self.results_dir.glob(f".{_COMPACTED}*"):
                 leftover.unlink(missing_ok=True)
             # Under the lock no one else deletes, so this listing is what gets merged.
             self.refresh()

@@ -366,7 +366,7 @@ class SlurmBackend:
                 for s, j in zip(specs, jobs)
             ],
         }
-        folder = slurm_folder(run_dir) / "jobs"
+        folder = slurm_folder(run_dir) / layout.SLURM_JOBS
         for directory in (folder.parent, folder):
             real_dir(directory)
         write_atomic(folder / f"{array_id}.json", json.dumps(doc, indent=1).encode())
@@ -454,7 +454,7 @@ def job_records(run_dir: str | Path) -> dict[AttemptKey, list[dict[str, Any]]]:
     files are skipped with a warning."""
     out: dict[AttemptKey, list[dict[str, Any]]] = {}
     docs = []
-    for path in (slurm_folder(run_dir) / "jobs").glob("*.json"):
+    for path in (slurm_folder(run_dir) / layout.SLURM_JOBS).glob("*.json"):
         try:
             docs.append(json.loads(path.read_text()))
         except (OSError, ValueError) as exc:
