@@ -7,11 +7,11 @@ same id and parameters (resuming from their checkpoints); the searcher is replay
 records and results, so it is never asked twice for the same slot of the budget.
 
 What runs is decided by a job source (``orchestrator/policies.py``), chosen once from the
-run: the stop or promote variant of ASHA, or ``kdsweep retrain``'s final stage with its plan.
-The source turns each trial record into the attempt's work order and supplies jobs other
-than new proposals (a promotion, a planned run); this loop has no branch on either. In the
-``stop`` variant workers apply ASHA themselves; in the ``promote`` variant the source runs
-ASHA's ``get_job``.
+run: the sweep under its scheduler (``orchestrator/schedulers``), or ``kdsweep retrain``'s
+final stage with its plan. The source turns each trial record into the attempt's work order
+and supplies jobs other than new proposals (the scheduler's next paused trial, a planned
+run); this loop has no branch on the policy. Workers ask the scheduler at each rung
+milestone whether a trial goes on; the source asks it which paused trial runs next.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ class Driver:
         proposer: Proposer | None = None,
     ) -> None:
         self.cfg, self.run, self.backend = cfg, run, backend
-        # The kind of run (stop or promote variant, or the final stage), in one object.
+        # The kind of run (the sweep under its scheduler, or the final stage), in one object.
         self.source = job_source(cfg, plan)
         self.stage = self.source.stage.value
         self.trainer = trainer_spec(cfg.trainer)
