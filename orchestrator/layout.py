@@ -14,7 +14,8 @@
       cache/              shared by trials of the sweep (teachers, the objective reference)
         analyses.json     the report's statistics, under the digest of what they read (analyses.py)
       quarantine/         files moved out of results/ because no reader can use them
-      slurm/              submitit's job folders and logs; jobs/<job id>.json per sbatch
+      slurm/              submitit's job folders and logs; jobs/<job id>.json per sbatch,
+                          jobs/<job id>.cancelled per job a driver cancelled
       report.html         the self-contained HTML report (``launch --html``, the demo)
       .driver.lock        who drives (pid, host); the lock is a flock on RUN_DIR itself
 
@@ -49,8 +50,10 @@ CACHE = "cache"
 ANALYSES = "analyses.json"
 QUARANTINE = "quarantine"
 SLURM = "slurm"
-#: Under ``slurm/``: ``<job id>.json``, one record per ``sbatch``.
+#: Under ``slurm/``: ``<job id>.json``, one record per ``sbatch``, and ``<job id>.cancelled``
+#: for each job a driver cancelled (never adopted again, whatever squeue still says of it).
 SLURM_JOBS = "jobs"
+CANCELLED_SUFFIX = ".cancelled"
 REPORT_HTML = "report.html"
 DRIVER_LOCK = ".driver.lock"
 

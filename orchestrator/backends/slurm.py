@@ -268,7 +268,9 @@ class SlurmBackend:
         killed): like a local worker that died with its driver, that costs no retry."""
         self._check_slot()
         job_id = self._recorded(spec.run_dir).get(attempt_key(spec))
-        if job_id is None:
+        if job_id is None or _cancelled_mark(spec.run_dir, job_id).exists():
+            # A job a driver cancelled may still show as COMPLETING for KillWait seconds (or
+            # longer on a loaded controller): its mark, not squeue's timing, says it is over.
             return False
         job: submitit.Job[Any] = submitit.SlurmJob(folder=slurm_folder(spec.run_dir), job_id=job_id)
         if time.monotonic() - self._states_at >= self.squeue_interval_s:
@@ -294,15 +296,23 @@ class SlurmBackend:
         self._queued = [s for s in self._queued if s.trial_id != trial_id]
         entry = self._jobs.pop(trial_id, None)
         if entry is not None:
-            self._scancel([entry.job.job_id])
+            self._cancel([entry])
 
     def close(self) -> None:
         """Cancel the jobs still queued or running (the run stays resumable). Idempotent."""
         self._queued.clear()
-        ids = [entry.job.job_id for entry in self._jobs.values()]
+        entries = list(self._jobs.values())
         self._jobs.clear()
-        if ids:
-            self._scancel(ids)
+        if entries:
+            self._cancel(entries)
+
+    def _cancel(self, entries: list[_Job]) -> None:
+        """``scancel`` the jobs of ``entries``, then mark each cancelled in its run's job
+        records, so that no later driver adopts it (:meth:`adopt`). A driver killed between
+        the two leaves the job unmarked: squeue's state then decides, as it did before."""
+        self._scancel([entry.job.job_id for entry in entries])
+        for entry in entries:
+            write_atomic(_cancelled_mark(entry.spec.run_dir, entry.job.job_id), b"")
 
     def busy(self) -> int:
         """Attempts queued here or submitted and not yet reported."""
@@ -446,6 +456,11 @@ class SlurmBackend:
         proc = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode != 0:  # typically: the job ended meanwhile
             logger.warning("scancel %s: %s", " ".join(job_ids), proc.stderr.strip())
+
+
+def _cancelled_mark(run_dir: str | Path, job_id: str) -> Path:
+    """Where a driver marks job ``job_id`` of ``run_dir`` as cancelled by it."""
+    return slurm_folder(run_dir) / layout.SLURM_JOBS / f"{job_id}{layout.CANCELLED_SUFFIX}"
 
 
 def job_records(run_dir: str | Path) -> dict[AttemptKey, list[dict[str, Any]]]:
