@@ -163,7 +163,7 @@ def _run_dir(path: Path) -> RunDir:
 def launch(
     sweep: Annotated[Optional[str], typer.Argument(help="Sweep file (TOML), or the name of an embedded one (e.g. 'synthetic'). Omit it to run the embedded demo.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory to create (default: runs/<name>-<UTC time>).")] = None,
-    backend: Annotated[Optional[str], typer.Option("--backend", help="Where trials run: local, ray or slurm (overrides backend.kind).")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="Where trials run: an installed backend, e.g. local, ray or slurm (overrides backend.kind).")] = None,
     max_concurrent: Annotated[Optional[int], typer.Option("--max-concurrent", help="Trials in flight at once (overrides backend.max_concurrent).")] = None,
     num_trials: Annotated[Optional[int], typer.Option("--num-trials", help="Trials to run in total (overrides num_trials).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field by dotted path, e.g. --set asha.max_epochs=81; the value is read as a TOML literal, else as a string. Repeatable.")] = None,
@@ -349,7 +349,7 @@ def retrain(
     trial: Annotated[Optional[list[str]], typer.Option("--trial", help="Also retrain this search trial (e.g. a baseline such as the all-through graph). Repeatable.")] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Runs per configuration, each with its own seed.")] = 3,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of each run (default: the sweep's asha.max_epochs).")] = None,
-    backend: Annotated[Optional[str], typer.Option("--backend", help="Where runs go: local, ray or slurm (default: the run's backend).")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="Where runs go: an installed backend, e.g. local, ray or slurm (default: the run's backend).")] = None,
     max_concurrent: Annotated[Optional[int], typer.Option("--max-concurrent", help="Runs in flight at once.")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Show the live progress view.")] = True,
 ) -> None:
@@ -387,13 +387,11 @@ def retrain(
 
 def _check_backend(cfg: SweepConfig, run_dir: Path, dry_run: bool) -> None:
     """Before anything is written: ask the backend whether it would take this sweep's trials
-    (SLURM: ``sbatch --test-only``, so a bad partition or time fails here, exit 2); with
-    ``--dry-run``, print what would be submitted and exit 0."""
-    script = None
-    if cfg.backend.kind == "slurm":
-        from kdsweep.orchestrator.backends.slurm import preflight
+    (its ``BackendSpec.preflight``; SLURM: ``sbatch --test-only``, so a bad partition or time
+    fails here, exit 2); with ``--dry-run``, print what would be submitted and exit 0."""
+    from kdsweep.orchestrator.backends import backend_spec
 
-        script = preflight(cfg, run_dir)
+    script = backend_spec(cfg.backend.kind).preflight(cfg, run_dir)
     if dry_run:
         sys.stdout.write(script if script is not None else to_toml(cfg.document))
         raise typer.Exit(0)
@@ -620,41 +618,29 @@ app.add_typer(teacher_app, name="teacher")
 
 @teacher_app.command("train")
 def teacher_train(
-    arch: Annotated[str, typer.Option("--arch", help="Model name: resnet18, resnet20, resnet32, resnet110, wrn28_2, vgg16.")] = "resnet18",
-    dataset: Annotated[str, typer.Option("--dataset", help="digits, cifar10 or cifar100.")] = "digits",
-    root: Annotated[Optional[str], typer.Option("--root", help="Directory with torchvision's CIFAR files (never downloaded).")] = None,
-    width: Annotated[float, typer.Option("--width", help="Channel width multiplier.")] = 1.0,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 30,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and data order.")] = 0,
-    cache: Annotated[Optional[str], typer.Option("--cache", help="Cache directory (default $KDSWEEP_CACHE or ~/.cache/kdsweep).")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
+    sweep: Annotated[Optional[str], typer.Argument(help="Sweep file (TOML), or the name of an embedded one (e.g. 'loss_weights'), whose teachers to train. Omit it for the embedded demo's.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field of the sweep by dotted path, e.g. --set data.root=DIR or --set settings.teacher_epochs=60. Repeatable.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or auto (overrides backend.device).")] = None,
 ) -> None:
-    """Train a teacher into the cache (a no-op if it is there); sweeps then reuse it."""
-    from kdsweep.trainers.data import DataSettings, check_data
-    from kdsweep.trainers.teachers import TeacherSpec, cache_root, get_teacher
-    from kdsweep.trainers.training import Device, SGDSettings
+    """Train into the cache the teachers a sweep's trials distil from, as its trainer says
+    (a no-op for those cached already); its trials then reuse them."""
+    from kdsweep.orchestrator.config import parse_override
+    from kdsweep.orchestrator.worker import trial_device
+    from kdsweep.trainers.base import trainer_names, trainer_spec
 
-    issues = []
-    if dataset not in ("digits", "cifar10", "cifar100"):
-        issues.append(ConfigIssue("command line", "--dataset", dataset, "one of digits, cifar10, cifar100"))
-    if device not in ("auto", "cpu", "cuda"):
-        issues.append(ConfigIssue("command line", "--device", device, "one of auto, cpu, cuda"))
-    if epochs < 1:
-        issues.append(ConfigIssue("command line", "--epochs", epochs, "an integer >= 1"))
-    if issues:
-        _fail(ConfigError(issues))
-    data = DataSettings(dataset=dataset, root=root)  # type: ignore[arg-type]
-    bad = [ConfigIssue("command line", "--" + f.split(".")[-1], v, allowed) for f, v, allowed in check_data(data)]
-    if bad:
-        _fail(ConfigError(bad))
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    spec = TeacherSpec(data=data, arch=arch, width=width, epochs=epochs, seed=seed)
-    teacher = get_teacher(spec, Device(device, SGDSettings()), cache_root(cache))
-    info = teacher.info
-    console.print(plain(f"teacher {info['name']}: val_acc {info['val_acc']:.4f}, test_acc {info['test_acc']:.4f} ({info['path']})"))
+    overrides, typed = _overrides(set_, [("--device", "backend.device", device)])
+    try:
+        cfg = load_sweep(sweep, overrides)
+        spec = trainer_spec(cfg.trainer)
+        if spec.teachers is None:
+            teaching = [name for name in trainer_names() if trainer_spec(name).teachers is not None]
+            source = "--set" if any(parse_override(item)[0] == ["trainer"] for item in overrides) else cfg.source
+            allowed = f"a trainer that distils from cached teachers ({', '.join(teaching)}); trainer {cfg.trainer!r} trains none"
+            raise ConfigError([ConfigIssue(source, "trainer", cfg.trainer, allowed)])
+    except ConfigError as exc:
+        _fail(exc, typed)
+    for info in spec.prepare_teachers(cfg.settings, cfg.data, trial_device(cfg)):
+        console.print(plain(f"teacher {info['name']}: val_acc {info['val_acc']:.4f}, test_acc {info['test_acc']:.4f} ({info['path']})"))
 
 
 @teacher_app.command("list")

@@ -8,7 +8,8 @@ A sweep file has these top-level keys (DESIGN.md; examples in ``search_spaces/``
                 for trainers that generate their space, scalar options too (e.g. nodes = 3)
     [asha]      metric, mode (or objectives), min_epochs, max_epochs, reduction_factor, variant,
                 eval_every_epochs
-    [backend]   kind, max_concurrent, max_retries, per-trial resources
+    [backend]   kind, max_concurrent, max_retries, per-trial resources; [backend.<kind>]: a
+                backend's own options (backends/<kind>_spec.py)
     [settings]  the trainer's own settings (its ``Settings`` dataclass)
     [data]      the dataset, for trainers that read one (their ``Data`` dataclass)
     [objective] what the sweep maximises, for trainers that define one (their ``Objective``)
@@ -34,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from kdsweep.orchestrator.backends import BackendSpec, backend_names, backend_spec
 from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS, SEARCHERS, SearcherName, resolve_options, space_problems
 from kdsweep.orchestrator.space import INT64_MAX, INT64_MIN, ParamSpec, is_finite_number
 from kdsweep.trainers.base import TrainerSpec, trainer_names, trainer_spec
@@ -136,7 +138,7 @@ class AshaConfig:
     min_epochs: int = 1
     max_epochs: int = 27
     reduction_factor: int = 3
-    variant: Literal["stop", "promote"] = "stop"
+    variant: Literal["stop", "promote", "pasha"] = "stop"
     #: Evaluate (and write a report row) every this many epochs; rung epochs always evaluate.
     eval_every_epochs: int = 1
     #: Several objectives: at a rung trials are ranked by non-dominated sorting with the
@@ -159,41 +161,14 @@ class AshaConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class SlurmConfig:
-    """``[backend.slurm]``: what a trial job asks SLURM for, beyond the per-trial resources."""
-
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    #: GRES string, e.g. "gpu:a100:1"; default derives "gpu:N" from ``gpus_per_trial``.
-    gres: str | None = None
-    #: How many jobs of one array may run at once (SLURM's ``%N``); 0: no limit.
-    array_parallelism: int = 0
-    #: Shell lines run in the job before the trial (``module load ...``, ``source venv``).
-    setup: tuple[str, ...] = ()
-    #: Extra ``#SBATCH`` options, e.g. {exclude = "node[1-3]"}.
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: Seconds before the time limit at which SLURM signals the job to checkpoint and requeue.
-    signal_delay_s: int = 90
-    #: Seconds between the driver's ``squeue`` calls, which notice a job that ended without a
-    #: result (killed, out of memory, node failure). Results themselves are files, seen at once.
-    squeue_interval_s: float = 15.0
-
-
-@dataclasses.dataclass(frozen=True)
-class RayConfig:
-    """``[backend.ray]``: which Ray cluster runs the trials."""
-
-    #: None starts a local Ray instance; "auto" or "host:port" joins an existing cluster.
-    address: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class BackendConfig:
-    """Where trials run and with what; ``*_per_trial`` are requests, not guarantees."""
+    """Where trials run and with what; ``*_per_trial`` are requests, not guarantees.
 
-    kind: Literal["local", "ray", "slurm"] = "local"
+    ``kind`` is an installed backend (``backends.backend_names``); each backend's own table
+    ``[backend.<kind>]`` is in ``options``, not a field of its own (``backends.BackendSpec``).
+    """
+
+    kind: str = "local"
     #: Where trials compute: "auto" takes CUDA when the worker sees a GPU, else the CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_concurrent: int = 2
@@ -202,8 +177,10 @@ class BackendConfig:
     gpus_per_trial: float = 0.0
     mem_gb: float = 4.0
     timeout_min: float = 24 * 60.0
-    slurm: SlurmConfig = SlurmConfig()
-    ray: RayConfig = RayConfig()
+    #: Every installed backend's ``[backend.<kind>]`` table by kind (its spec's ``Options``:
+    #: as the file gives it, else its defaults), for backends that have one. Filled in by
+    #: the loader, not a key of ``[backend]``.
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,9 +399,8 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
     asha = _dataclass(c, AshaConfig, asha_table, "asha")
     if isinstance(asha, AshaConfig):
         asha = _check_asha(c, asha, asha_table)
-    backend = _dataclass(c, BackendConfig, doc.get("backend", {}), "backend")
-    if isinstance(backend, BackendConfig):
-        _check_backend(c, backend)
+    backend_table = doc.get("backend", {})
+    backend = _backend(c, backend_table)
 
     settings: Any = None
     data: Any = None
@@ -459,7 +435,7 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
             if metric not in names:
                 c.add(field, metric, f"a metric trainer {trainer!r} reports: {', '.join(names)}")
 
-    if c.issues:
+    if c.issues or backend is None:  # None only after an issue: this tells the type checker
         raise ConfigError(c.issues)
     document = {
         "name": name,
@@ -471,7 +447,7 @@ def _validate(doc: Mapping[str, Any], c: _Collector) -> SweepConfig:
         "points_to_evaluate": [dict(p) for p in explicit],
         "space": space_doc if space_doc is not None else {p.name: _param_doc(p) for p in space},
         "asha": _asha_document(asha),
-        "backend": dataclasses.asdict(backend),
+        "backend": _backend_document(backend, backend_table),
         "settings": dataclasses.asdict(settings),
     }
     if data is not None:
@@ -843,11 +819,21 @@ def _check_asha(c: _Collector, a: AshaConfig, table: Mapping[str, Any]) -> AshaC
             if o.metric in seen:
                 c.add(f"asha.objectives[{i}].metric", o.metric, "a metric not named by an earlier objective")
             seen.add(o.metric)
-        return dataclasses.replace(a, metric=a.objectives[0].metric, mode=a.objectives[0].mode)
+        return _check_policy(c, dataclasses.replace(a, metric=a.objectives[0].metric, mode=a.objectives[0].mode))
     if "metric" not in table:
         c.add("asha.metric", MISSING, 'required (a string), or asha.objectives = [{ metric = "...", mode = "max" }, ...] for several objectives')
         return None
-    return dataclasses.replace(a, objectives=(Objective(a.metric, a.mode),))
+    return _check_policy(c, dataclasses.replace(a, objectives=(Objective(a.metric, a.mode),)))
+
+
+def _check_policy(c: _Collector, a: AshaConfig) -> AshaConfig:
+    """What the policy of ``asha.variant`` itself needs of ``[asha]`` (``Scheduler.problems``)."""
+    # Imported here: the schedulers' modules import this one's types.
+    from kdsweep.orchestrator.schedulers import scheduler_class
+
+    for field, value, allowed in scheduler_class(a.variant).problems(a):
+        c.add(f"asha.{field}", value, allowed)
+    return a
 
 
 def _asha_document(a: AshaConfig) -> dict[str, Any]:
@@ -860,7 +846,35 @@ def _asha_document(a: AshaConfig) -> dict[str, Any]:
     return doc
 
 
-def _check_backend(c: _Collector, b: BackendConfig) -> None:
+def _backend(c: _Collector, table: Any) -> BackendConfig | None:
+    """``[backend]`` as :class:`BackendConfig`: its own keys, ``kind`` among the installed
+    backends, and a ``[backend.<kind>]`` table for every installed backend that has options
+    (each backend's own dataclass; its defaults when the file has none), then every check
+    (:func:`_check_backend`). None after reporting a problem."""
+    if not isinstance(table, Mapping):
+        c.add("backend", table, "must be a table")
+        return None
+    specs = {kind: backend_spec(kind) for kind in backend_names()}
+    own = [f.name for f in dataclasses.fields(BackendConfig) if f.name != "options"]
+    tables = {kind: spec.Options for kind, spec in specs.items() if spec.Options is not None}
+    before = len(c.issues)
+    for key, value in table.items():
+        if key not in own and key not in tables:
+            c.add(f"backend.{key}", value, f"unknown key; valid: {', '.join([*own, *tables])}")
+    kind = table.get("kind", BackendConfig.kind)
+    if not (isinstance(kind, str) and kind in specs):
+        c.add("backend.kind", kind, f"must be one of {', '.join(repr(k) for k in specs)}")
+    common = _dataclass(c, BackendConfig, {k: v for k, v in table.items() if k in own and k != "kind"}, "backend")
+    options = {k: _dataclass(c, options_cls, table.get(k, {}), f"backend.{k}") for k, options_cls in tables.items()}
+    if len(c.issues) > before:
+        return None
+    backend: BackendConfig = dataclasses.replace(common, kind=kind, options=options)
+    _check_backend(c, backend, specs)
+    return backend
+
+
+def _check_backend(c: _Collector, b: BackendConfig, specs: Mapping[str, type[BackendSpec]]) -> None:
+    """Ranges of ``[backend]``'s own keys, then each installed backend's checks of its table."""
     if not 1 <= b.max_concurrent <= MAX_CONCURRENT:
         c.add("backend.max_concurrent", b.max_concurrent, f"an integer from 1 to {MAX_CONCURRENT}")
     if b.max_retries < 0:
@@ -873,14 +887,18 @@ def _check_backend(c: _Collector, b: BackendConfig) -> None:
         c.add("backend.mem_gb", b.mem_gb, "a number > 0")
     if b.timeout_min <= 0:
         c.add("backend.timeout_min", b.timeout_min, "a number > 0")
-    s = b.slurm
-    if s.array_parallelism < 0:
-        c.add("backend.slurm.array_parallelism", s.array_parallelism, "an integer >= 0 (0: no limit)")
-    if s.squeue_interval_s <= 0:
-        c.add("backend.slurm.squeue_interval_s", s.squeue_interval_s, "a number > 0")
-    if b.kind == "slurm" and not 0 <= s.signal_delay_s < b.timeout_min * 60:
-        # The signal would come at the job's start: it would checkpoint and requeue forever.
-        c.add("backend.slurm.signal_delay_s", s.signal_delay_s, f"an integer >= 0 and below backend.timeout_min in seconds ({b.timeout_min * 60:g})")
+    for kind, spec in specs.items():
+        for field, value, allowed in spec.check(kind, b.options.get(kind), b):
+            c.add(field, value, allowed)
+
+
+def _backend_document(b: BackendConfig, table: Mapping[str, Any]) -> dict[str, Any]:
+    """``[backend]`` as the frozen file writes it: its own keys and the tables of the backends
+    the file configures or runs on. Not every installed one's: a frozen file naming a
+    backend that is later uninstalled could not be resumed."""
+    doc: dict[str, Any] = {f.name: getattr(b, f.name) for f in dataclasses.fields(BackendConfig) if f.name != "options"}
+    doc.update({kind: dataclasses.asdict(o) for kind, o in b.options.items() if kind in table or kind == b.kind})
+    return doc
 
 
 def to_toml(doc: Mapping[str, Any]) -> str:

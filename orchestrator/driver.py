@@ -192,7 +192,7 @@ class Driver:
     ) -> None:
         self.cfg, self.run, self.backend = cfg, run, backend
         # The kind of run (the sweep under its scheduler, or the final stage), in one object.
-        self.source = job_source(cfg, plan)
+        self.source = job_source(cfg, run.path, plan)
         self.stage = self.source.stage.value
         self.trainer = trainer_spec(cfg.trainer)
         self.check_params = self.trainer.check_params

@@ -9,6 +9,8 @@
         .keys/<trial>/<event>   one claim (symbolic link) per keyed row
         .compact.lock     held (flock) while compacting
       trials/<id>.json    one record per trial: params, origin, attempt, target epoch
+      scheduler.json      what the sweep's scheduler learned from the order results came in
+                          (PASHA's budget); absent for policies that learn nothing
       final/<id>.json     records of ``kdsweep retrain``'s runs (ids <source trial>.r<repeat>)
       checkpoints/        <trial_id>.pt at rungs a trial goes on from, and at an attempt's end
       cache/              shared by trials of the sweep (teachers, the objective reference)
@@ -43,6 +45,7 @@ KEYS = ".keys"
 #: Under ``results/``.
 COMPACT_LOCK = ".compact.lock"
 TRIALS = "trials"
+SCHEDULER_STATE = "scheduler.json"
 FINAL = "final"
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"

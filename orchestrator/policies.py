@@ -18,13 +18,14 @@ worker follows. Neither the driver nor the worker branches on the stage or the p
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+from kdsweep.orchestrator import schedulers
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.rundir import TrialRecord
-from kdsweep.orchestrator.schedulers import Scheduler, scheduler_of
 from kdsweep.orchestrator.schema import Event, Stage
 from kdsweep.orchestrator.store import Store
 
@@ -56,6 +57,8 @@ class TrialView(Protocol):
 
     record: TrialRecord
     event: str | None
+    #: The last epoch the store holds for the trial (0 before its first report).
+    epoch: int
     running: bool
 
 
@@ -86,27 +89,36 @@ class JobSource(Protocol):
 
 
 class Search:
-    """The sweep (module docstring), under its scheduler."""
+    """The sweep (module docstring), under its scheduler; a scheduler that learns from the
+    order results arrive in keeps its state in ``run_path`` (``schedulers.save``/``load``)."""
 
     stage = Stage.SEARCH
     proposes = True
 
-    def __init__(self, cfg: SweepConfig, scheduler: Scheduler) -> None:
-        self.cfg, self.scheduler = cfg, scheduler
+    def __init__(self, cfg: SweepConfig, run_path: str | os.PathLike[str]) -> None:
+        self.cfg, self.run_path = cfg, run_path
+        self.scheduler = schedulers.scheduler_of(cfg.asha)
+        # Restored from the run directory at the first job, when the store is at hand.
+        self._restored = False
+        self._saved: dict[str, Any] | None = None
 
     def order(self, record: TrialRecord) -> WorkOrder:
-        top = self.cfg.asha.max_epochs
-        until = self.scheduler.target(record.until_epoch)
-        end = Event.COMPLETED.value if until >= top else Event.PAUSED.value
-        return WorkOrder(until_epoch=until, budget_epochs=top, milestones=self.scheduler.ladder, end=end)
+        return _search_order(self.cfg, self.scheduler, record)
 
     def new_record(self, trial_id: str, params: Mapping[str, object], origin: str) -> TrialRecord:
         return TrialRecord(trial_id, dict(params), origin, until_epoch=self.scheduler.first_target())
 
     def next_record(self, trials: Mapping[str, TrialView], store: Store) -> TrialRecord | None:
         """The scheduler's next job over the store (a paused trial, with its target moved on),
-        for a policy that pauses trials."""
+        for a policy that pauses trials. What the scheduler learned from the results that
+        came in is saved before the job is handed out, so a driver killed in between resumes
+        from the state that chose it."""
+        if not self._restored:
+            self.scheduler = schedulers.load(self.cfg.asha, self.run_path, store)
+            self._saved, self._restored = self.scheduler.state(), True
         policy = self.scheduler
+        policy.observe(store, {tid: t.epoch for tid, t in trials.items()})
+        self._saved = schedulers.save(policy, self.run_path, self._saved)
         if not policy.pauses:
             return None
         rungs = [store.rung_points(k, self.cfg.asha.metrics) for k in range(len(policy.ladder))]
@@ -154,15 +166,24 @@ class FinalPlan:
         return len(trials) + sum(1 for r in self.plan if r.trial_id not in trials)
 
 
-def job_source(cfg: SweepConfig, plan: Sequence[TrialRecord] | None = None) -> JobSource:
-    """The job source of a run: ``plan`` (final-stage records) for ``kdsweep retrain``, else
-    the sweep under its scheduler."""
+def _search_order(cfg: SweepConfig, policy: schedulers.Scheduler, record: TrialRecord) -> WorkOrder:
+    """The work order of a search record: to the policy's target, milestones at its rungs."""
+    top = cfg.asha.max_epochs
+    until = policy.target(record.until_epoch)
+    end = Event.COMPLETED.value if until >= top else Event.PAUSED.value
+    return WorkOrder(until_epoch=until, budget_epochs=top, milestones=policy.ladder, end=end)
+
+
+def job_source(cfg: SweepConfig, run_path: str | os.PathLike[str], plan: Sequence[TrialRecord] | None = None) -> JobSource:
+    """The job source of the run in ``run_path``: ``plan`` (final-stage records) for
+    ``kdsweep retrain``, else the sweep under its scheduler."""
     if plan is not None:
         return FinalPlan(plan)
-    return Search(cfg, scheduler_of(cfg.asha))
+    return Search(cfg, run_path)
 
 
 def order_of(cfg: SweepConfig, record: TrialRecord) -> WorkOrder:
-    """The work order of ``record`` in a run of ``cfg`` (its job source by the record's stage)."""
-    source = FinalPlan(()) if record.stage == Stage.FINAL.value else job_source(cfg)
-    return source.order(record)
+    """The work order of ``record`` in a run of ``cfg`` (by the record's stage)."""
+    if record.stage == Stage.FINAL.value:
+        return FinalPlan(()).order(record)
+    return _search_order(cfg, schedulers.scheduler_of(cfg.asha), record)

@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
-from kdsweep.orchestrator import strict_json
+from kdsweep.orchestrator import schedulers, strict_json
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.multiplicity import METHOD, holm
 from kdsweep.orchestrator.ranking import rank_key
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
 from kdsweep.orchestrator.safe_text import DataTable, plain
-from kdsweep.orchestrator.schedulers import scheduler_of
 from kdsweep.orchestrator.schema import ACCURACY, PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.store import Store
 from kdsweep.trainers.base import trainer_names, trainer_spec
@@ -210,7 +209,8 @@ def summarize(run_dir: str) -> RunSummary:
     trials.sort(key=lambda t: rank_key(t.trial_id, t.epochs, t.value, cfg.asha.mode))
     diverged.sort(key=lambda t: trial_order(t.trial_id))
     gone = {t.trial_id for t in diverged}
-    ladder = scheduler_of(cfg.asha).ladder
+    policy = schedulers.load(cfg.asha, run.path, store)
+    ladder = policy.ladder
     rungs = []
     # What ASHA saw at each rung (diverged trials' earlier values included), and what the
     # statistics read (without them).
@@ -239,12 +239,13 @@ def summarize(run_dir: str) -> RunSummary:
     final = _final_results(cfg, run, final_rows, sign)
     records = run.read_trials(Stage.SEARCH.value, cfg)
     rung_points = [store.rung_points(k, cfg.asha.metrics) for k in range(len(ladder))]
-    state = _sweep_state(cfg, trials + diverged, {tid for tid, _ in rejected}, records, rung_points)
+    state = _sweep_state(cfg, policy, trials + diverged, {tid for tid, _ in rejected}, records, rung_points)
     return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state, diverged, store.identity())
 
 
 def _sweep_state(
     cfg: SweepConfig,
+    policy: schedulers.Scheduler,
     trials: list[TrialSummary],
     rejected: set[str],
     records: dict[str, TrialRecord],
@@ -255,9 +256,9 @@ def _sweep_state(
     A trial has left rung k when its record targets a later epoch than the milestone (the
     driver's own test) or, for a copy of the results without records, when it reported past
     the milestone. Every trial that is not paused is busy, as in the driver's ``get_job``.
-    ``rung_points`` are the rung values over every objective (``Store.rung_points``).
+    ``rung_points`` are the rung values over every objective (``Store.rung_points``);
+    ``policy`` is the run's scheduler with the state its driver saved.
     """
-    policy = scheduler_of(cfg.asha)
     by_id = {t.trial_id: t for t in trials}
     paused = {t.trial_id for t in trials if t.status == Event.PAUSED.value}
     promoted_out = [

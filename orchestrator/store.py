@@ -456,6 +456,24 @@ class Store:
         rows.sort(key=lambda row: trial_order_key(row["event"], int(row["epoch"])))  # stable
         return rows
 
+    def curve(self, trial_id: str, metric: str) -> list[tuple[int, float]]:
+        """``(epoch, value of metric)`` of each report of one trial with a value, by epoch: its
+        learning curve, for policies that read curves (PASHA's ε). Incremental like
+        :meth:`trial_rows`, and reads only these columns."""
+        self.refresh()
+        if self._index_stale:
+            self._rebuild_index()
+        points: dict[int, float] = {}
+        for name, positions in self._trial_rows.get(trial_id, []):
+            table = self._fragments[name]
+            if metric not in table.column_names:
+                continue  # a fragment of a run read without its schema, without this metric
+            columns = table.select(["epoch", "event", metric]).take(_indices(positions))
+            for epoch, event, value in zip(*(columns.column(i).to_pylist() for i in range(3))):
+                if event == Event.REPORT.value and value is not None:
+                    points[int(epoch)] = float(value)
+        return sorted(points.items())
+
     def _scan(self) -> bool:
         """List ``results/`` once and read the unseen fragments. Returns whether a listed
         fragment vanished before it could be read."""

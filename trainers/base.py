@@ -20,12 +20,11 @@ works without editing kdsweep.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
+
+from kdsweep.orchestrator.plugins import Issue, Registry, import_target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,9 +140,6 @@ class Training:
 #: signature (the replay simulator's recorded curves).
 TrainerFactory = Callable[[Mapping[str, Any], Any, TrialContext], Training]
 
-#: ``(field, value, allowed)``: one invalid field, as the config loader reports it.
-Issue = tuple[str, object, str]
-
 
 class TrainerSpec:
     """A trainer's torch-free description (module docstring). Subclasses set ``Settings`` and
@@ -169,6 +165,10 @@ class TrainerSpec:
     #: ``render(summary, console)``, ``to_dict(summary) -> dict`` for ``--format json``, and
     #: optionally ``plot(summary, path)`` for ``--plot FILE.png``.
     report_section: ClassVar[str | None] = None
+    #: ``"module:function"`` that puts into the teacher cache every teacher a sweep of this
+    #: trainer distils from (``kdsweep teacher train``), or None (the default): the trainer
+    #: distils from no teacher. See :meth:`prepare_teachers`.
+    teachers: ClassVar[str | None] = None
 
     @classmethod
     def metric_names(cls, settings: Any) -> Sequence[str]:
@@ -223,7 +223,7 @@ class TrainerSpec:
     def training_class(cls) -> TrainerFactory:
         """The :class:`Training` class named by ``training`` (imports its module: torch, for
         the distillation trainers)."""
-        training: TrainerFactory = getattr(importlib.import_module(cls.training_module()), cls.training.partition(":")[2])
+        training: TrainerFactory = import_target(cls.training)
         return training
 
     @classmethod
@@ -231,30 +231,30 @@ class TrainerSpec:
         """One trial's :class:`Training`."""
         return cls.training_class()(params, settings, ctx)
 
+    @classmethod
+    def prepare_teachers(cls, settings: Any, data: Any, device: str) -> list[Mapping[str, Any]]:
+        """Train into the cache the teachers that trials with ``settings`` and ``data`` (the
+        sweep's validated tables) would use, those not cached yet, on ``device`` ("cpu",
+        "cuda"), exactly as a trial would (the same cache entries); return each teacher's
+        cache entry info (at least ``name``, ``val_acc``, ``test_acc``, ``path``). Calls the
+        function named by :attr:`teachers` (imports its module: torch); only for a trainer
+        that sets it."""
+        if cls.teachers is None:
+            raise TypeError(f"{cls.__name__} distils from no teacher (its teachers hook is None)")
+        prepare: Callable[[Any, Any, str], list[Mapping[str, Any]]] = import_target(cls.teachers)
+        return prepare(settings, data, device)
 
-#: The entry-point group trainers register in.
-ENTRY_POINT_GROUP = "kdsweep.trainers"
 
-
-@functools.cache
-def _registered() -> dict[str, Any]:
-    """Trainer name -> its entry point, as installed (read once per process)."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+#: The trainers installed: entry-point group ``kdsweep.trainers``, name -> TrainerSpec subclass.
+TRAINERS: Registry[TrainerSpec] = Registry("kdsweep.trainers", TrainerSpec, "trainer")
 
 
 def trainer_names() -> list[str]:
     """The names of every installed trainer, sorted."""
-    return sorted(_registered())
+    return TRAINERS.names()
 
 
 def trainer_spec(name: str) -> type[TrainerSpec]:
     """The trainer registered under ``name``. ``KeyError`` lists the valid names; TypeError
     when the entry point does not name a :class:`TrainerSpec` subclass."""
-    try:
-        entry = _registered()[name]
-    except KeyError:
-        raise KeyError(f"unknown trainer {name!r}; valid: {', '.join(trainer_names())}") from None
-    spec = entry.load()
-    if not (isinstance(spec, type) and issubclass(spec, TrainerSpec)):
-        raise TypeError(f"entry point {name!r} = {entry.value!r} of group {ENTRY_POINT_GROUP} is no TrainerSpec subclass")
-    return spec
+    return TRAINERS.load(name)

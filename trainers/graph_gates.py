@@ -85,6 +85,22 @@ def node_loss(
     return torch.stack(parts).sum()
 
 
+def frozen_spec(settings: GraphGatesSettings, data: DataSettings, arch: str) -> TeacherSpec:
+    """The teacher-cache entry of a frozen node of architecture ``arch``."""
+    # The frozen nodes are pretrained with the sweep's own SGD recipe (the seed pretrains
+    # them like the graph trains), so the cache entry depends on exactly those fields.
+    sgd = SGDSettings(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(SGDSettings)})
+    return TeacherSpec(data=data, arch=arch, width=settings.width, epochs=settings.frozen_epochs, seed=settings.frozen_seed, sgd=sgd)
+
+
+def prepare_frozen(settings: GraphGatesSettings, data: DataSettings, device: str) -> list[dict[str, Any]]:
+    """The ``teachers`` hook (``TrainerSpec.prepare_teachers``): every model a frozen node
+    may run — any of ``settings.models``, as the target is never frozen — pretrained into the
+    teacher cache if no one has, and its cache entry info."""
+    dev, cache = Device(device, settings), cache_root(settings.teacher_cache)
+    return [get_teacher(frozen_spec(settings, data, arch), dev, cache).info for arch in settings.models]
+
+
 class GraphGatesTrainer(Training):
     """The models of one knowledge-transfer graph, trained together; the target's accuracy is
     the sweep metric."""
@@ -108,20 +124,13 @@ class GraphGatesTrainer(Training):
         self.schedules: dict[int, StepSchedule] = {}
         for k in self.graph.running:
             if k in self.graph.frozen:
-                self.nets[k] = get_teacher(self._frozen_spec(data_settings, k), self.device, cache_root(settings.teacher_cache), self.data).model
+                self.nets[k] = get_teacher(frozen_spec(settings, data_settings, self.graph.model(k)), self.device, cache_root(settings.teacher_cache), self.data).model
                 continue
             # One seed per node: models of the same architecture start from different weights.
             build = functools.partial(build_model, self.graph.model(k), self.data.num_classes, settings.width)
             self.nets[k] = self.device.model(seeded(ctx.seed + k, build))
             self.optimizers[k] = make_optimizer(self.nets[k].parameters(), settings)
             self.schedules[k] = StepSchedule(self.optimizers[k], settings, self.total_steps)
-
-    def _frozen_spec(self, data: DataSettings, node: int) -> TeacherSpec:
-        s = self.s
-        # The frozen nodes are pretrained with the sweep's own SGD recipe (the seed pretrains
-        # them like the graph trains), so the cache entry depends on exactly those fields.
-        sgd = SGDSettings(**{f.name: getattr(s, f.name) for f in dataclasses.fields(SGDSettings)})
-        return TeacherSpec(data=data, arch=self.graph.model(node), width=s.width, epochs=s.frozen_epochs, seed=s.frozen_seed, sgd=sgd)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         dev, graph = self.device, self.graph

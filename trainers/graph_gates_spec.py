@@ -53,6 +53,7 @@ class GraphGates(TrainerSpec):
     Data: ClassVar[type | None] = DataSettings
     SpaceOptions: ClassVar[type | None] = GraphSpaceOptions
     training: ClassVar[str] = "kdsweep.trainers.graph_gates:GraphGatesTrainer"
+    teachers: ClassVar[str | None] = "kdsweep.trainers.graph_gates:prepare_frozen"
     report_section: ClassVar[str | None] = "kdsweep.trainers.graph_report"
 
     @classmethod

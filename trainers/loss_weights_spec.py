@@ -58,6 +58,7 @@ class LossWeights(TrainerSpec):
     Settings: ClassVar[type] = LossWeightsSettings
     Data: ClassVar[type | None] = DataSettings
     training: ClassVar[str] = "kdsweep.trainers.loss_weights:LossWeightsTrainer"
+    teachers: ClassVar[str | None] = "kdsweep.trainers.teachers:prepare_teacher"
 
     @classmethod
     def metric_names(cls, settings: Any) -> Sequence[str]:

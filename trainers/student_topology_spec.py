@@ -77,6 +77,7 @@ class StudentTopology(TrainerSpec):
     Data: ClassVar[type | None] = DataSettings
     Objective: ClassVar[type | None] = ObjectiveSettings
     training: ClassVar[str] = "kdsweep.trainers.student_topology:StudentTopologyTrainer"
+    teachers: ClassVar[str | None] = "kdsweep.trainers.teachers:prepare_teacher"
     report_section: ClassVar[str | None] = "kdsweep.trainers.topology_report"
 
     @classmethod

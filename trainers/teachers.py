@@ -128,7 +128,19 @@ def _train(spec: TeacherSpec, data: ImageData, device: Device) -> dict[str, Any]
     return {"model": cpu_state, "info": info}
 
 
+def teacher_spec(settings: TeacherSettings, data_settings: DataSettings) -> TeacherSpec:
+    """The teacher ``settings`` name, on the sweep's data."""
+    return TeacherSpec(data=data_settings, arch=settings.teacher, width=settings.teacher_width, epochs=settings.teacher_epochs, seed=settings.teacher_seed)
+
+
 def load_teacher(settings: TeacherSettings, data_settings: DataSettings, device: Device, data: ImageData) -> Teacher:
     """The teacher ``settings`` name, trained into the cache first if no one has."""
-    spec = TeacherSpec(data=data_settings, arch=settings.teacher, width=settings.teacher_width, epochs=settings.teacher_epochs, seed=settings.teacher_seed)
-    return get_teacher(spec, device, cache_root(settings.teacher_cache), data)
+    return get_teacher(teacher_spec(settings, data_settings), device, cache_root(settings.teacher_cache), data)
+
+
+def prepare_teacher(settings: Any, data_settings: DataSettings, device: str) -> list[dict[str, Any]]:
+    """The ``teachers`` hook (``TrainerSpec.prepare_teachers``) of the trainers that distil
+    from the one teacher their ``[settings]`` name (``TeacherSettings``; their settings
+    inherit ``SGDSettings`` too, whose CUDA options the trials train it with): that
+    teacher's cache entry info, trained first if no one has (the data is loaded only then)."""
+    return [get_teacher(teacher_spec(settings, data_settings), Device(device, settings), cache_root(settings.teacher_cache)).info]

@@ -42,6 +42,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from kdsweep.orchestrator.backends import Finished
+from kdsweep.orchestrator.backends.ray_spec import ray_options
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.worker import NODE_ENV, TrialOutcome, TrialSpec, run_trial
 
@@ -158,7 +159,7 @@ class RayBackend:
         b = cfg.backend
         return cls(
             b.max_concurrent, cpus_per_trial=b.cpus_per_trial, gpus_per_trial=b.gpus_per_trial,
-            timeout_s=b.timeout_min * 60, address=b.ray.address,
+            timeout_s=b.timeout_min * 60, address=ray_options(cfg).address,
         )  # fmt: skip
 
     # -- the Backend protocol ---------------------------------------------------------------

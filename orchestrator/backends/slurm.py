@@ -52,6 +52,7 @@ from submitit.helpers import Checkpointable, clean_env
 
 from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.backends import Finished
+from kdsweep.orchestrator.backends.slurm_spec import slurm_options
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
 from kdsweep.orchestrator.atomic import real_dir, write_atomic
 from kdsweep.orchestrator.worker import TrialOutcome, TrialSpec, run_trial
@@ -98,7 +99,7 @@ def executor_parameters(cfg: SweepConfig) -> dict[str, Any]:
     GPUs: SLURM allocates whole devices, so a fractional ``gpus_per_trial`` rounds up; set
     ``backend.slurm.gres`` to ask for a type (``gpu:a100:1``) or a shard instead.
     """
-    b, s = cfg.backend, cfg.backend.slurm
+    b, s = cfg.backend, slurm_options(cfg)
     params: dict[str, Any] = {
         "job_name": f"kdsweep-{cfg.name}",
         "time": max(1, math.ceil(b.timeout_min)),  # whole minutes, as sbatch --time reads it
@@ -183,7 +184,7 @@ _MESSAGE_OPTIONS = (
 
 def _blame(cfg: SweepConfig, message: str) -> tuple[str, Any]:
     """The sweep field (and its value) an sbatch refusal is most likely about."""
-    b, s = cfg.backend, cfg.backend.slurm
+    b, s = cfg.backend, slurm_options(cfg)
     extra = {k.replace("_", "-"): k for k in s.extra}
     unknown = re.search(r"unrecognized option '--([\w-]+)", message)
     if unknown is not None and unknown.group(1) in extra:
@@ -242,7 +243,7 @@ class SlurmBackend:
     def __init__(self, cfg: SweepConfig, slots: int | None = None) -> None:
         self.cfg = cfg
         self.slots = cfg.backend.max_concurrent if slots is None else slots
-        self.squeue_interval_s = cfg.backend.slurm.squeue_interval_s
+        self.squeue_interval_s = slurm_options(cfg).squeue_interval_s
         self._queued: list[TrialSpec] = []
         self._jobs: dict[str, _Job] = {}  # by trial id
         self._executors: dict[Path, Executor] = {}

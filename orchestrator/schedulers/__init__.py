@@ -15,27 +15,37 @@ trains (:meth:`Scheduler.first_target`) and how far a trial record's attempts tr
 
 A policy is one module of this package and one line of :data:`SCHEDULERS` (the name is the
 sweep file's ``[asha] variant``). Decisions are pure functions of what the store holds
-(``asha.py``), so the simulator replays them with the very same code.
+(``asha.py``), so the simulator replays them with the very same code. A policy that also
+learns from the order results arrive in (PASHA's growing budget) folds them in
+:meth:`Scheduler.observe`; its :meth:`Scheduler.state` is saved in the run directory
+(:data:`layout.SCHEDULER_STATE`, by :func:`save`) before the decision it led to is acted on,
+and :func:`load` restores it, so a resumed driver and the report decide from the same state.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from collections.abc import Mapping, Sequence, Set
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
+from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.asha import Decision, RungValue
+from kdsweep.orchestrator.atomic import read_bytes, write_atomic
 
 if TYPE_CHECKING:
     from kdsweep.orchestrator.config import AshaConfig
     from kdsweep.orchestrator.store import Store
 
-__all__ = ["SCHEDULERS", "Decision", "Scheduler", "scheduler_of"]
+__all__ = ["SCHEDULERS", "Decision", "Scheduler", "load", "save", "scheduler_of"]
 
 #: ``[asha] variant`` -> the policy's class, as "module:Class" (imported when a run uses it).
 SCHEDULERS: Mapping[str, str] = {
     "stop": "kdsweep.orchestrator.schedulers.asha_stop:AshaStop",
     "promote": "kdsweep.orchestrator.schedulers.asha_promote:AshaPromote",
+    "pasha": "kdsweep.orchestrator.schedulers.pasha:Pasha",
 }
 
 
@@ -72,9 +82,50 @@ class Scheduler(Protocol):
         handed out (running, or not paused)."""
         ...
 
+    def observe(self, store: Store, progress: Mapping[str, int]) -> None:
+        """Fold in the results that arrived since the last call: ``progress`` maps each trial
+        id to the last epoch the driver has seen it end an attempt at (its rows up to there
+        are in ``store``). Asked by the driver before :meth:`next_job`; a policy whose
+        decisions depend only on the rung values does nothing."""
+        ...
+
+    def state(self) -> dict[str, Any] | None:
+        """What :meth:`observe` has learned, as JSON data (None: nothing to keep)."""
+        ...
+
+    def restore(self, store: Store, state: Mapping[str, Any]) -> None:
+        """Take back a :meth:`state` saved by an earlier driver of this run (the results it
+        folded are in ``store``)."""
+        ...
+
+
+def scheduler_class(variant: str) -> Any:
+    """The class of the policy named ``variant`` (:data:`SCHEDULERS`). Besides building a
+    policy from a sweep's ``[asha]``, it answers ``problems(asha)``: (field of ``[asha]``,
+    value, what is allowed) for each setting the policy cannot run with."""
+    module, _, name = SCHEDULERS[variant].partition(":")
+    return getattr(importlib.import_module(module), name)
+
 
 def scheduler_of(asha: AshaConfig) -> Scheduler:
     """The policy of ``[asha] variant`` (:data:`SCHEDULERS`), built for ``asha``."""
-    module, _, name = SCHEDULERS[asha.variant].partition(":")
-    policy: Scheduler = getattr(importlib.import_module(module), name)(asha)
+    policy: Scheduler = scheduler_class(asha.variant)(asha)
     return policy
+
+
+def load(asha: AshaConfig, run_path: str | os.PathLike[str], store: Store) -> Scheduler:
+    """The policy of a run, with the state its last driver saved (:func:`save`), if any."""
+    policy = scheduler_of(asha)
+    path = Path(run_path) / layout.SCHEDULER_STATE
+    if path.exists():
+        policy.restore(store, json.loads(read_bytes(path)))
+    return policy
+
+
+def save(policy: Scheduler, run_path: str | os.PathLike[str], last: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Write the policy's state where :func:`load` finds it, unless it equals ``last`` (what
+    was written before); return the state."""
+    state = policy.state()
+    if state is not None and state != last:
+        write_atomic(Path(run_path) / layout.SCHEDULER_STATE, json.dumps(state, sort_keys=True).encode())
+    return state

@@ -7,7 +7,7 @@ objectives: non-dominated sorting with the ε-net, multi-objective ASHA). Trials
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.asha import Decision, RungValue
@@ -26,6 +26,11 @@ class AshaStop:
         self.config = config
         self.ladder = asha.rung_ladder(config.min_epochs, config.max_epochs, config.reduction_factor)
 
+    @classmethod
+    def problems(cls, config: AshaConfig) -> list[tuple[str, object, str]]:
+        """Settings of ``[asha]`` this policy cannot run with (``schedulers.scheduler_class``)."""
+        return []
+
     def first_target(self) -> int | None:
         return None
 
@@ -39,4 +44,13 @@ class AshaStop:
     def next_job(
         self, rungs: Sequence[Mapping[str, RungValue]], promoted: Sequence[Set[str]], busy: Set[str]
     ) -> tuple[str, int] | None:
+        return None
+
+    def observe(self, store: Store, progress: Mapping[str, int]) -> None:
+        return None  # ASHA decides from the rung values alone
+
+    def state(self) -> dict[str, Any] | None:
+        return None
+
+    def restore(self, store: Store, state: Mapping[str, Any]) -> None:
         return None
