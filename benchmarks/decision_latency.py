@@ -32,6 +32,7 @@ import pyarrow as pa
 from kdsweep.orchestrator.config import AshaConfig, Objective
 from kdsweep.orchestrator.schedulers import scheduler_of
 from kdsweep.orchestrator.schema import NOT_AT_RUNG, SCHEMA_VERSION, kdsweep_version, results_schema, row_key
+from kdsweep.orchestrator import store_maintenance
 from kdsweep.orchestrator.store import Store
 
 SCHEMA = results_schema(["val_acc"], {"lr": pa.float64()})
@@ -58,7 +59,7 @@ def build(run: Path, rows: int) -> None:
             batch = []
     if batch:
         store.append(batch)
-    store.compact()
+    store_maintenance.compact(store)
 
 
 def _rss_mb() -> float:
@@ -79,7 +80,7 @@ def worker(run: Path) -> None:
     store.rung_values(0, "val_acc")
     first = time.perf_counter() - t0
     print(f"first read: {first:.3f} s, +{_rss_mb() - before:.0f} MB resident, {store.refresh() + len(store.rows())} rows")
-    policy = scheduler_of(AshaConfig(metric="val_acc", objectives=(Objective("val_acc", "max"),), min_epochs=1, max_epochs=9))
+    policy = scheduler_of(AshaConfig(metric="val_acc", objectives=(Objective("val_acc", "max"),), min_epochs=1, max_epochs=9), seed=0)
     times = []
     for k in range(300):
         trial = f"w{k:05d}"

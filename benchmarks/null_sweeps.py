@@ -3,7 +3,7 @@
 Simulates sweeps in which every configuration is exactly as good as the baseline and counts
 how often each verdict says "better", through the very code ``kdsweep report`` runs — a
 ``RunSummary`` is built from simulated rows and final-stage results and handed to
-``significance.analyse``, ``report.final_comparisons`` and ``headline.headline``; nothing
+``significance.analyse``, ``significance.final_comparisons`` and ``headline.headline``; nothing
 here re-implements a test.
 
 One simulated sweep of T trials (defaults in brackets):
@@ -53,7 +53,8 @@ from kdsweep.orchestrator import headline
 from kdsweep.orchestrator.analyses import Analyses
 from kdsweep.orchestrator.config import SweepConfig, load_sweep
 from kdsweep.orchestrator.ranking import rank_key
-from kdsweep.orchestrator.report import FIXED, FinalResult, RunSummary, TrialSummary, final_comparisons
+from kdsweep.orchestrator.significance import final_comparisons
+from kdsweep.orchestrator.summary import FIXED, FinalResult, RunSummary, TrialSummary
 from kdsweep.orchestrator.schema import Event, Stage, pack_correct
 from kdsweep.orchestrator.significance import analyse
 

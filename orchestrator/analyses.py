@@ -33,13 +33,13 @@ from typing import Any
 
 from kdsweep.orchestrator import layout
 from kdsweep.orchestrator.atomic import PlantedLinkError, read_bytes, write_atomic
-from kdsweep.orchestrator.report import Comparison, RunSummary, final_comparisons
-from kdsweep.orchestrator.significance import Significance, adjust, analyse
 from kdsweep.orchestrator import tendencies
+from kdsweep.orchestrator.significance import Comparison, Significance, adjust, analyse, final_comparisons
+from kdsweep.orchestrator.summary import RunSummary
 from kdsweep.orchestrator.tendencies import Tendencies
 
 #: Modules whose code decides the numbers (a change to any of them changes the digest).
-_CODE = ("analyses", "report", "significance", "multiplicity", "tendencies", "export", "schema", "store", "asha", "ranking", "space", "config")
+_CODE = ("analyses", "summary", "report", "significance", "multiplicity", "tendencies", "export", "schema", "store", "asha", "ranking", "space", "config")
 #: Libraries whose versions decide the numbers.
 _LIBRARIES = ("numpy", "scipy", "optuna", "scikit-learn")
 
@@ -50,7 +50,7 @@ class Analyses:
     below it (:meth:`significance_top` cuts that to a leaderboard's length); ``tendencies``
     (at rung 0, the searcher's sample) is None when too few trials reached it, ``survivors``
     when no higher rung has enough; ``comparisons`` are the final stage's
-    (``report.final_comparisons``)."""
+    (``significance.final_comparisons``)."""
 
     significance: Significance
     tendencies: Tendencies | None
@@ -68,8 +68,18 @@ class Analyses:
 
 
 def of(summary: RunSummary) -> Analyses:
-    """The analyses of ``summary``: from its run's cache when the digest matches, else
-    computed (and kept in the cache when the run directory takes it)."""
+    """The analyses of ``summary`` (:func:`_read_or_compute`), once per summary: kept on it
+    (``RunSummary.memo``), every later reader of the same summary gets them from there."""
+    kept = summary.memo.get(__name__)
+    if isinstance(kept, Analyses):
+        return kept
+    found = summary.memo[__name__] = _read_or_compute(summary)
+    return found
+
+
+def _read_or_compute(summary: RunSummary) -> Analyses:
+    """From the run's cache when the digest matches, else computed (and kept in the cache
+    when the run directory takes it)."""
     if summary.run_dir is None:
         return compute(summary)
     path = summary.run_dir / layout.CACHE / layout.ANALYSES

@@ -74,7 +74,7 @@ from kdsweep.orchestrator.rundir import DriverLock, RunDir, TrialRecord, source_
 from kdsweep.orchestrator.safe_text import plain, visible
 
 if TYPE_CHECKING:
-    from kdsweep.orchestrator.report import RunSummary
+    from kdsweep.orchestrator.summary import RunSummary
 
 _DEBUG_HELP = "Show the traceback of any error (also KDSWEEP_DEBUG=1)."
 
@@ -356,7 +356,7 @@ def retrain(
     """Retrain the best configurations for the full budget, R times each, and evaluate them
     on the held-out test split; report mean ± std. Rows go into the run's store marked
     stage = "final". Running it again resumes unfinished runs and skips finished ones."""
-    from kdsweep.orchestrator import headline
+    from kdsweep.orchestrator import analyses, headline
     from kdsweep.orchestrator.report import render_final, summarize, trainer_section
     from kdsweep.orchestrator.retrain import plan_final
 
@@ -382,7 +382,7 @@ def retrain(
     section = trainer_section(summary)
     if section is not None:
         section.render(summary, console)
-    headline.render(summary, summary.analyses.significance_top(10), console)  # as a default report shows it
+    headline.render(summary, analyses.of(summary).significance_top(10), console)  # as a default report shows it
 
 
 def _check_backend(cfg: SweepConfig, run_dir: Path, dry_run: bool) -> None:
@@ -513,6 +513,7 @@ def _unusable(path: Path, out: _Output) -> str | None:
 def compact(run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'kdsweep launch'.")]) -> None:
     """Merge all the run's result fragments into one file, atomically, without changing a
     row; move the files no reader can use to RUN_DIR/quarantine/, and say which and why."""
+    from kdsweep.orchestrator import store_maintenance
     from kdsweep.orchestrator.store import Store
 
     run = _run_dir(run_dir)
@@ -522,7 +523,7 @@ def compact(run_dir: Annotated[Path, typer.Argument(help="A run directory made b
     # now, so it says so once, with the reason, instead of that warning.
     with warnings.catch_warnings(record=True) as caught:
         try:
-            merged, rows = store.compact(everything=True)
+            merged, rows = store_maintenance.compact(store, everything=True)
         finally:
             moved = [(path, why) for path, why in store.skipped if not path.exists() and (quarantine / path.name).exists()]
             for w in caught:
@@ -559,9 +560,10 @@ def export(
     except ConfigError as exc:
         _fail(exc)
     if tendencies_file is not None:
-        from kdsweep.orchestrator import tendencies
+        from kdsweep.orchestrator import analyses, tendencies
 
-        write_atomic(tendencies_file, tendencies.to_csv(summary).encode())
+        found = analyses.of(summary)
+        write_atomic(tendencies_file, tendencies.to_csv(summary, found.tendencies, found.survivors).encode())
         console.print(plain(f"exported the parameter tendencies to {tendencies_file} (CSV)"))
 
 

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from kdsweep.orchestrator.asha import rung_ladder
 from kdsweep.orchestrator.backends import BackendSpec, backend_names, backend_spec
 from kdsweep.orchestrator.search_options import OPTION_NAMES, SEARCHER_OPTIONS, SEARCHERS, SearcherName, resolve_options, space_problems
 from kdsweep.orchestrator.space import INT64_MAX, INT64_MIN, ParamSpec, is_finite_number
@@ -139,6 +140,9 @@ class AshaConfig:
     max_epochs: int = 27
     reduction_factor: int = 3
     variant: Literal["stop", "promote", "pasha"] = "stop"
+    #: Hyperband brackets (stop and promote): bracket s judges from rung s on; each trial
+    #: draws its bracket from the sweep's seed (``schedulers/brackets.py``). 1: plain ASHA.
+    brackets: int = 1
     #: Evaluate (and write a report row) every this many epochs; rung epochs always evaluate.
     eval_every_epochs: int = 1
     #: Several objectives: at a rung trials are ranked by non-dominated sorting with the
@@ -805,6 +809,10 @@ def _check_asha(c: _Collector, a: AshaConfig, table: Mapping[str, Any]) -> AshaC
         c.add("asha.reduction_factor", a.reduction_factor, "an integer >= 2")
     if a.eval_every_epochs < 1:
         c.add("asha.eval_every_epochs", a.eval_every_epochs, "an integer >= 1")
+    if a.min_epochs >= 1 and a.min_epochs <= a.max_epochs and a.reduction_factor >= 2:
+        rungs = len(rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor))
+        if not 1 <= a.brackets <= rungs:
+            c.add("asha.brackets", a.brackets, f"an integer from 1 to {rungs} (the rungs of the ladder: bracket s starts at rung s)")
     single = [key for key in ("metric", "mode") if key in table]
     if "objectives" in table:
         if single:

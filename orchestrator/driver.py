@@ -21,7 +21,6 @@ import errno
 import re
 import math
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -29,11 +28,12 @@ from typing import Any, Protocol
 from kdsweep.orchestrator.backends import Backend, Finished
 from kdsweep.orchestrator.clock import REAL_CLOCK, Clock
 from kdsweep.orchestrator.config import SweepConfig
-from kdsweep.orchestrator.policies import job_source
+from kdsweep.orchestrator.policies import Proposer, in_space, job_source
 from kdsweep.orchestrator.ranking import rank_key
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, trial_id_of, trial_order
 from kdsweep.orchestrator.schema import TERMINAL_EVENTS, Event, row_key
-from kdsweep.orchestrator.search import Searcher, TellStatus
+from kdsweep.orchestrator.search_options import TellStatus
+from kdsweep.orchestrator import store_maintenance
 from kdsweep.orchestrator.store import Store
 from kdsweep.orchestrator.worker import TrialSpec, driver_row, results_store
 from kdsweep.trainers.base import trainer_spec
@@ -69,7 +69,7 @@ class Snapshot:
 #: When the driver compacts the results during a sweep: once the attempts that ended since
 #: the last compaction appended about this many rows (one small file each), or once this
 #: many real seconds passed and one ended (long trials report for hours before they end).
-#: A compaction merges only what is new (``Store.compact``), so this bounds the files every
+#: A compaction merges only what is new (``store_maintenance.compact``), so this bounds the files every
 #: read lists and a joining worker opens without rewriting the run each time. Real time,
 #: not the driver's clock: files cost real time, in a simulated run too.
 COMPACT_EVERY_ROWS = 200
@@ -85,23 +85,8 @@ MAX_CONSECUTIVE_REJECTIONS = 200
 _DISK_FULL = re.compile(rf"\[Errno {errno.ENOSPC}\][^\n]*?(?:: '([^'\n]+)')?$", re.MULTILINE)
 
 
-class Proposer(Protocol):
-    """Where the driver gets new trials' parameters, and what it tells about their ends
-    (:class:`~kdsweep.orchestrator.search.Searcher` is the one a sweep uses)."""
-
-    def ask(self, trial_id: str) -> dict[str, Any]: ...
-
-    def tell(self, trial_id: str, value: float | None, status: TellStatus = "ok", constraints: Mapping[str, float] | None = None) -> None: ...
-
-    def replay(self, trial_id: str, params: Mapping[str, Any], value: float | None, status: TellStatus = "ok", constraints: Mapping[str, float] | None = None) -> None: ...
-
-
 class RejectedSpaceError(RuntimeError):
     """The searcher kept proposing configurations the trainer cannot train."""
-
-
-def _in_space(cfg: SweepConfig, point: Mapping[str, Any]) -> bool:
-    return all(spec.contains(point[spec.name]) for spec in cfg.space)
 
 
 def _told(
@@ -141,7 +126,7 @@ class _BackgroundCompaction:
         self._error: BaseException | None = None
 
     def start(self) -> None:
-        """Start a compaction (``Store.compact``: what is new since the last one), unless
+        """Start a compaction (``store_maintenance.compact``: what is new since the last one), unless
         one is running."""
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._compact, name="kdsweep-compaction", daemon=True)
@@ -149,7 +134,7 @@ class _BackgroundCompaction:
 
     def _compact(self) -> None:
         try:
-            self.store.compact()
+            store_maintenance.compact(self.store)
         except BaseException as exc:  # noqa: BLE001 - raised in the driver's thread instead
             self._error = exc
 
@@ -164,7 +149,7 @@ class _BackgroundCompaction:
         if self._thread is not None:
             self._thread.join()
         self.check()
-        self.store.compact()
+        store_maintenance.compact(self.store)
 
 
 class Driver:
@@ -191,8 +176,9 @@ class Driver:
         proposer: Proposer | None = None,
     ) -> None:
         self.cfg, self.run, self.backend = cfg, run, backend
-        # The kind of run (the sweep under its scheduler, or the final stage), in one object.
-        self.source = job_source(cfg, run.path, plan)
+        # The kind of run (the sweep under its scheduler, or the final stage), in one object:
+        # it also owns what the run proposes (the searcher; nothing for the final stage).
+        self.source = job_source(cfg, run.path, plan, proposer)
         self.stage = self.source.stage.value
         self.trainer = trainer_spec(cfg.trainer)
         self.check_params = self.trainer.check_params
@@ -207,12 +193,8 @@ class Driver:
         # A fixed point outside the search space (a research baseline often is: the seed's
         # b = 0.05 under a 0.1-1.0 range) is a reference: it is trained and reported like any
         # trial, but never told to the searcher, whose model covers only the space.
-        inside = [p for p in cfg.points_to_evaluate if _in_space(cfg, p)]
-        self.references = [dict(p) for p in cfg.points_to_evaluate if not _in_space(cfg, p)]
-        self.searcher: Proposer = proposer if proposer is not None else Searcher(
-            cfg.space, cfg.searcher, cfg.seed, cfg.asha.mode,
-            points_to_evaluate=inside, options=cfg.searcher_options,
-        )  # fmt: skip
+        self.references = [dict(p) for p in cfg.points_to_evaluate if not in_space(cfg, p)]
+        self.searcher: Proposer = self.source.proposer
         self.unsearched: set[str] = set()  # trial ids of references
         self.trials: dict[str, TrialState] = {}
         self.queue: deque[TrialSpec] = deque()
@@ -242,9 +224,9 @@ class Driver:
         # The driver owns the run: appends a killed writer claimed but left unpublished are
         # published, and unusable files found under results/ go to quarantine/ (each was
         # warned about once), so plain readers of the run work again.
-        self.store.recover()
+        store_maintenance.recover(self.store)
         self.store.refresh()
-        self.store.quarantine()
+        store_maintenance.quarantine(self.store)
         for row in self.store.rows():
             last[row["trial_id"]] = row
         metric = self.cfg.asha.metric
@@ -263,8 +245,7 @@ class Driver:
             # died before the promotion's attempt reported: it resumes like any other.
             promoted = self.source.order(record).until_epoch > state.epoch
             ended = state.event in TERMINAL_EVENTS or (state.event == Event.PAUSED.value and not promoted)
-            if self.source.proposes:  # final runs are not proposals: nothing to replay
-                self._replay(state, ended)
+            self._replay(state, ended)
             if not ended:
                 self.queue.append(self._spec(record))
                 self.resumed.add(tid)
@@ -274,7 +255,7 @@ class Driver:
         """Tell the searcher what a recorded trial proposed and how it ended, as when it ran."""
         record = state.record
         tid = record.trial_id
-        if record.origin == "fixed" and not _in_space(self.cfg, record.params):
+        if record.origin == "fixed" and not in_space(self.cfg, record.params):
             self.unsearched.add(tid)
             if dict(record.params) in self.references:
                 self.references.remove(dict(record.params))
@@ -298,7 +279,9 @@ class Driver:
         self.started = self.clock.seconds()
         self._last_update = -math.inf
         self._rows_since_compaction = 0
-        self._compacted_at = time.monotonic()
+        # Compaction paces file-system work, which takes real time even when the sweep's
+        # clock is virtual: it reads the real clock, never self.clock.
+        self._compacted_at = REAL_CLOCK.seconds()
         try:
             while True:
                 while self._running() < self.backend.slots:
@@ -316,10 +299,10 @@ class Driver:
                     self._rows_since_compaction += self._collect(finished)
                 self._compaction.check()
                 if self._rows_since_compaction >= COMPACT_EVERY_ROWS or (
-                    self._rows_since_compaction and time.monotonic() - self._compacted_at >= COMPACT_EVERY_S
+                    self._rows_since_compaction and REAL_CLOCK.seconds() - self._compacted_at >= COMPACT_EVERY_S
                 ):
                     self._rows_since_compaction = 0
-                    self._compacted_at = time.monotonic()
+                    self._compacted_at = REAL_CLOCK.seconds()
                     self._compaction.start()
         finally:
             self.backend.close()
@@ -348,8 +331,6 @@ class Driver:
             state = self.trials.setdefault(record.trial_id, TrialState(record))
             state.record = record
             return self._spec(record)
-        if not self.source.proposes:
-            return None
         if self.prepared is not None:
             spec, self.prepared = self.prepared, None
             return spec
@@ -360,7 +341,7 @@ class Driver:
         just become idle: a TPE proposal costs milliseconds, a whole trial of a cheap
         trainer not much more, so asking on the critical path would idle workers. The
         proposal misses at most the results that arrive during the wait."""
-        if self.prepared is None and not self.queue and self.source.proposes:
+        if self.prepared is None and not self.queue:
             self.prepared = self._new_trial()
 
     def _new_trial(self) -> TrialSpec | None:
@@ -373,7 +354,7 @@ class Driver:
         ``num_trials``. After ``MAX_CONSECUTIVE_REJECTIONS`` in a row: RejectedSpaceError.
         """
         while True:
-            if self.n_counted >= self.cfg.num_trials:
+            if not self.source.proposals_left(self.n_counted):
                 return None
             if self.rejected_in_a_row >= MAX_CONSECUTIVE_REJECTIONS:
                 raise RejectedSpaceError(
@@ -421,7 +402,7 @@ class Driver:
                 self._rejected(f"{tid} screened out before its first epoch")
             else:
                 self.rejected_in_a_row = 0
-            if tid not in self.unsearched and self.source.proposes:
+            if tid not in self.unsearched:
                 if self.constraint_names:  # read as a resume's replay reads them: the last row
                     written = self.store.trial_rows(tid)
                     state.constraints = self._constraints(written[-1]) if written else {}
@@ -444,7 +425,7 @@ class Driver:
             return 1
         epoch = max((int(r["epoch"]) for r in self.store.trial_rows(tid)), default=0)
         self._record_end(state, finished.spec, Event.FAILED, epoch, (finished.error or "unknown error").strip())
-        if tid not in self.unsearched and self.source.proposes:
+        if tid not in self.unsearched:
             self.searcher.tell(tid, None, "fail")
         return 1
 

@@ -46,10 +46,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kdsweep.orchestrator.atomic import unusable_output
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
-from kdsweep.orchestrator.report import RunSummary
 from kdsweep.orchestrator.rundir import trial_order
 from kdsweep.orchestrator.schema import PARAM_PREFIX, Event
 from kdsweep.orchestrator.space import ParamSpec
+from kdsweep.orchestrator.summary import RunSummary
 
 #: How each ended kdsweep status maps to an Optuna state (see the module docstring).
 _STATES: Mapping[str, TrialState] = {

@@ -8,7 +8,7 @@ retrains the configurations the search chose and the fixed points with fresh see
 measures each once on the held-out test split, which played no part in choosing them; the
 report compares every retrained searched configuration with every retrained fixed point by
 Welch's t-test over the repeats, Holm-adjusted over configurations × fixed points
-(``report.final_comparisons``). The headline reads those adjusted comparisons:
+(``significance.final_comparisons``). The headline reads those adjusted comparisons:
 
 * **better** — some retrained searched configuration is better than every retrained fixed
   point (each at an adjusted p < 0.05); ``p_adjusted`` is the largest of its adjusted
@@ -32,10 +32,11 @@ from typing import Any
 
 from rich.console import Console
 
+from kdsweep.orchestrator import analyses
 from kdsweep.orchestrator.multiplicity import METHOD
-from kdsweep.orchestrator.report import FIXED, NO_SPREAD, NOT_DISTINGUISHABLE, Comparison, RunSummary, test_metric
 from kdsweep.orchestrator.safe_text import plain
-from kdsweep.orchestrator.significance import Paired, Significance
+from kdsweep.orchestrator.significance import NO_SPREAD, NOT_DISTINGUISHABLE, Comparison, Paired, Significance
+from kdsweep.orchestrator.summary import FIXED, RunSummary, test_metric
 
 #: Headline verdicts besides "better", "worse" and "not distinguishable at 95 %".
 NOT_SETTLED = "not settled"
@@ -73,7 +74,7 @@ def headline(summary: RunSummary, sig: Significance) -> Headline:
     fixed_ids = [t.trial_id for t in summary.trials if t.origin == FIXED]
     if not fixed_ids:
         return Headline("search", NO_BASELINE, "no fixed point (points_to_evaluate) to compare the search with: add the research baseline to the sweep file to ask whether the search beats it", None, None, None, None, None)
-    rows = [c for c in summary.analyses.comparisons if c.searched]
+    rows = [c for c in analyses.of(summary).comparisons if c.searched]
     if rows:
         return _final(summary, rows)
     return _search(summary, sig, fixed_ids)
@@ -84,7 +85,7 @@ def _final(summary: RunSummary, rows: list[Comparison]) -> Headline:
     by_config: dict[str, list[Comparison]] = {}
     for c in rows:
         by_config.setdefault(c.config, []).append(c)
-    n = len(summary.analyses.comparisons)
+    n = len(analyses.of(summary).comparisons)
     family = f"{METHOD}-adjusted over {n} comparison{'s' if n != 1 else ''} (configurations × fixed points)"
     winners = [cs for cs in by_config.values() if all(c.verdict == "better" for c in cs)]
     if winners:

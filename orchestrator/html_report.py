@@ -36,23 +36,14 @@ from typing import Any
 
 from rich.console import Console
 
-from kdsweep.orchestrator import strict_json
+from kdsweep.orchestrator import analyses, headline, pareto, significance, strict_json
+from kdsweep.orchestrator import tendencies as tend
 from kdsweep.orchestrator.atomic import write_atomic
-from kdsweep.orchestrator.report import (
-    FIXED,
-    RunSummary,
-    _fmt,
-    _mean_std,
-    diverged_line,
-    leaderboard_records,
-    status_counts,
-    summarize,
-    test_metric,
-    trainer_section,
-)
+from kdsweep.orchestrator.report import diverged_line, leaderboard_records, status_counts, summarize, trainer_section
 from kdsweep.orchestrator.safe_text import visible
 from kdsweep.orchestrator.schedulers import scheduler_of
 from kdsweep.orchestrator.schema import ACCURACY, Event
+from kdsweep.orchestrator.summary import FIXED, RunSummary, fmt_mean_std, fmt_value, test_metric
 
 #: Leaderboard rows shown by default (fixed points further down are listed below it).
 TOP = 25
@@ -225,7 +216,7 @@ def _leaderboard(summary: RunSummary, top: int) -> str:
     shown = records[:top] + [r for r in records[top:] if r["origin"] == FIXED]
     header = ["rank", "trial", summary.metric, "epochs", "status", "origin", f"{ACCURACY} 95 % (Wilson)", "vs leader (McNemar)", *names]
     rows = [
-        [r["rank"], r["trial_id"], _fmt(r[summary.metric]), r["epochs"], r["status"], r["origin"], _interval(r), _versus(r), *(_fmt(r.get("param." + n)) for n in names)]
+        [r["rank"], r["trial_id"], fmt_value(r[summary.metric]), r["epochs"], r["status"], r["origin"], _interval(r), _versus(r), *(fmt_value(r.get("param." + n)) for n in names)]
         for r in shown
     ]  # fmt: skip
     note = f"top {min(top, len(records))} of {len(records)} trials, longest-trained first, then by {summary.metric}; fixed points further down are appended with their rank"
@@ -239,9 +230,7 @@ def _leaderboard(summary: RunSummary, top: int) -> str:
 
 def _headline(summary: RunSummary, top: int) -> str:
     """Does the search beat the baseline? (:mod:`kdsweep.orchestrator.headline`)."""
-    from kdsweep.orchestrator import headline
-
-    h = headline.headline(summary, summary.analyses.significance_top(top))
+    h = headline.headline(summary, analyses.of(summary).significance_top(top))
     return _section(f"Headline ({h.stage} stage): {h.verdict}", f"<p>{_text(h.sentence)}</p>")
 
 
@@ -262,9 +251,7 @@ def _significance(summary: RunSummary, top: int) -> str:
     """The leader (and, when a fixed point leads, the best searched trial) against each fixed
     point, in a table and in words, and the leader against the ranks below it, during the
     search (:mod:`kdsweep.orchestrator.significance`)."""
-    from kdsweep.orchestrator import significance
-
-    sig = summary.analyses.significance_top(top)
+    sig = analyses.of(summary).significance_top(top)
     header = ["trial", "vs", "rank", "origin", "epoch", "n", f"{ACCURACY} trial", f"{ACCURACY} other", "only trial right", "only other right", "p", "p (Holm)", "verdict (descriptive)"]
 
     def row(p: significance.Paired) -> list[Any]:
@@ -320,7 +307,7 @@ def _curves(summary: RunSummary) -> dict[str, Any]:
                 "marker": {"symbol": symbol, "size": 6, "color": "#d62728"},
                 "hovertemplate": "%{text} " + status + " at epoch %{x}<extra></extra>",
             })  # fmt: skip
-    ladder = scheduler_of(cfg.asha).ladder
+    ladder = scheduler_of(cfg.asha, cfg.seed).ladder
     shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": e, "x1": e, "y0": 0, "y1": 1, "line": {"dash": "dot", "width": 1, "color": "#888"}} for e in ladder]
     notes = [{"x": math.log10(e), "xref": "x", "yref": "paper", "y": 1.0, "text": f"rung {k}", "showarrow": False, "yanchor": "bottom", "font": {"size": 10}} for k, e in enumerate(ladder)]
     layout = {
@@ -340,7 +327,7 @@ def _curves_note(summary: RunSummary) -> str:
 
 def _rungs(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
     rungs = summary.rungs
-    rows = [[r.rung, r.epoch, r.reached, r.continued, r.stopped, r.paused, r.diverged, _fmt(r.best)] for r in rungs]
+    rows = [[r.rung, r.epoch, r.reached, r.continued, r.stopped, r.paused, r.diverged, fmt_value(r.best)] for r in rungs]
     table = _table(["rung", "epoch", "reached", "continued", "stopped", "paused", "diverged", f"best {summary.metric}"], rows, left=0)
     labels = [f"rung {r.rung} (epoch {r.epoch})" for r in rungs]
     data = [
@@ -355,8 +342,6 @@ def _pareto(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
     """A multi-objective sweep's Pareto front (``pareto.pareto``): every trial at the compared
     rung in the plane of the first two objectives, the front joined by a line, and a table of
     its members. Nothing for a single-objective sweep."""
-    from kdsweep.orchestrator import pareto  # pareto imports report, as this module does
-
     found = pareto.pareto(summary)
     if found is None:
         return ""
@@ -378,7 +363,7 @@ def _pareto(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
         f"(no other trial there is as good in every objective and better in one){others}."
     )
     header = ["trial", *(o.metric for o in found.objectives), "origin"]
-    rows = [[p.trial_id, *(_fmt(p.values[o.metric]) for o in found.objectives), p.origin] for p in found.front]
+    rows = [[p.trial_id, *(fmt_value(p.values[o.metric]) for o in found.objectives), p.origin] for p in found.front]
     return _section("Pareto front", note, _figure(figures, "pareto", fig), _table(header, rows))
 
 
@@ -386,9 +371,7 @@ def _tendencies(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
     """The tendencies of the searcher's sample (rung 0) and, second, of ASHA's survivors:
     per analysis a table and, per parameter, the metric at its rung against the parameter's
     value (fixed points as black stars)."""
-    from kdsweep.orchestrator import tendencies as tend  # it imports report, as this module does
-
-    a = summary.analyses
+    a = analyses.of(summary)
     if a.tendencies is None:
         counts = ", ".join(map(str, tend.counts(summary)))
         return _section("Parameter tendencies", _note(f"fewer than {tend.MIN_TRIALS} trials inside the space reached rung 0 (trials per rung: {counts})"))
@@ -396,18 +379,16 @@ def _tendencies(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
     return _section("Parameter tendencies", *parts)
 
 
-def _tendencies_one(summary: RunSummary, t: Any, figures: dict[str, dict[str, Any]]) -> str:
-    from kdsweep.orchestrator import tendencies as tend
-
+def _tendencies_one(summary: RunSummary, t: tend.Tendencies, figures: dict[str, dict[str, Any]]) -> str:
     metric = summary.metric
     note = tend.heading(summary, t)
     rows = [
-        [p.name, f"{p.importance:.3f}", _fmt(p.rho), _fmt(p.p_value), _fmt(p.p_adjusted), tend.direction_words(p), (" – " if p.ordered else ", ").join(_fmt(v) for v in p.best)]
+        [p.name, f"{p.importance:.3f}", fmt_value(p.rho), fmt_value(p.p_value), fmt_value(p.p_adjusted), tend.direction_words(p), (" – " if p.ordered else ", ").join(fmt_value(v) for v in p.best)]
         for p in t.params
     ]
     table = _table(["parameter", "importance", "partial rank corr. ρ", "p", "p (Holm)", "direction", "best quarter"], rows)
     fixed = [
-        _note(f"fixed point {f.trial_id}: " + (f"outside the space ({', '.join(f'{k}={_fmt(v)}' for k, v in f.outside.items())}), kept out of the statistics" if f.outside else "inside the space, counted") + (f"; rank {f.rank}" if f.rank is not None else f"; did not reach epoch {t.epoch}"))
+        _note(f"fixed point {f.trial_id}: " + (f"outside the space ({', '.join(f'{k}={fmt_value(v)}' for k, v in f.outside.items())}), kept out of the statistics" if f.outside else "inside the space, counted") + (f"; rank {f.rank}" if f.rank is not None else f"; did not reach epoch {t.epoch}"))
         for f in t.fixed
     ]  # fmt: skip
     values = {tid: v for tid, v in summary.rung_values[t.rung].items() if not math.isnan(v)}
@@ -450,7 +431,7 @@ def _final(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
         return _section("Final evaluation", _note("no final stage yet: kdsweep retrain RUN --top K --repeats R retrains the best configurations and evaluates them on the test split"))
     metric = summary.metric
     tests = sorted({m for f in summary.final for m in f.stats if m != metric})
-    rows = [[f.source, f.origin, f"{f.completed}/{f.runs}", f.epochs, _mean_std(f.stats.get(metric)), *(_mean_std(f.stats.get(m)) for m in tests)] for f in summary.final]
+    rows = [[f.source, f.origin, f"{f.completed}/{f.runs}", f.epochs, fmt_mean_std(f.stats.get(metric)), *(fmt_mean_std(f.stats.get(m)) for m in tests)] for f in summary.final]
     table = _table(["config", "origin", "runs", "epochs", f"{metric} (val)", *tests], rows, left=2)
     target = test_metric(summary)
     points = [(f.source, v) for f in summary.final for v in f.values.get(target, [])]
@@ -461,21 +442,21 @@ def _final(summary: RunSummary, figures: dict[str, dict[str, Any]]) -> str:
             "layout": {"yaxis": {"title": {"text": _label(f"{target} per repeat")}}, "xaxis": {"type": "category"}, "showlegend": False, "margin": {"t": 20}},
         }  # fmt: skip
         strip = _figure(figures, "final", fig, small=True)
-    comparisons = summary.analyses.comparisons
+    comparisons = analyses.of(summary).comparisons
     if comparisons:
         comp_rows = [
             [f"{c.config} (leader)" if c.leader else c.config, c.fixed, f"{c.n_config} vs {c.n_fixed}", f"{c.mean_config:.4f}", f"{c.mean_fixed:.4f}", f"{c.difference:+.4f}",
-             "-" if math.isnan(c.low) else f"[{c.low:+.4f}, {c.high:+.4f}]", _fmt(c.p_value), _fmt(c.p_adjusted), c.verdict]
+             "-" if math.isnan(c.low) else f"[{c.low:+.4f}, {c.high:+.4f}]", fmt_value(c.p_value), fmt_value(c.p_adjusted), c.verdict]
             for c in comparisons
         ]  # fmt: skip
         header = ["config", "vs fixed", "n", "mean", "mean fixed", "difference", "95 % interval", "p", "p (Holm)", "verdict"]
-        significance = _note(
+        tests_note = _note(
             f"significance: difference of the mean {target} (config − fixed point, {summary.cfg.asha.mode} is better), Welch's t-test over the repeats and "
             f"its 95 % Welch–Satterthwaite interval; p Holm-adjusted over the {len(comparisons)} comparisons, which the verdict reads"
         ) + _table(header, comp_rows, left=2)
     else:
-        significance = _note("significance: no comparison yet; it needs a retrained fixed point (kdsweep retrain RUN --trial <a fixed trial>) and a retrained configuration")
-    return _section("Final evaluation", _note("kdsweep retrain: mean ± sample std over completed runs"), table, strip, significance)
+        tests_note = _note("significance: no comparison yet; it needs a retrained fixed point (kdsweep retrain RUN --trial <a fixed trial>) and a retrained configuration")
+    return _section("Final evaluation", _note("kdsweep retrain: mean ± sample std over completed runs"), table, strip, tests_note)
 
 
 def _trainer(summary: RunSummary) -> str:

@@ -19,10 +19,10 @@ from rich.console import Console
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.config import Objective
-from kdsweep.orchestrator.report import RunSummary, _fmt
 from kdsweep.orchestrator.safe_text import DataTable
 from kdsweep.orchestrator.schedulers import scheduler_of
 from kdsweep.orchestrator.schema import Event
+from kdsweep.orchestrator.summary import RunSummary, fmt_value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +82,7 @@ def pareto(summary: RunSummary) -> ParetoFront | None:
         )  # fmt: skip
         for tid in ranked
     ]
-    ladder = scheduler_of(a).ladder
+    ladder = scheduler_of(a, summary.cfg.seed).ladder
     return ParetoFront(rung, ladder[rung], a.objectives, points)
 
 
@@ -102,7 +102,7 @@ def render(summary: RunSummary, console: Console) -> None:
     for col in ("trial", *(o.metric for o in found.objectives), "origin", *names):
         table.add_column(col, justify="left" if col in ("trial", "origin") else "right")
     for p in found.front:
-        table.add_row(p.trial_id, *(_fmt(p.values[o.metric]) for o in found.objectives), p.origin, *(_fmt(p.params.get(n)) for n in names))
+        table.add_row(p.trial_id, *(fmt_value(p.values[o.metric]) for o in found.objectives), p.origin, *(fmt_value(p.params.get(n)) for n in names))
     console.print(table)
 
 

@@ -12,7 +12,10 @@ The driver runs one loop for every kind of run; what differs is a job source, ch
   the end.
 
 Each source turns a trial record into a :class:`WorkOrder`: the explicit instructions the
-worker follows. Neither the driver nor the worker branches on the stage or the policy.
+worker follows, and owns what it proposes: the sweep's searcher (or a replay's recorded
+configurations) for :class:`Search`, nothing for :class:`FinalPlan` (its :class:`Unproposed`
+proposer is told nothing). Neither the driver nor the worker branches on the stage or the
+policy.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Protocol
 from kdsweep.orchestrator import schedulers
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.rundir import TrialRecord
+from kdsweep.orchestrator.search_options import TellStatus
 from kdsweep.orchestrator.schema import Event, Stage
 from kdsweep.orchestrator.store import Store
 
@@ -62,13 +66,43 @@ class TrialView(Protocol):
     running: bool
 
 
+class Proposer(Protocol):
+    """Where new trials' parameters come from, and what is told about their ends
+    (:class:`~kdsweep.orchestrator.search.Searcher` is the one a sweep uses)."""
+
+    def ask(self, trial_id: str) -> dict[str, Any]: ...
+
+    def tell(self, trial_id: str, value: float | None, status: TellStatus = "ok", constraints: Mapping[str, float] | None = None) -> None: ...
+
+    def replay(self, trial_id: str, params: Mapping[str, Any], value: float | None, status: TellStatus = "ok", constraints: Mapping[str, float] | None = None) -> None: ...
+
+
+class Unproposed:
+    """The proposer of a run that proposes nothing (the final stage): never asked, and what
+    it is told of its planned runs is not a search result."""
+
+    def ask(self, trial_id: str) -> dict[str, Any]:
+        raise RuntimeError("the final stage runs its plan; it proposes no trials")
+
+    def tell(self, trial_id: str, value: float | None, status: TellStatus = "ok", constraints: Mapping[str, float] | None = None) -> None:
+        return None
+
+    def replay(self, trial_id: str, params: Mapping[str, Any], value: float | None, status: TellStatus = "ok", constraints: Mapping[str, float] | None = None) -> None:
+        return None
+
+
 class JobSource(Protocol):
     """A kind of run, as the driver's loop sees it."""
 
     #: Which records and rows the run's trials are ("search" or "final").
     stage: Stage
-    #: Whether new trials come from the proposer (the searcher), which is told how they end.
-    proposes: bool
+    #: Where new trials come from; it is told how each ends.
+    proposer: Proposer
+
+    def proposals_left(self, counted: int) -> bool:
+        """Whether to ask :attr:`proposer` for another trial, ``counted`` having counted
+        against the run's budget so far."""
+        ...
 
     def order(self, record: TrialRecord) -> WorkOrder:
         """The work order of ``record``'s next attempt."""
@@ -93,20 +127,22 @@ class Search:
     order results arrive in keeps its state in ``run_path`` (``schedulers.save``/``load``)."""
 
     stage = Stage.SEARCH
-    proposes = True
 
-    def __init__(self, cfg: SweepConfig, run_path: str | os.PathLike[str]) -> None:
-        self.cfg, self.run_path = cfg, run_path
-        self.scheduler = schedulers.scheduler_of(cfg.asha)
+    def __init__(self, cfg: SweepConfig, run_path: str | os.PathLike[str], proposer: Proposer) -> None:
+        self.cfg, self.run_path, self.proposer = cfg, run_path, proposer
+        self.scheduler = schedulers.scheduler_of(cfg.asha, cfg.seed)
         # Restored from the run directory at the first job, when the store is at hand.
         self._restored = False
         self._saved: dict[str, Any] | None = None
+
+    def proposals_left(self, counted: int) -> bool:
+        return counted < self.cfg.num_trials
 
     def order(self, record: TrialRecord) -> WorkOrder:
         return _search_order(self.cfg, self.scheduler, record)
 
     def new_record(self, trial_id: str, params: Mapping[str, object], origin: str) -> TrialRecord:
-        return TrialRecord(trial_id, dict(params), origin, until_epoch=self.scheduler.first_target())
+        return TrialRecord(trial_id, dict(params), origin, until_epoch=self.scheduler.first_target(trial_id))
 
     def next_record(self, trials: Mapping[str, TrialView], store: Store) -> TrialRecord | None:
         """The scheduler's next job over the store (a paused trial, with its target moved on),
@@ -114,7 +150,7 @@ class Search:
         came in is saved before the job is handed out, so a driver killed in between resumes
         from the state that chose it."""
         if not self._restored:
-            self.scheduler = schedulers.load(self.cfg.asha, self.run_path, store)
+            self.scheduler = schedulers.load(self.cfg.asha, self.cfg.seed, self.run_path, store)
             self._saved, self._restored = self.scheduler.state(), True
         policy = self.scheduler
         policy.observe(store, {tid: t.epoch for tid, t in trials.items()})
@@ -138,10 +174,13 @@ class FinalPlan:
     """``kdsweep retrain``'s final stage (module docstring): the planned records, in order."""
 
     stage = Stage.FINAL
-    proposes = False
+    proposer: Proposer = Unproposed()
 
     def __init__(self, plan: Sequence[TrialRecord]) -> None:
         self.plan = deque(plan)
+
+    def proposals_left(self, counted: int) -> bool:
+        return False
 
     def order(self, record: TrialRecord) -> WorkOrder:
         if record.until_epoch is None:
@@ -174,16 +213,33 @@ def _search_order(cfg: SweepConfig, policy: schedulers.Scheduler, record: TrialR
     return WorkOrder(until_epoch=until, budget_epochs=top, milestones=policy.ladder, end=end)
 
 
-def job_source(cfg: SweepConfig, run_path: str | os.PathLike[str], plan: Sequence[TrialRecord] | None = None) -> JobSource:
+def job_source(
+    cfg: SweepConfig,
+    run_path: str | os.PathLike[str],
+    plan: Sequence[TrialRecord] | None = None,
+    proposer: Proposer | None = None,
+) -> JobSource:
     """The job source of the run in ``run_path``: ``plan`` (final-stage records) for
-    ``kdsweep retrain``, else the sweep under its scheduler."""
+    ``kdsweep retrain``, else the sweep under its scheduler, its new trials from ``proposer``
+    (default: the sweep's searcher, which starts with the fixed points inside the space; the
+    driver runs those outside as references)."""
     if plan is not None:
         return FinalPlan(plan)
-    return Search(cfg, run_path)
+    if proposer is None:
+        from kdsweep.orchestrator.search import Searcher  # optuna: only for a run that searches
+
+        inside = [p for p in cfg.points_to_evaluate if in_space(cfg, p)]
+        proposer = Searcher(cfg.space, cfg.searcher, cfg.seed, cfg.asha.mode, points_to_evaluate=inside, options=cfg.searcher_options)
+    return Search(cfg, run_path, proposer)
+
+
+def in_space(cfg: SweepConfig, point: Mapping[str, Any]) -> bool:
+    """Whether every parameter of ``point`` lies in the sweep's space."""
+    return all(spec.contains(point[spec.name]) for spec in cfg.space)
 
 
 def order_of(cfg: SweepConfig, record: TrialRecord) -> WorkOrder:
     """The work order of ``record`` in a run of ``cfg`` (by the record's stage)."""
     if record.stage == Stage.FINAL.value:
         return FinalPlan(()).order(record)
-    return _search_order(cfg, schedulers.scheduler_of(cfg.asha), record)
+    return _search_order(cfg, schedulers.scheduler_of(cfg.asha, cfg.seed), record)

@@ -3,158 +3,46 @@
 Reports need nothing but ``RUN_DIR/results`` (plus ``sweep.toml`` for the metric and the
 ladder), so they work on a copy of a run, while it runs, and after a crash. Corrupt fragments
 are skipped with a warning by the store and listed under the tables.
+
+:func:`summarize` builds the run's :class:`~kdsweep.orchestrator.summary.RunSummary` (the
+model every reading module reads, in ``summary.py``, imported here and re-exported); the rest
+of this module renders it, with the statistics of ``analyses.of``.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import importlib
 import io
 import math
 import statistics
-import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from kdsweep.orchestrator import schedulers, strict_json
+from kdsweep.orchestrator import analyses, headline, pareto, schedulers, significance, strict_json, tendencies
 from kdsweep.orchestrator.config import SweepConfig
-from kdsweep.orchestrator.multiplicity import METHOD, holm
+from kdsweep.orchestrator.multiplicity import METHOD
 from kdsweep.orchestrator.ranking import rank_key
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
 from kdsweep.orchestrator.safe_text import DataTable, plain
 from kdsweep.orchestrator.schema import ACCURACY, PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.store import Store
+from kdsweep.orchestrator.summary import (
+    FIXED,
+    FinalResult,
+    RungStat,
+    RunSummary,
+    SweepState,
+    TrialSummary,
+    fmt_mean_std,
+    fmt_value,
+)
 from kdsweep.trainers.base import trainer_names, trainer_spec
-
-if TYPE_CHECKING:
-    from kdsweep.orchestrator.analyses import Analyses
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialSummary:
-    """One trial as the store records it."""
-
-    trial_id: str
-    origin: str
-    status: str
-    epochs: int
-    value: float | None
-    params: dict[str, Any]
-    attempts: int
-    error: str | None
-
-
-@dataclasses.dataclass(frozen=True)
-class RungStat:
-    """How many trials reached a rung, went past it, and were stopped or paused at it;
-    ``diverged``: trials that reached it and diverged before the next rung (they count in
-    ``reached`` and, when they trained past the milestone, in ``continued``); ``best`` over
-    the trials that did not diverge."""
-
-    rung: int
-    epoch: int
-    reached: int
-    continued: int
-    stopped: int
-    paused: int
-    best: float | None
-    diverged: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class FinalResult:
-    """``kdsweep retrain``'s runs of one configuration: statistics over its completed runs.
-
-    ``stats`` maps the sweep metric and every ``test_*`` metric to (mean, sample std, n);
-    std is NaN for a single run. ``values`` holds, per such metric, the n values themselves
-    (completed runs in trial order), which the significance tests need.
-    """
-
-    source: str
-    origin: str
-    params: dict[str, Any]
-    epochs: int
-    completed: int
-    runs: int
-    stats: dict[str, tuple[float, float, int]]
-    values: dict[str, list[float]] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepState:
-    """Where the search stands: what is left to run, and what ASHA has left behind for good.
-
-    ``proposed`` counts the trials proposed (records or rows) that were not rejected. Trial
-    ids left to run, each list in trial order: ``running``/``interrupted`` (started, not
-    ended; which one depends on whether a driver holds the run), ``queued`` (proposed, no row
-    yet), ``promoted`` (paused, then promoted by the driver, next rung not reported yet) and
-    ``promotable`` (paused, and the scheduler's ``next_job`` — ASHA's ``get_job`` over the store's
-    rung values — would promote it now, in the order it would). ``not_promoted`` holds the
-    other paused trials: below their rung's top 1/η. ``finished`` is True when every one of
-    ``num_trials`` was proposed and nothing is left to run; ``not_promoted`` trials then stay
-    paused for good, since no rung can gain another trial.
-    """
-
-    proposed: int
-    finished: bool
-    running: list[str]
-    interrupted: list[str]
-    queued: list[str]
-    promoted: list[str]
-    promotable: list[str]
-    not_promoted: list[str]
-
-    @property
-    def left(self) -> list[str]:
-        """Every trial id a driver would still run, in trial order."""
-        return sorted(self.running + self.interrupted + self.queued + self.promoted + self.promotable, key=trial_order)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSummary:
-    cfg: SweepConfig
-    trials: list[TrialSummary]  # ranked: best first; rejected proposals are not trials
-    rungs: list[RungStat]
-    driver: str | None
-    skipped: list[str]
-    #: Validation accuracy of the distillation teacher, for trainers that have one.
-    teacher_val_acc: float | None = None
-    #: Every row of the search stage, in store order (trainer report sections read these).
-    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: Proposals the trainer rejected as untrainable: (trial id, reason).
-    rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    #: ``kdsweep retrain`` results, best validation mean first.
-    final: list[FinalResult] = dataclasses.field(default_factory=list)
-    #: The run directory as the caller named it (None for a summary built by hand).
-    run_dir: Path | None = None
-    #: Per rung of the ladder: trial id -> the sweep metric recorded there (search stage).
-    rung_values: list[dict[str, float]] = dataclasses.field(default_factory=list)
-    #: What is left of the search (None for a summary built by hand).
-    state: SweepState | None = None
-    #: Trials that diverged (a non-finite loss or metric), in trial order: ``epochs`` is the
-    #: epoch they diverged at, ``error`` which value; never ranked, never in a statistic.
-    diverged: list[TrialSummary] = dataclasses.field(default_factory=list)
-    #: ``Store.identity`` of the results ``rows`` were read from (None for a summary built by
-    #: hand): the cached statistics' digest uses it instead of every row.
-    results_identity: str | None = None
-
-    @property
-    def metric(self) -> str:
-        return self.cfg.asha.metric
-
-    @functools.cached_property
-    def analyses(self) -> Analyses:
-        """The run's statistics (``analyses.py``): computed once per summary, and read from
-        the run's cache instead when its results are those they were computed from."""
-        from kdsweep.orchestrator import analyses  # it imports this module
-
-        return analyses.of(self)
 
 
 def summarize(run_dir: str) -> RunSummary:
@@ -209,7 +97,7 @@ def summarize(run_dir: str) -> RunSummary:
     trials.sort(key=lambda t: rank_key(t.trial_id, t.epochs, t.value, cfg.asha.mode))
     diverged.sort(key=lambda t: trial_order(t.trial_id))
     gone = {t.trial_id for t in diverged}
-    policy = schedulers.load(cfg.asha, run.path, store)
+    policy = schedulers.load(cfg.asha, cfg.seed, run.path, store)
     ladder = policy.ladder
     rungs = []
     # What ASHA saw at each rung (diverged trials' earlier values included), and what the
@@ -323,101 +211,10 @@ def _final_results(cfg: SweepConfig, run: RunDir, rows: list[dict[str, Any]], si
     return sorted(out, key=key)
 
 
-#: Confidence level of the final-stage comparisons with the fixed points, and the verdict
-#: when a difference is not significant at it.
-CONFIDENCE = 0.95
-NOT_DISTINGUISHABLE = "not distinguishable at 95 %"
-#: The verdict of two sets of repeats that both have zero spread: no test exists.
-NO_SPREAD = "not testable (no spread)"
-#: Origin of the fixed trials (``points_to_evaluate``, e.g. a research baseline).
-FIXED = "fixed"
-
-
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """A retrained configuration against a retrained fixed point, on the test metric.
-
-    ``difference`` = mean(config) − mean(fixed) over their completed runs; [``low``,
-    ``high``] its 95 % Welch–Satterthwaite interval (not adjusted); ``t``, ``df``,
-    ``p_value`` Welch's two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``);
-    ``p_adjusted`` that p Holm-adjusted over every comparison of the final stage
-    (configurations × fixed points). ``verdict``: "better" or "worse" (in the sweep's mode:
-    for ``min`` a negative difference is better) when the adjusted p < 0.05, else "not
-    distinguishable at 95 %" — also when either side has fewer than two runs, where the test
-    is undefined and the numbers are NaN; :data:`NO_SPREAD` when neither side varies over its
-    repeats (Welch's t is then infinite or undefined, and p = 0 would be no evidence).
-    ``leader``: the configuration is the search leaderboard's first trial; ``searched``: it
-    is a searched configuration, not a fixed point (the headline's question).
-    """
-
-    config: str
-    fixed: str
-    metric: str
-    leader: bool
-    n_config: int
-    n_fixed: int
-    mean_config: float
-    mean_fixed: float
-    difference: float
-    low: float
-    high: float
-    t: float
-    df: float
-    p_value: float
-    verdict: str
-    p_adjusted: float = math.nan
-    searched: bool = True
-
-
-def test_metric(summary: RunSummary) -> str:
-    """The held-out counterpart of the sweep metric: val_acc -> test_acc, J -> test_J."""
-    return "test_" + summary.metric.removeprefix("val_")
-
-
-def final_comparisons(summary: RunSummary) -> list[Comparison]:
-    """Every retrained configuration that is not a fixed point, and the search leader
-    whatever its origin, against every other retrained fixed point (see :class:`Comparison`);
-    the leader's rows first, then in the final stage's order. Empty without a retrained fixed
-    point or without the test metric."""
-    from scipy import stats  # here: status and the live view never need scipy
-
-    metric = test_metric(summary)
-    leader = summary.trials[0].trial_id if summary.trials else None
-    tested = [f for f in summary.final if len(f.values.get(metric, [])) > 0]
-    fixed = [f for f in tested if f.origin == FIXED]
-    configs = sorted((f for f in tested if f.origin != FIXED or f.source == leader), key=lambda f: f.source != leader)
-    sign = 1.0 if summary.cfg.asha.mode == "max" else -1.0
-    raw = []
-    for c in configs:
-        for b in fixed:
-            if b.source == c.source:
-                continue
-            x, y = c.values[metric], b.values[metric]
-            diff = statistics.fmean(x) - statistics.fmean(y)
-            low = high = t = df = p = math.nan
-            flat = len(x) > 1 and len(y) > 1 and statistics.pvariance(x) == 0.0 and statistics.pvariance(y) == 0.0
-            if len(x) > 1 and len(y) > 1 and not flat:
-                with warnings.catch_warnings():
-                    # One side without spread (a deterministic fixed point) is a valid Welch
-                    # test; scipy warns about its moments all the same.
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    res = stats.ttest_ind(x, y, equal_var=False)
-                ci = res.confidence_interval(CONFIDENCE)
-                low, high, t, df, p = float(ci.low), float(ci.high), float(res.statistic), float(res.df), float(res.pvalue)
-            raw.append(Comparison(c.source, b.source, metric, c.source == leader, len(x), len(y), statistics.fmean(x), statistics.fmean(y), diff, low, high, t, df, p, NO_SPREAD if flat else NOT_DISTINGUISHABLE, searched=c.origin != FIXED))
-    out = []
-    for row, q in zip(raw, holm([row.p_value for row in raw])):
-        verdict = row.verdict
-        if q < 1.0 - CONFIDENCE:
-            verdict = "better" if sign * row.difference > 0 else "worse"
-        out.append(dataclasses.replace(row, p_adjusted=q, verdict=verdict))
-    return out
-
-
 def render_comparisons(summary: RunSummary, console: Console) -> None:
-    """The final comparison table (:func:`final_comparisons`, from ``summary.analyses``);
-    nothing when it is empty."""
-    rows = summary.analyses.comparisons
+    """The final comparison table (``significance.final_comparisons``, from
+    :func:`analyses.of`); nothing when it is empty."""
+    rows = analyses.of(summary).comparisons
     if not rows:
         return
     metric = rows[0].metric
@@ -431,17 +228,8 @@ def render_comparisons(summary: RunSummary, console: Console) -> None:
     for c in rows:
         interval = "-" if math.isnan(c.low) else f"[{c.low:+.4f}, {c.high:+.4f}]"
         name = f"{c.config} (leader)" if c.leader else c.config
-        table.add_row(name, c.fixed, f"{c.n_config} vs {c.n_fixed}", f"{c.difference:+.4f}", interval, _fmt(c.p_value), _fmt(c.p_adjusted), c.verdict)
+        table.add_row(name, c.fixed, f"{c.n_config} vs {c.n_fixed}", f"{c.difference:+.4f}", interval, fmt_value(c.p_value), fmt_value(c.p_adjusted), c.verdict)
     console.print(table)
-
-
-def last_reports(summary: RunSummary) -> dict[str, dict[str, Any]]:
-    """Each search trial's last ``report`` row (its furthest evaluation), by trial id."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in summary.rows:
-        if row["event"] == Event.REPORT.value:
-            out[row["trial_id"]] = row
-    return out
 
 
 def trainer_section(summary: RunSummary) -> ModuleType | None:
@@ -472,13 +260,6 @@ def plot(summary: RunSummary, path: Path) -> None:
 MAX_FINAL_PARAMS = 9
 
 
-def _mean_std(stat: tuple[float, float, int] | None) -> str:
-    if stat is None:
-        return "-"
-    mean, std, n = stat
-    return f"{mean:.4f} ± {std:.4f} (n={n})" if not math.isnan(std) else f"{mean:.4f} (n=1)"
-
-
 def render_final(summary: RunSummary, console: Console) -> None:
     """The final-stage table: per retrained configuration, mean ± std over its runs."""
     if not summary.final:
@@ -495,28 +276,18 @@ def render_final(summary: RunSummary, console: Console) -> None:
         table.add_column(name, justify="right", overflow="fold")
     for f in summary.final:
         table.add_row(
-            f.source, f.origin, f"{f.completed}/{f.runs}", str(f.epochs), _mean_std(f.stats.get(metric)),
-            *(_mean_std(f.stats.get(m)) for m in tests), *(_fmt(f.params.get(n)) for n in names),
+            f.source, f.origin, f"{f.completed}/{f.runs}", str(f.epochs), fmt_mean_std(f.stats.get(metric)),
+            *(fmt_mean_std(f.stats.get(m)) for m in tests), *(fmt_value(f.params.get(n)) for n in names),
         )  # fmt: skip
     console.print(table)
     render_comparisons(summary, console)
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
 def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     cfg = summary.cfg
     title = f"{cfg.name}: top {min(top, len(summary.trials))} of {len(summary.trials)} trials by {summary.metric} ({cfg.asha.mode})"
-    # Imported here: significance imports this module.
-    from kdsweep.orchestrator import significance
-
-    sig = summary.analyses.significance_top(top)
+    found = analyses.of(summary)
+    sig = found.significance_top(top)
     interval_col = f"{ACCURACY} 95 % ({significance.INTERVAL_METHOD})"
     board = DataTable(title=title, title_justify="left")
     # Identity and outcome columns never shrink; parameters fold when the terminal is narrow.
@@ -529,7 +300,7 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     versus = {p.other: significance.short(p) for p in sig.ranks}
     for i, t in enumerate(summary.trials[:top], start=1):
         interval = significance.fmt_interval(sig.intervals[t.trial_id])
-        board.add_row(str(i), t.trial_id, _fmt(t.value), str(t.epochs), t.status, t.origin, interval, versus.get(t.trial_id, "-"), *(_fmt(t.params.get(n)) for n in names))
+        board.add_row(str(i), t.trial_id, fmt_value(t.value), str(t.epochs), t.status, t.origin, interval, versus.get(t.trial_id, "-"), *(fmt_value(t.params.get(n)) for n in names))
     console.print(board)
     significance.render(sig, console)
     if summary.teacher_val_acc is not None:
@@ -537,19 +308,16 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     fixed = [(i, t) for i, t in enumerate(summary.trials, start=1) if t.origin == FIXED]
     for i, t in fixed:
         if i > top:
-            console.print(plain(f"baseline {t.trial_id} ranks {i} of {len(summary.trials)}: {summary.metric} {_fmt(t.value)} after {t.epochs} epoch{'s' if t.epochs != 1 else ''} ({t.status})"))
+            console.print(plain(f"baseline {t.trial_id} ranks {i} of {len(summary.trials)}: {summary.metric} {fmt_value(t.value)} after {t.epochs} epoch{'s' if t.epochs != 1 else ''} ({t.status})"))
     rungs = DataTable(title="rung survival", title_justify="left")
     for col in ("rung", "epoch", "reached", "continued", "stopped", "paused", "diverged", f"best {summary.metric}"):
         rungs.add_column(col, justify="right")
     for r in summary.rungs:
-        rungs.add_row(str(r.rung), str(r.epoch), str(r.reached), str(r.continued), str(r.stopped), str(r.paused), str(r.diverged), _fmt(r.best))
+        rungs.add_row(str(r.rung), str(r.epoch), str(r.reached), str(r.continued), str(r.stopped), str(r.paused), str(r.diverged), fmt_value(r.best))
     console.print(rungs)
-    # Imported here: pareto and tendencies import this module.
-    from kdsweep.orchestrator import pareto, tendencies
-
     pareto.render(summary, console)
 
-    tendencies.render(summary, console)
+    tendencies.render(summary, found.tendencies, found.survivors, console)
     failed = [t for t in summary.trials if t.status == Event.FAILED.value]
     for t in failed:
         last_line = (t.error or "").strip().splitlines()[-1:] or [""]
@@ -566,8 +334,6 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
         section.render(summary, console)
     for s in summary.skipped:
         console.print(Text.assemble(("skipped unreadable fragment", "yellow"), plain(f" {s}")))
-    from kdsweep.orchestrator import headline  # it imports this module
-
     headline.render(summary, sig, console)
 
 
@@ -602,9 +368,7 @@ def leaderboard_records(summary: RunSummary, top: int | None = None) -> list[dic
     ``_high``; null without ``val_n``), the exact McNemar verdict of the trial against the
     leader (``vs_leader``: "worse" when the leader is better; with ``vs_leader_p`` and the
     ``vs_leader_epoch`` compared at; null for the leader), and the parameters."""
-    from kdsweep.orchestrator import significance  # see render_table
-
-    sig = summary.analyses.significance_top(top)
+    sig = analyses.of(summary).significance_top(top)
     versus = {p.other: p for p in sig.ranks}
     out = []
     for i, t in enumerate(summary.trials[:top], start=1):
@@ -624,6 +388,7 @@ def leaderboard_records(summary: RunSummary, top: int | None = None) -> list[dic
 
 
 def to_json(summary: RunSummary, top: int | None = None) -> str:
+    found = analyses.of(summary)
     doc: dict[str, Any] = {
         "sweep": summary.cfg.name,
         "metric": summary.metric,
@@ -635,20 +400,14 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
         "rejected": [{"trial_id": t, "reason": r} for t, r in summary.rejected],
         "diverged": diverged_records(summary),
         "final": [dataclasses.asdict(f) for f in summary.final],
-        "final_comparisons": [dataclasses.asdict(c) for c in summary.analyses.comparisons],
+        "final_comparisons": [dataclasses.asdict(c) for c in found.comparisons],
     }
-    from kdsweep.orchestrator import significance  # see render_table
-
-    sig = summary.analyses.significance_top(top)
+    sig = found.significance_top(top)
     doc["significance"] = significance.to_dict(sig)
-    from kdsweep.orchestrator import headline  # see render_table
-
     doc["headline"] = headline.to_dict(summary, sig)
-    from kdsweep.orchestrator import pareto, tendencies  # see render_table
-
     doc["pareto_front"] = pareto.to_dict(summary)
-    doc["tendencies"] = tendencies.to_dict(summary.analyses.tendencies, summary)
-    doc["tendencies_survivors"] = tendencies.to_dict(summary.analyses.survivors, summary)
+    doc["tendencies"] = tendencies.to_dict(found.tendencies, summary)
+    doc["tendencies_survivors"] = tendencies.to_dict(found.survivors, summary)
     section = trainer_section(summary)
     if section is not None:
         doc[summary.cfg.trainer] = section.to_dict(summary)
@@ -658,9 +417,7 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
 def to_csv(summary: RunSummary, top: int | None = None) -> str:
     """The leaderboard records, each with the report's headline (stage, verdict, adjusted
     p) in its ``headline_*`` columns, so that a CSV reader sees the same answer."""
-    from kdsweep.orchestrator import headline  # see render_table
-
-    h = headline.headline(summary, summary.analyses.significance_top(top))
+    h = headline.headline(summary, analyses.of(summary).significance_top(top))
     extra = {"headline_stage": h.stage, "headline_verdict": h.verdict, "headline_p_adjusted": h.p_adjusted}
     records = [{**rec, **extra} for rec in leaderboard_records(summary, top)]
     buf = io.StringIO()
@@ -733,11 +490,11 @@ def render_status(summary: RunSummary, console: Console) -> None:
             if t is None:
                 table.add_row(tid, "queued", "0", "-")
             else:
-                table.add_row(tid, "paused, to be promoted" if tid in to_promote else t.status, str(t.epochs), _fmt(t.value))
+                table.add_row(tid, "paused, to be promoted" if tid in to_promote else t.status, str(t.epochs), fmt_value(t.value))
         console.print(table)
     if summary.trials:
         best = summary.trials[0]
-        console.print(plain(f"  leader {best.trial_id}: {summary.metric} {_fmt(best.value)} after {best.epochs} epochs"))
+        console.print(plain(f"  leader {best.trial_id}: {summary.metric} {fmt_value(best.value)} after {best.epochs} epochs"))
     if summary.final:
         done = sum(f.completed for f in summary.final)
         runs = sum(f.runs for f in summary.final)

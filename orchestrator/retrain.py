@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kdsweep.orchestrator.config import MAX_EPOCHS, ConfigError, ConfigIssue
-from kdsweep.orchestrator.report import RunSummary
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, final_id
 from kdsweep.orchestrator.schema import Stage
+from kdsweep.orchestrator.summary import RunSummary
 
 
 def plan_final(

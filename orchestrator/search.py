@@ -93,11 +93,10 @@ from optuna.storages import InMemoryStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from kdsweep.orchestrator.search_options import resolve_options, space_problems
+from kdsweep.orchestrator.search_options import TellStatus, resolve_options, space_problems
 from kdsweep.orchestrator.space import Codec, ParamSpec, missing_and_unknown
 
 Mode = Literal["max", "min"]
-TellStatus = Literal["ok", "fail", "diverged", "infeasible"]
 
 
 class _QuietStudyCreation(logging.Filter):

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from kdsweep.orchestrator.space import ParamSpec
 
 SearcherName = Literal["tpe", "random", "gp", "ga"]
+#: How a trial ended, as a searcher is told (``search.Searcher.tell``).
+TellStatus = Literal["ok", "fail", "diverged", "infeasible"]
 SEARCHERS: tuple[str, ...] = get_args(SearcherName)
 
 

@@ -41,6 +41,9 @@ the budget.
   sweeps of 10 trials and 63 % of 100 (``benchmarks/null_sweeps.py``). They describe the
   search; whether the search beats the baseline is the headline's question, answered on the
   held-out test split by the final stage (``headline.py``).
+* **The final stage** (``kdsweep retrain``): each retrained configuration against each
+  retrained fixed point on the held-out test metric, by Welch's t-test over their repeats
+  (:func:`final_comparisons`, :class:`Comparison`), Holm-adjusted over those comparisons.
 
 Like every reading module it imports no torch; scipy only when a test is computed, so a
 report whose statistics are cached (``analyses.py``) and ``kdsweep status`` never load it.
@@ -51,6 +54,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import statistics
+import warnings
 from typing import Any
 
 import numpy as np
@@ -58,9 +63,16 @@ import numpy.typing as npt
 from rich.console import Console
 
 from kdsweep.orchestrator.multiplicity import METHOD, family_size, holm
-from kdsweep.orchestrator.report import CONFIDENCE, FIXED, NOT_DISTINGUISHABLE, RunSummary, TrialSummary, last_reports
 from kdsweep.orchestrator.safe_text import plain
 from kdsweep.orchestrator.schema import ACCURACY, Event, unpack_correct
+from kdsweep.orchestrator.summary import FIXED, RunSummary, TrialSummary, last_reports, test_metric
+
+#: Confidence level of every interval and test of a report, and the verdict when a
+#: difference is not significant at it.
+CONFIDENCE = 0.95
+NOT_DISTINGUISHABLE = "not distinguishable at 95 %"
+#: The verdict of two sets of repeats that both have zero spread: no test exists.
+NO_SPREAD = "not testable (no spread)"
 
 #: Which binomial interval every accuracy gets (``proportion_ci``'s ``method``).
 INTERVAL_METHOD = "wilson"
@@ -136,6 +148,42 @@ class Significance:
     fixed: list[Paired]
     ranks: list[Paired]
     searched: list[Paired]
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """A retrained configuration against a retrained fixed point, on the test metric.
+
+    ``difference`` = mean(config) − mean(fixed) over their completed runs; [``low``,
+    ``high``] its 95 % Welch–Satterthwaite interval (not adjusted); ``t``, ``df``,
+    ``p_value`` Welch's two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``);
+    ``p_adjusted`` that p Holm-adjusted over every comparison of the final stage
+    (configurations × fixed points). ``verdict``: "better" or "worse" (in the sweep's mode:
+    for ``min`` a negative difference is better) when the adjusted p < 0.05, else "not
+    distinguishable at 95 %" — also when either side has fewer than two runs, where the test
+    is undefined and the numbers are NaN; :data:`NO_SPREAD` when neither side varies over its
+    repeats (Welch's t is then infinite or undefined, and p = 0 would be no evidence).
+    ``leader``: the configuration is the search leaderboard's first trial; ``searched``: it
+    is a searched configuration, not a fixed point (the headline's question).
+    """
+
+    config: str
+    fixed: str
+    metric: str
+    leader: bool
+    n_config: int
+    n_fixed: int
+    mean_config: float
+    mean_fixed: float
+    difference: float
+    low: float
+    high: float
+    t: float
+    df: float
+    p_value: float
+    verdict: str
+    p_adjusted: float = math.nan
+    searched: bool = True
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -215,6 +263,46 @@ def adjust(sig: Significance) -> Significance:
         return dataclasses.replace(p, p_adjusted=q, verdict=verdict(p.only_trial, p.only_other, q))
 
     return dataclasses.replace(sig, fixed=[one(p) for p in sig.fixed], ranks=[one(p) for p in sig.ranks], searched=[one(p) for p in sig.searched])
+
+
+def final_comparisons(summary: RunSummary) -> list[Comparison]:
+    """Every retrained configuration that is not a fixed point, and the search leader
+    whatever its origin, against every other retrained fixed point (see :class:`Comparison`);
+    the leader's rows first, then in the final stage's order. Empty without a retrained fixed
+    point or without the test metric."""
+    from scipy import stats  # here: status and the live view never need scipy
+
+    metric = test_metric(summary)
+    leader = summary.trials[0].trial_id if summary.trials else None
+    tested = [f for f in summary.final if len(f.values.get(metric, [])) > 0]
+    fixed = [f for f in tested if f.origin == FIXED]
+    configs = sorted((f for f in tested if f.origin != FIXED or f.source == leader), key=lambda f: f.source != leader)
+    sign = 1.0 if summary.cfg.asha.mode == "max" else -1.0
+    raw = []
+    for c in configs:
+        for b in fixed:
+            if b.source == c.source:
+                continue
+            x, y = c.values[metric], b.values[metric]
+            diff = statistics.fmean(x) - statistics.fmean(y)
+            low = high = t = df = p = math.nan
+            flat = len(x) > 1 and len(y) > 1 and statistics.pvariance(x) == 0.0 and statistics.pvariance(y) == 0.0
+            if len(x) > 1 and len(y) > 1 and not flat:
+                with warnings.catch_warnings():
+                    # One side without spread (a deterministic fixed point) is a valid Welch
+                    # test; scipy warns about its moments all the same.
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    res = stats.ttest_ind(x, y, equal_var=False)
+                ci = res.confidence_interval(CONFIDENCE)
+                low, high, t, df, p = float(ci.low), float(ci.high), float(res.statistic), float(res.df), float(res.pvalue)
+            raw.append(Comparison(c.source, b.source, metric, c.source == leader, len(x), len(y), statistics.fmean(x), statistics.fmean(y), diff, low, high, t, df, p, NO_SPREAD if flat else NOT_DISTINGUISHABLE, searched=c.origin != FIXED))
+    out = []
+    for row, q in zip(raw, holm([row.p_value for row in raw])):
+        verdict = row.verdict
+        if q < 1.0 - CONFIDENCE:
+            verdict = "better" if sign * row.difference > 0 else "worse"
+        out.append(dataclasses.replace(row, p_adjusted=q, verdict=verdict))
+    return out
 
 
 def _interval(trial_id: str, row: dict[str, Any] | None) -> Interval:

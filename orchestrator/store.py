@@ -17,10 +17,10 @@ in workers, the driver, reports) read incrementally. No file is ever modified in
   row is recorded (and publishes the winner's fragment itself if the winner died between
   claiming and renaming), so a row can never appear twice, by construction and whatever the
   timing — a killed driver's orphaned worker racing its replacement included. The fragment
-  names its key in its metadata (``kdsweep.key``), so :meth:`Store.recover` (run by
+  names its key in its metadata (``kdsweep.key``), so ``store_maintenance.recover`` (run by
   ``compact`` and by the driver at start) finishes the append of a writer that died between
   claiming and renaming, and deletes the pending file of one that lost its claim;
-* :meth:`Store.compact` merges the plain fragments (and the newest compacted files no larger
+* ``store_maintenance.compact`` merges the plain fragments (and the newest compacted files no larger
   than them together: a row is rewritten O(log n) times over a run) into one
   ``compact-<time_ns>-<uuid>.parquet`` whose key-value metadata ``kdsweep.sources`` maps each
   merged name to its row count, publishes it the same way, then deletes the merged
@@ -29,7 +29,7 @@ in workers, the driver, reports) read incrementally. No file is ever modified in
   fragments, so it never counts a row twice. An untrusted compacted file hides nothing and
   lets nothing be deleted.
 * a file that is not a fragment of this run (corrupt, foreign, an untrusted compacted file)
-  is skipped with one :class:`StoreWarning`; :meth:`Store.quarantine` (run by ``compact`` and
+  is skipped with one :class:`StoreWarning`; ``store_maintenance.quarantine`` (run by ``compact`` and
   by the driver at start) moves such files to ``RUN_DIR/quarantine/`` with a ``.reason``
   file, so plain readers work on ``results/`` again.
 
@@ -44,7 +44,6 @@ A :class:`Store` instance is not thread-safe; use one per thread (they share not
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import functools
 import json
 import math
@@ -64,7 +63,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kdsweep.orchestrator import layout
-from kdsweep.orchestrator.atomic import fsync_dir, open_lock, real_dir, write_atomic, write_temp
+from kdsweep.orchestrator.atomic import fsync_dir, real_dir, write_temp
 from kdsweep.orchestrator.schema import (
     LEADING_FIELDS,
     REQUIRED_COLUMNS,
@@ -84,8 +83,6 @@ ROW_KEY = b"kdsweep.key"
 
 #: Directory under ``results/`` holding one claim (a symbolic link) per keyed row.
 KEYS_DIR = layout.KEYS
-#: Where unusable files of ``results/`` are moved, under the run directory.
-QUARANTINE_DIR = layout.QUARANTINE
 # A key is one or two path components of safe characters ("t0001/report-e3"), never "..".
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 
@@ -93,9 +90,6 @@ _RESULTS = layout.RESULTS
 _SUFFIX = layout.FRAGMENT_SUFFIX
 _FRAGMENT = layout.FRAGMENT
 _COMPACTED = layout.COMPACTED
-# Held (flock) while compacting: two compactors merging the same fragments would publish
-# their rows twice. The leading "." keeps it out of every reader's listing.
-_LOCK_NAME = layout.COMPACT_LOCK
 # The declared columns every fragment must carry, by name (the schema module owns them).
 _REQUIRED_FIELDS: dict[str, pa.Field] = {f.name: f for f in LEADING_FIELDS + TRAILING_FIELDS}
 
@@ -106,7 +100,7 @@ class StoreWarning(UserWarning):
 
 class _Unusable(Exception):
     """Why a file under ``results/`` cannot be read as a fragment of this store (it is
-    quarantined by :meth:`Store.quarantine`; a passing I/O error is not an _Unusable)."""
+    quarantined by ``store_maintenance.quarantine``; a passing I/O error is not an _Unusable)."""
 
 
 class _RungView:
@@ -211,20 +205,16 @@ class Store:
         # For a fragment of a few rows, dictionaries (about half the write time), column
         # statistics (no row group to skip) and compression (nothing to gain on a few values;
         # a quarter of what is left) only cost time; compacted files keep all three.
-        pending = self._pending(name)
+        pending = pending_path(self.results_dir, name)
         if key is not None:
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), ROW_KEY: key.encode()})
-        write_temp(pending, _parquet_bytes(table, use_dictionary=False, write_statistics=False, compression="NONE"))
+        write_temp(pending, parquet_bytes(table, use_dictionary=False, write_statistics=False, compression="NONE"))
         if key is not None and not self._claim(key, name):
             pending.unlink(missing_ok=True)
             return None
-        path = self._publish(name)
+        path = publish(self.results_dir, name)
         self._add_fragment(path.name, table)
         return path
-
-    def _pending(self, name: str) -> Path:
-        """Where fragment ``name`` is written before it is published (hidden from readers)."""
-        return self.results_dir / ("." + name)
 
     def _claim(self, key: str, name: str) -> bool:
         """Claim ``key`` for fragment ``name`` (whose pending file is complete); False when
@@ -238,7 +228,7 @@ class Store:
             holder = os.path.basename(os.readlink(claim))
             if holder == name:  # an NFS retransmission of our own symlink call
                 return True
-            self._publish(holder)
+            publish(self.results_dir, holder)
             return False
         # Durable before the rows become visible: a claim lost to a power cut after its rows
         # were published would let a second copy in.
@@ -258,54 +248,6 @@ class Store:
             real_dir(path)  # a link planted as results/ or .keys/<trial> is refused
             fsync_dir(path.parent)
         self._durable_dirs.add(path)
-
-    def _publish(self, name: str) -> Path:
-        """Rename fragment ``name``'s pending file to ``name`` and make the rename durable.
-        A pending file already gone was published by another process (a writer racing the
-        recovery of its claim): publishing is idempotent."""
-        path = self.results_dir / name
-        try:
-            os.rename(self._pending(name), path)
-        except FileNotFoundError:
-            pass
-        fsync_dir(self.results_dir)
-        return path
-
-    def recover(self) -> int:
-        """Finish what writers that died half-way through :meth:`append` left in
-        ``results/``; return how many fragments were published.
-
-        A pending fragment whose key's claim names it was complete and fsynced before the
-        claim, so it is published (a rename, idempotent: safe while its writer still lives).
-        A pending fragment whose key another fragment holds lost the race and is deleted, as
-        its writer would have. A pending file that cannot be read (a writer killed while
-        writing it, or one writing it now) or whose key nobody holds (a writer about to
-        claim) stays: hidden, no reader sees it. Needs write access to the run.
-        """
-        try:
-            with os.scandir(self.results_dir) as it:
-                pending = sorted(e.name for e in it if e.name.startswith("." + _FRAGMENT) and e.name.endswith(_SUFFIX))
-        except FileNotFoundError:
-            return 0
-        published = 0
-        for hidden in pending:
-            name = hidden[1:]
-            try:
-                key = (pq.read_schema(self.results_dir / hidden).metadata or {}).get(ROW_KEY)
-            except (OSError, pa.ArrowException):
-                continue
-            if key is None:
-                continue
-            try:
-                holder = os.path.basename(os.readlink(self.results_dir / KEYS_DIR / key.decode()))
-            except FileNotFoundError:
-                continue
-            if holder == name:
-                self._publish(name)
-                published += 1
-            else:
-                (self.results_dir / hidden).unlink(missing_ok=True)
-        return published
 
     @staticmethod
     def _build_table(schema: pa.Schema, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -372,9 +314,9 @@ class Store:
         known, else with the union of the fragments' schemas (the required columns alone
         when there is none)."""
         self.refresh()
-        return _in_store_order(self._merged(sorted(self._fragments)))
+        return _in_store_order(self.merged(sorted(self._fragments)))
 
-    def _merged(self, names: Sequence[str]) -> pa.Table:
+    def merged(self, names: Sequence[str]) -> pa.Table:
         """The cached fragments ``names`` as one table, in that order (see :meth:`table`)."""
         schema = self._table_schema()
         tables = [self._fragments[name] for name in names]
@@ -547,13 +489,13 @@ class Store:
         tables = [self._fragments[source] for source in sources]
         if sum(t.num_rows for t in tables) != footer.num_rows or any(not t.schema.equals(tables[0].schema) for t in tables):
             return False
-        self._adopt(name, sources)
+        self.adopt_compacted(name, sources)
         return True
 
-    def _adopt(self, name: str, sources: Collection[str]) -> None:
+    def adopt_compacted(self, name: str, sources: Collection[str]) -> None:
         """Replace the cached fragments ``sources`` by compacted file ``name``, which holds
-        exactly their rows concatenated in name order (as :meth:`compact` writes it): the
-        cached tables are concatenated (no copy), and the index entries and rung views keep
+        exactly their rows concatenated in name order (as ``store_maintenance.compact`` writes it): the
+        cached tables are concatenated into one chunk, and the index entries and rung views keep
         their meaning, each moved to the same row of ``name``. Rebuilding them instead
         would cost every reader a pass over the run at every compaction."""
         order = sorted(sources)
@@ -564,7 +506,10 @@ class Store:
             offsets[source] = at
             tables.append(self._fragments.pop(source))
             at += tables[-1].num_rows
-        self._fragments[name] = pa.concat_tables(tables)
+        # One chunk, not one per source: Arrow's take over a chunked column concatenates its
+        # chunks first, so every trial_rows call would cost the whole file (measured: 43 s of
+        # a 90 s simulation of 1 000 trials went there). The copy is paid once per compaction.
+        self._fragments[name] = pa.concat_tables(tables).combine_chunks()
         self._superseded.update(order)
         if self._index_stale:
             return  # rebuilt from the fragments on the next read
@@ -591,7 +536,8 @@ class Store:
         self.fragments_read += 1
         with open(path, "rb") as fh:
             data = fh.read()
-        return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+        # One chunk per column whatever the row groups (see adopt_compacted).
+        return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False).combine_chunks()
 
     def _conform(self, table: pa.Table) -> pa.Table:
         """``table`` with the store schema (or the required columns' types), or _Unusable."""
@@ -670,28 +616,24 @@ class Store:
                 raise _Unusable(f"lists {source} with {sources[source]} rows, but that file holds {rows}")
         return list(sources)
 
-    def quarantine(self) -> list[tuple[Path, str]]:
-        """Move every unusable file found so far (corrupt, foreign, untrusted compacted) from
-        ``results/`` to ``RUN_DIR/quarantine/``, each beside a ``<name>.reason`` text; return
-        the new paths with their reasons. Files skipped for a passing I/O error stay. Needs
-        write access to the run; call it where one writer owns the run (the driver at start,
-        ``compact`` under its lock)."""
-        moved = []
-        target = self.run_dir / QUARANTINE_DIR
-        for name in sorted(self._unusable):
-            reason = self._skipped[name]
-            real_dir(target)
-            dest = target / name
-            write_atomic(target / f"{name}.reason", (reason + "\n").encode())
-            try:
-                os.replace(self.results_dir / name, dest)
-            except FileNotFoundError:
-                continue
-            moved.append((dest, reason))
-        if moved:
-            fsync_dir(self.results_dir)
+    # ------------------------------------------------------------ for store_maintenance.py
+
+    def file_rows(self) -> dict[str, int]:
+        """Each usable file read so far (plain fragments and compacted files) -> its rows."""
+        return {name: table.num_rows for name, table in self._fragments.items()}
+
+    def superseded(self) -> list[str]:
+        """The names a trusted compacted file has merged, in name order (some may still be on
+        disk: the leftovers of a compaction that died before deleting them)."""
+        return sorted(self._superseded)
+
+    def take_unusable(self) -> list[tuple[str, str]]:
+        """The unusable files found so far (corrupt, foreign, untrusted compacted), each with
+        why, in name order; forgotten here, since the caller moves them out of ``results/``.
+        Files skipped for a passing I/O error are not among them."""
+        found = [(name, self._skipped[name]) for name in sorted(self._unusable)]
         self._unusable.clear()
-        return moved
+        return found
 
     def _add_fragment(self, name: str, table: pa.Table) -> None:
         # Metadata (a compacted file's sources, a fragment's key) is the file's, not the rows'.
@@ -728,82 +670,6 @@ class Store:
         if self._unified is not None:
             return self._unified
         return pa.schema(list(_REQUIRED_FIELDS.values()))
-
-    # ------------------------------------------------------------------ compaction
-
-    def _to_merge(self, everything: bool) -> list[str]:
-        """What one compaction merges, in name order: with ``everything``, every fragment;
-        else every plain fragment, and the newest compacted files while each holds no more
-        rows than everything chosen before it.
-
-        Compacted files then grow like the digits of a binary counter: over a run a row is
-        rewritten O(log n) times and O(log n) compacted files remain, where merging every
-        file each time would rewrite the whole run at every compaction (quadratic). Merging
-        only the newest keeps the rows in the order :meth:`table` lists them."""
-        if everything:
-            return sorted(self._fragments)
-        chosen = [name for name in self._fragments if not name.startswith(_COMPACTED)]
-        rows = sum(self._fragments[name].num_rows for name in chosen)
-        for name in sorted((n for n in self._fragments if n.startswith(_COMPACTED)), reverse=True):
-            if self._fragments[name].num_rows > rows:
-                break
-            chosen.append(name)
-            rows += self._fragments[name].num_rows
-        return sorted(chosen)
-
-    def compact(self, everything: bool = False) -> tuple[int, int]:
-        """Merge fragments into one compacted file; return (fragments, rows). Which ones:
-        :meth:`_to_merge` (all plain ones and the newest small compacted files, as a driver
-        does during a sweep; with ``everything``, all, as ``kdsweep compact`` does for a
-        run's archive copy).
-
-        Appends that dead writers claimed but left unpublished are published first
-        (:meth:`recover`); then the compacted file has the same schema and the rows in the
-        same order, so :meth:`table` is otherwise unchanged; its metadata
-        ``kdsweep.sources`` maps each merged name to its row count. Leftover sources of an earlier compaction that crashed before deleting
-        them are deleted first (their rows are in a trusted compacted file already). The new
-        file is published like a fragment, then the merged fragments are deleted. Unusable
-        files are moved to ``quarantine/`` (:meth:`quarantine`). With fewer than two readable
-        fragments there is nothing to merge and it returns (0, 0). Compactions of one
-        directory are serialised by a lock file. Raises PermissionError or OSError (EROFS)
-        on a run this process cannot write.
-        """
-        if not self.results_dir.is_dir():
-            return (0, 0)
-        lock_fd = open_lock(self.results_dir / _LOCK_NAME)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            # Appends a dead writer left claimed but unpublished are rows of the run.
-            self.recover()
-            # A pending compacted file under the lock is from a compaction that died.
-            for leftover in self.results_dir.glob(f".{_COMPACTED}*"):
-                leftover.unlink(missing_ok=True)
-            # Under the lock no one else deletes, so this listing is what gets merged.
-            self.refresh()
-            self.quarantine()
-            leftovers = [n for n in sorted(self._superseded) if (self.results_dir / n).exists()]
-            for name in leftovers:
-                (self.results_dir / name).unlink(missing_ok=True)
-            names = self._to_merge(everything)
-            if len(names) < 2:
-                if leftovers:
-                    fsync_dir(self.results_dir)
-                return (0, 0)
-            sources = {name: self._fragments[name].num_rows for name in names}
-            merged = self._merged(names)
-            metadata = {**(merged.schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()}
-            table = merged.replace_schema_metadata(metadata)
-            name = f"{_COMPACTED}{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
-            write_temp(self._pending(name), _parquet_bytes(table))
-            path = self._publish(name)
-            for source in names:
-                (self.results_dir / source).unlink(missing_ok=True)
-            fsync_dir(self.results_dir)
-            # The new file holds exactly the cached rows: adopt it without reading it back.
-            self._adopt(path.name, names)
-            return (len(names), table.num_rows)
-        finally:
-            os.close(lock_fd)  # releases the flock
 
 
 def read_run(run_dir: str | os.PathLike[str]) -> pa.Table:
@@ -918,12 +784,30 @@ def _pylist(table: pa.Table) -> list[dict[str, Any]]:
 
 
 @functools.cache
+def pending_path(results_dir: Path, name: str) -> Path:
+    """Where fragment ``name`` is written before it is published (hidden from readers)."""
+    return results_dir / ("." + name)
+
+
+def publish(results_dir: Path, name: str) -> Path:
+    """Rename fragment ``name``'s pending file to ``name`` and make the rename durable.
+    A pending file already gone was published by another process (a writer racing the
+    recovery of its claim): publishing is idempotent."""
+    path = results_dir / name
+    try:
+        os.rename(pending_path(results_dir, name), path)
+    except FileNotFoundError:
+        pass
+    fsync_dir(results_dir)
+    return path
+
+
 def _host() -> str:
     """This host's name, restricted to characters that are safe in a file name."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "unknown"
 
 
-def _parquet_bytes(table: pa.Table, **options: Any) -> bytes:
+def parquet_bytes(table: pa.Table, **options: Any) -> bytes:
     """``table`` serialised as Parquet (``options`` go to ``pq.write_table``)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **options)

@@ -62,8 +62,8 @@ from typing import Any
 from rich.console import Console
 
 from kdsweep.orchestrator.multiplicity import METHOD, holm
-from kdsweep.orchestrator.report import RunSummary, _fmt
 from kdsweep.orchestrator.safe_text import DataTable, plain
+from kdsweep.orchestrator.summary import RunSummary, fmt_value
 
 #: Fewest trials a rung needs for an analysis: fewer leave the forest and the tests mostly noise.
 MIN_TRIALS = 20
@@ -426,30 +426,29 @@ def heading(summary: RunSummary, t: Tendencies) -> str:
 
 def direction_words(p: ParamTendency) -> str:
     """The direction as the tables show it ("best inside the range (near 0.05)")."""
-    return f"{p.direction} (near {_fmt(p.curvature_peak)})" if p.direction == INSIDE_WORDS else p.direction
+    return f"{p.direction} (near {fmt_value(p.curvature_peak)})" if p.direction == INSIDE_WORDS else p.direction
 
 
-def render(summary: RunSummary, console: Console) -> None:
-    """Both analyses (``summary.analyses``) as tables: the searcher's sample first, then
-    ASHA's survivors; with the fixed points."""
-    a = summary.analyses
-    if a.tendencies is None:
+def render(summary: RunSummary, sample: Tendencies | None, survivors: Tendencies | None, console: Console) -> None:
+    """Both analyses of :func:`analyses` (the report's are kept: ``analyses.of``) as tables:
+    the searcher's ``sample`` first, then ASHA's ``survivors``; with the fixed points."""
+    if sample is None:
         console.print(f"parameter tendencies: fewer than {MIN_TRIALS} trials inside the space reached rung 0 (trials per rung: {', '.join(map(str, counts(summary)))})", highlight=False)
         return
-    for t in (a.tendencies, a.survivors):
+    for t in (sample, survivors):
         if t is None:
             continue
         table = DataTable(title=heading(summary, t), title_justify="left")
         for col in ("parameter", "importance", "partial rank corr. ρ", "p", f"p ({METHOD})", "direction", "best quarter"):
             table.add_column(col, justify="right" if col in ("importance", "partial rank corr. ρ", "p", f"p ({METHOD})") else "left")
         for p in t.params:
-            best = " – ".join(_fmt(v) for v in p.best) if p.ordered else ", ".join(_fmt(v) for v in p.best)
-            table.add_row(p.name, f"{p.importance:.3f}", _fmt(p.rho), _fmt(p.p_value), _fmt(p.p_adjusted), direction_words(p), best)
+            best = " – ".join(fmt_value(v) for v in p.best) if p.ordered else ", ".join(fmt_value(v) for v in p.best)
+            table.add_row(p.name, f"{p.importance:.3f}", fmt_value(p.rho), fmt_value(p.p_value), fmt_value(p.p_adjusted), direction_words(p), best)
         console.print(table)
         for f in t.fixed:
-            where = f"{summary.metric} {_fmt(f.value)}, rank {f.rank} of {t.trials + (1 if f.outside else 0)}" if f.value is not None else f"did not reach epoch {t.epoch}"
+            where = f"{summary.metric} {fmt_value(f.value)}, rank {f.rank} of {t.trials + (1 if f.outside else 0)}" if f.value is not None else f"did not reach epoch {t.epoch}"
             if f.outside:
-                outside = ", ".join(f"{k}={_fmt(v)}" for k, v in f.outside.items())
+                outside = ", ".join(f"{k}={fmt_value(v)}" for k, v in f.outside.items())
                 console.print(plain(f"  fixed point {f.trial_id}: outside the space ({outside}), kept out of the statistics; {where}"))
             else:
                 console.print(plain(f"  fixed point {f.trial_id}: inside the space, counted; {where}"))
@@ -463,15 +462,14 @@ def to_dict(t: Tendencies | None, summary: RunSummary) -> dict[str, Any]:
     return {"min_trials": MIN_TRIALS, **dataclasses.asdict(t)}
 
 
-def to_csv(summary: RunSummary) -> str:
-    """One row per parameter and analysis (the searcher's sample first, most important
-    parameter first), with the rung it was measured at and whether it is ASHA's selection;
-    only the header when no analysis could be made."""
-    a = summary.analyses
+def to_csv(summary: RunSummary, sample: Tendencies | None, survivors: Tendencies | None) -> str:
+    """One row per parameter and analysis of :func:`analyses` (the searcher's ``sample``
+    first, most important parameter first), with the rung it was measured at and whether it
+    is ASHA's selection; only the header when no analysis could be made."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["parameter", "importance", "rho", "p_value", "p_adjusted", "direction", "curvature_peak", "best_quarter_low", "best_quarter_high", "best_quarter_options", "rung", "epoch", "trials", "selected", "metric"])
-    for t in (a.tendencies, a.survivors):
+    for t in (sample, survivors):
         if t is None:
             continue
         for p in t.params:

@@ -205,7 +205,7 @@ class _Attempt:
         self.cfg, self.store, self.spec, self.clock = cfg, store, spec, clock
         self.order = spec.order
         # Asked at every rung milestone below the budget whether the trial goes on.
-        self.scheduler = scheduler_of(cfg.asha)
+        self.scheduler = scheduler_of(cfg.asha, cfg.seed)
         self.device = trial_device(cfg)
         _limit_threads(cfg.backend.cpus_per_trial)
         run = RunDir(spec.run_dir)

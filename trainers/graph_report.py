@@ -1,7 +1,7 @@
 """The graph-gates section of ``kdsweep report``: the best graphs drawn, and the best searched
 graph against the reference graphs (METHODS.md §3: "the report must draw the winning graph").
 
-No torch: it reads the run summary (``kdsweep.orchestrator.report``) and the graph as data
+No torch: it reads the run summary (``kdsweep.orchestrator.summary``) and the graph as data
 (``graph.py``). A trial's graph comes from its parameters, its per-node accuracies from the
 ``nodeK_val_acc`` columns of its last report, and a retrained trial's numbers from the final
 stage (``kdsweep retrain``) as mean ± sample std over its completed runs.
@@ -14,8 +14,8 @@ from typing import Any
 
 from rich.console import Console
 
-from kdsweep.orchestrator.report import FinalResult, RunSummary, TrialSummary, last_reports
 from kdsweep.orchestrator.safe_text import DataTable, plain
+from kdsweep.orchestrator.summary import FinalResult, RunSummary, TrialSummary, last_reports
 from kdsweep.trainers.graph import BASELINES, Graph, draw, edges
 
 #: How many of the best graphs are drawn.

@@ -30,9 +30,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from kdsweep.orchestrator.report import RunSummary, last_reports
 from kdsweep.orchestrator.safe_text import DataTable
 from kdsweep.orchestrator.schema import PARAM_PREFIX
+from kdsweep.orchestrator.summary import RunSummary, last_reports
 
 #: Grid points of the limit curve in the table and the JSON; the figure draws a finer one.
 TABLE_POINTS = 9

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kdsweep.orchestrator.backends import BackendSpec
-from kdsweep.orchestrator.plugins import Issue
+from kdsweep.orchestrator.plugins import Issue, import_target
 
 if TYPE_CHECKING:
     from kdsweep.orchestrator.config import BackendConfig, SweepConfig
@@ -44,6 +44,8 @@ class Slurm(BackendSpec):
 
     backend: ClassVar[str] = "kdsweep.orchestrator.backends.slurm:SlurmBackend"
     Options: ClassVar[type | None] = SlurmConfig
+    #: ``"module:function"`` of the preflight against the live cluster.
+    checker: ClassVar[str] = "kdsweep.orchestrator.backends.slurm:preflight"
 
     @classmethod
     def check(cls, kind: str, options: SlurmConfig, backend: BackendConfig) -> list[Issue]:
@@ -61,10 +63,10 @@ class Slurm(BackendSpec):
     @classmethod
     def preflight(cls, cfg: SweepConfig, run_dir: Path) -> str:
         """``sbatch --test-only`` of one trial job's script, which it returns (``slurm.preflight``)."""
-        # Imported here: slurm.py imports submitit, which reading a sweep file must not.
-        from kdsweep.orchestrator.backends.slurm import preflight
-
-        return preflight(cfg, run_dir)
+        # Named, as `backend` is, and imported only now: slurm.py imports submitit, which
+        # reading a sweep file must not (and it imports this module for slurm_options).
+        script: str = import_target(cls.checker)(cfg, run_dir)
+        return script
 
 
 def slurm_options(cfg: SweepConfig) -> SlurmConfig:

@@ -59,9 +59,9 @@ class Scheduler(Protocol):
     #: and :meth:`next_job` is never asked).
     pauses: bool
 
-    def first_target(self) -> int | None:
-        """The epoch a new trial's attempts train up to (its record's ``until_epoch``); None:
-        to ``max_epochs``."""
+    def first_target(self, trial_id: str) -> int | None:
+        """The epoch new trial ``trial_id``'s attempts train up to (its record's
+        ``until_epoch``); None: to ``max_epochs``."""
         ...
 
     def target(self, until_epoch: int | None) -> int:
@@ -107,15 +107,16 @@ def scheduler_class(variant: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def scheduler_of(asha: AshaConfig) -> Scheduler:
-    """The policy of ``[asha] variant`` (:data:`SCHEDULERS`), built for ``asha``."""
-    policy: Scheduler = scheduler_class(asha.variant)(asha)
+def scheduler_of(asha: AshaConfig, seed: int) -> Scheduler:
+    """The policy of ``[asha] variant`` (:data:`SCHEDULERS`), built for ``asha`` in a sweep
+    whose seed is ``seed`` (a policy's own draws, such as a trial's bracket, derive from it)."""
+    policy: Scheduler = scheduler_class(asha.variant)(asha, seed)
     return policy
 
 
-def load(asha: AshaConfig, run_path: str | os.PathLike[str], store: Store) -> Scheduler:
+def load(asha: AshaConfig, seed: int, run_path: str | os.PathLike[str], store: Store) -> Scheduler:
     """The policy of a run, with the state its last driver saved (:func:`save`), if any."""
-    policy = scheduler_of(asha)
+    policy = scheduler_of(asha, seed)
     path = Path(run_path) / layout.SCHEDULER_STATE
     if path.exists():
         policy.restore(store, json.loads(read_bytes(path)))

@@ -3,6 +3,11 @@ runs it): a new trial trains to the first rung and pauses; before any new propos
 slot goes to the best paused trial in the top 1/η of its rung (``asha.promotion``; several
 objectives: non-dominated sorting with the ε-net), which trains to the next rung. Workers
 decide nothing: they train to their record's target and pause there.
+
+With ``[asha] brackets = N`` (``brackets.py``), a trial of bracket ``s`` trains to rung ``s``
+first, and a rung's top 1/η is taken among the trials of one bracket; the next job is the
+promotion to the highest rung any bracket offers (ties: the lower bracket). Syne Tune instead
+draws a bracket for every free worker and promotes only inside it.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ class AshaPromote(AshaStop):
 
     pauses = True
 
-    def first_target(self) -> int | None:
-        return self.ladder[0]
+    def first_target(self, trial_id: str) -> int | None:
+        return self.ladder[self.brackets.of(trial_id)]
 
     def target(self, until_epoch: int | None) -> int:
         return until_epoch or self.config.max_epochs
@@ -36,5 +41,12 @@ class AshaPromote(AshaStop):
         self, rungs: Sequence[Mapping[str, RungValue]], promoted: Sequence[Set[str]], busy: Set[str]
     ) -> tuple[str, int] | None:
         a = self.config
-        chosen = asha.promotion(rungs, promoted, a.reduction_factor, a.modes, busy)
-        return None if chosen is None else (chosen[0], self.ladder[chosen[1]])
+        best: tuple[str, int] | None = None
+        for bracket in range(self.brackets.count):
+            # A bracket's trials reach the rungs below its first one while training to it;
+            # they are not paused there.
+            own = [self.brackets.members(values, bracket) if k >= bracket else {} for k, values in enumerate(rungs)]
+            chosen = asha.promotion(own, promoted, a.reduction_factor, a.modes, busy)
+            if chosen is not None and (best is None or chosen[1] > best[1]):
+                best = chosen
+        return None if best is None else (best[0], self.ladder[best[1]])

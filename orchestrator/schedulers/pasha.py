@@ -192,8 +192,8 @@ class Budget:
 class Pasha(AshaPromote):
     """The ``pasha`` variant (module docstring); see ``schedulers.Scheduler``."""
 
-    def __init__(self, config: AshaConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: AshaConfig, seed: int) -> None:
+        super().__init__(config, seed)
         self.budget = Budget(rungs_below_max(self.ladder, config.max_epochs), 1.0 if config.mode == "max" else -1.0)
         #: Trial id -> the last epoch folded in (the driver's progress at the last observe).
         self.folded: dict[str, int] = {}
@@ -201,6 +201,8 @@ class Pasha(AshaPromote):
     @classmethod
     def problems(cls, config: AshaConfig) -> list[tuple[str, object, str]]:
         out: list[tuple[str, object, str]] = []
+        if config.brackets != 1:
+            out.append(("brackets", config.brackets, "1 for asha.variant = \"pasha\" (brackets run with the stop and promote variants)"))
         if config.multi_objective:
             out.append(("variant", "pasha", 'one objective (PASHA ranks by one metric); use "promote" or "stop" with asha.objectives'))
         levels = rungs_below_max(asha.rung_ladder(config.min_epochs, config.max_epochs, config.reduction_factor), config.max_epochs)

@@ -76,17 +76,17 @@ def test_a_report_of_unchanged_results_reads_the_statistics_back_unchanged(which
     assert cache.is_file()
     _no_computing(monkeypatch)
     again = summarize(str(run))
-    assert _as_json(again.analyses) == _as_json(fresh)
+    assert _as_json(analyses.of(again)) == _as_json(fresh)
     assert _outputs(again) == expected
     # Cut to a leaderboard's length, the cached comparisons are what analyse(summary, top) says.
     for top in (1, 2, 5, None):
         expected_sig = analyse(first, len(first.trials) if top is None else top)
-        assert json.dumps(dataclasses.asdict(again.analyses.significance_top(top))) == json.dumps(dataclasses.asdict(expected_sig))
+        assert json.dumps(dataclasses.asdict(analyses.of(again).significance_top(top))) == json.dumps(dataclasses.asdict(expected_sig))
 
 
 def test_changed_results_are_analysed_afresh(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     summary = summarize(str(built))
-    assert summary.analyses is not None  # computed and kept
+    assert analyses.of(summary) is not None  # computed and kept
     calls: list[RunSummary] = []
     compute = analyses.compute
     monkeypatch.setattr(analyses, "compute", lambda s: calls.append(s) or compute(s))
@@ -117,7 +117,7 @@ def test_a_bad_cache_file_is_ignored_and_replaced(built: Path, bad: str) -> None
     if bad == "shape":  # the right digest over a document of another shape
         bad = json.dumps({"digest": analyses.digest(summary), "analyses": {"significance": {"leader": 1}}})
     cache.write_text(bad)
-    assert _as_json(summarize(str(built)).analyses) == _as_json(analyses.compute(summary))
+    assert _as_json(analyses.of(summarize(str(built)))) == _as_json(analyses.compute(summary))
     assert json.loads(cache.read_text())["digest"] == analyses.digest(summary)
 
 
@@ -126,5 +126,5 @@ def test_a_cache_that_cannot_be_written_is_left_out(built: Path) -> None:  # noq
     cache.unlink(missing_ok=True)
     cache.mkdir(parents=True)  # a directory where the file would go: the rename fails
     summary = summarize(str(built))
-    assert _as_json(summary.analyses) == _as_json(analyses.compute(summary))
+    assert _as_json(analyses.of(summary)) == _as_json(analyses.compute(summary))
     assert sorted(p.name for p in cache.parent.iterdir()) == [layout.ANALYSES]  # no temporary left behind

@@ -18,6 +18,7 @@ import pytest
 
 from kdsweep.orchestrator.report import summarize
 from kdsweep.orchestrator.schema import Event, trial_order_key
+from kdsweep.orchestrator import store_maintenance
 from kdsweep.orchestrator.store import Store
 from tests.conftest import SMALL_SWEEP, kdsweep
 from tests.orchestrator.test_store import SCHEMA, row
@@ -50,7 +51,7 @@ def test_a_trial_written_under_a_stepped_back_clock_ends_with_its_last_row(tmp_p
         ]  # fmt: skip
         assert reader.trial_rows("t1")[-1]["event"] == "stopped"
         assert reader.rung_values(2, "val_acc") == {"t1": pytest.approx(0.3)}
-    store.compact(everything=True)
+    store_maintenance.compact(store, everything=True)
     assert Store(tmp_path).rows() == store.rows() == rows
 
 

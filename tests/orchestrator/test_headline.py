@@ -17,9 +17,11 @@ from rich.console import Console
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from kdsweep.orchestrator import headline
+from kdsweep.orchestrator import analyses, headline
 from kdsweep.orchestrator.html_report import build_html
-from kdsweep.orchestrator.report import NO_SPREAD, NOT_DISTINGUISHABLE, RunSummary, final_comparisons, render_table, to_csv, to_json
+from kdsweep.orchestrator.report import render_table, to_csv, to_json
+from kdsweep.orchestrator.significance import NO_SPREAD, NOT_DISTINGUISHABLE, final_comparisons
+from kdsweep.orchestrator.summary import RunSummary
 from tests.conftest import kdsweep
 from tests.orchestrator.test_html_report import _summary as final_stage_summary
 
@@ -30,7 +32,7 @@ def _summary(sweep_file: Path, finals: dict[str, tuple[str, list[float]]], mode:
 
 
 def _headline(summary: RunSummary) -> headline.Headline:
-    return headline.headline(summary, summary.analyses.significance_top(10))
+    return headline.headline(summary, analyses.of(summary).significance_top(10))
 
 
 def test_final_comparisons_are_holm_adjusted_over_configurations_times_fixed_points(sweep_file: Path) -> None:
@@ -59,7 +61,7 @@ def test_the_search_beats_the_baseline_only_when_one_configuration_beats_every_f
         "t0001": ("fixed", [0.85, 0.851, 0.853]),
     })  # fmt: skip
     h = _headline(better)
-    rows = {(c.config, c.fixed): c for c in better.analyses.comparisons}
+    rows = {(c.config, c.fixed): c for c in analyses.of(better).comparisons}
     assert (h.stage, h.verdict, h.config, h.metric, h.command) == ("final", "better", "t0003", "test_acc", None)
     assert h.p_adjusted == max(rows["t0003", "t0000"].p_adjusted, rows["t0003", "t0001"].p_adjusted)
     assert "the search beats the baseline" in h.sentence and "Holm-adjusted over 4 comparisons" in h.sentence
@@ -75,12 +77,12 @@ def test_the_search_beats_the_baseline_only_when_one_configuration_beats_every_f
 
 def test_zero_spread_on_both_sides_is_not_testable_never_p_zero(sweep_file: Path) -> None:
     summary = _summary(sweep_file, {"t0003": ("tpe", [0.95, 0.95, 0.95]), "t0000": ("fixed", [0.90, 0.90, 0.90])})
-    (row,) = summary.analyses.comparisons
+    (row,) = analyses.of(summary).comparisons
     assert row.verdict == NO_SPREAD and math.isnan(row.p_value) and math.isnan(row.p_adjusted) and math.isnan(row.t)
     h = _headline(summary)
     assert h.verdict == NOT_DISTINGUISHABLE and h.p_adjusted is None and "no spread" in h.sentence
     # One side varying is an ordinary Welch test.
-    (row,) = _summary(sweep_file, {"t0003": ("tpe", [0.95, 0.96, 0.97]), "t0000": ("fixed", [0.90, 0.90, 0.90])}).analyses.comparisons
+    (row,) = analyses.of(_summary(sweep_file, {"t0003": ("tpe", [0.95, 0.96, 0.97]), "t0000": ("fixed", [0.90, 0.90, 0.90])})).comparisons
     assert row.verdict == "better" and 0 < row.p_value < 0.05
 
 

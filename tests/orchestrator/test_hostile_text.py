@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from kdsweep.orchestrator import cli, live
+from kdsweep.orchestrator import analyses, cli, live
 from kdsweep.orchestrator.driver import Snapshot
 from kdsweep.orchestrator.html_report import _json
 from kdsweep.orchestrator.report import render_table, summarize
@@ -95,7 +95,7 @@ def test_launch_and_report_show_the_values_and_errors_as_written(hostile_run: tu
         assert "[/link][bold" in out and "headline (search stage)" in out
     # Every cell whole, on a terminal wide enough not to fold the decoy column.
     summary = summarize(str(run))
-    assert summary.analyses.tendencies is not None, "too few trials reached rung 0 for the tendencies"
+    assert analyses.of(summary).tendencies is not None, "too few trials reached rung 0 for the tendencies"
     console = Console(record=True, width=400, color_system="truecolor", force_terminal=True)
     render_table(summary, console, top=len(summary.trials))
     styled = console.export_text(styles=True, clear=False)

@@ -20,7 +20,9 @@ import pytest
 from scipy import stats
 
 from kdsweep.orchestrator.config import load_sweep
-from kdsweep.orchestrator.report import NOT_DISTINGUISHABLE, FinalResult, RunSummary, TrialSummary, final_comparisons, summarize
+from kdsweep.orchestrator.report import summarize
+from kdsweep.orchestrator.significance import NOT_DISTINGUISHABLE, final_comparisons
+from kdsweep.orchestrator.summary import FinalResult, RunSummary, TrialSummary
 from tests.conftest import kdsweep
 
 CHROMIUM = shutil.which("chromium")

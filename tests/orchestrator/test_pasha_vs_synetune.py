@@ -84,7 +84,7 @@ def _sweep(seed: int) -> tuple[dict[str, Any], list[Any]]:
     the oracle, and kdsweep's answer to each question among them."""
     rng = random.Random(seed)
     max_epochs, mode = rng.choice([27, 81]), rng.choice(["max", "min"])
-    policy = Pasha(_config(max_epochs, mode))
+    policy = Pasha(_config(max_epochs, mode), 0)
     budget: Budget = policy.budget
     ladder = policy.ladder
     n_trials, workers = rng.randint(15, 60), rng.randint(2, 8)
@@ -178,7 +178,7 @@ def test_syne_tune_promotes_above_a_quantile_where_asha_promotes_the_top_third(s
     shipped, paper = _oracle(syne_tune_0_14, [{**base, "promotion": "shipped"}, {**base, "promotion": "paper"}])
     assert shipped[-2:] == [["t3", 3], ["t2", 3]]
     assert paper[-2:] == [["t3", 3], None]
-    policy = Pasha(_config(27, "max"))
+    policy = Pasha(_config(27, "max"), 0)
     rungs: list[dict[str, tuple[float]]] = [{f"t{i}": (0.1 * (i + 1),) for i in range(4)}, {}, {}, {}]
     assert policy.next_job(rungs, [set(), set(), set(), set()], set()) == ("t3", 3)
     assert policy.next_job(rungs, [{"t3"}, set(), set(), set()], set()) is None

@@ -96,7 +96,7 @@ def test_state_lists_promoted_promotable_queued_and_not_promoted(sweep_path: Pat
     values = {f"t{i:04d}": 0.9 - 0.1 * i for i in range(6)}
     trials = [_paused(tid, v) for tid, v in values.items()]
     records = {tid: TrialRecord(tid, {}, "tpe", 0, 3 if tid == "t0000" else 1) for tid in [*values, "t0006"]}
-    state = _sweep_state(cfg, scheduler_of(cfg.asha), trials, set(), records, [values, {}, {}])
+    state = _sweep_state(cfg, scheduler_of(cfg.asha, cfg.seed), trials, set(), records, [values, {}, {}])
     assert (state.promoted, state.promotable, state.queued) == (["t0000"], ["t0001"], ["t0006"])
     assert state.not_promoted == ["t0002", "t0003", "t0004", "t0005"]
     assert state.left == ["t0000", "t0001", "t0006"] and not state.finished and state.proposed == 7
@@ -104,5 +104,5 @@ def test_state_lists_promoted_promotable_queued_and_not_promoted(sweep_path: Pat
     # Two paused trials at rung 0: quota ⌊2/3⌋ = 0, nothing can run, the budget is spent.
     cfg2 = load_sweep(str(sweep_path), ["asha.variant=promote", "num_trials=2"])
     last_two = {tid: values[tid] for tid in ("t0004", "t0005")}
-    state2 = _sweep_state(cfg2, scheduler_of(cfg2.asha), trials[4:], set(), {tid: TrialRecord(tid, {}, "tpe", 0, 1) for tid in last_two}, [last_two, {}, {}])
+    state2 = _sweep_state(cfg2, scheduler_of(cfg2.asha, cfg2.seed), trials[4:], set(), {tid: TrialRecord(tid, {}, "tpe", 0, 1) for tid in last_two}, [last_two, {}, {}])
     assert state2.finished and state2.not_promoted == ["t0004", "t0005"] and not state2.left

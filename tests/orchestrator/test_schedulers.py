@@ -29,7 +29,7 @@ def test_every_registered_policy_is_a_variant_the_sweep_file_accepts_and_builds(
     variants = typing.get_args(typing.get_type_hints(AshaConfig)["variant"])
     assert set(variants) == set(SCHEDULERS)
     for name in SCHEDULERS:
-        policy = scheduler_of(_asha(name))
+        policy = scheduler_of(_asha(name), 0)
         assert policy.ladder == (1, 3, 9, 27)
         assert policy.target(None) == 27
 
@@ -38,18 +38,18 @@ def test_stop_asks_asha_at_the_rung_and_never_pauses(tmp_path: typing.Any) -> No
     store = Store(tmp_path, SCHEMA)
     for i, value in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]):
         store.append([row(f"t{i}", 1, rung=0, val_acc=value)])
-    policy = scheduler_of(_asha("stop"))
+    policy = scheduler_of(_asha("stop"), 0)
     values = store.rung_points(0, ("val_acc",))
     for tid, (value,) in values.items():
         expected = asha.decide(values, tid, (value,), 3, ("max",))
         assert policy.on_result(store, tid, 0, (value,)) is expected
     assert [policy.on_result(store, f"t{i}", 0, (v,)) for i, v in enumerate([0.1, 0.6])] == [Decision.STOP, Decision.CONTINUE]
-    assert not policy.pauses and policy.first_target() is None
+    assert not policy.pauses and policy.first_target("t0") is None
 
 
 def test_promote_pauses_at_the_first_rung_and_hands_out_asha_get_job_with_its_next_epoch() -> None:
-    policy = scheduler_of(_asha("promote"))
-    assert policy.pauses and policy.first_target() == 1
+    policy = scheduler_of(_asha("promote"), 0)
+    assert policy.pauses and policy.first_target("t0") == 1
     rungs = [{f"t{i}": (0.1 * i,) for i in range(6)}, {}, {}, {}]
     promoted: list[set[str]] = [set(), set(), set(), set()]
     assert policy.next_job(rungs, promoted, set()) == ("t5", 3)
@@ -81,7 +81,7 @@ def test_pasha_restored_from_its_saved_state_decides_as_the_policy_that_saved_it
     rng = random.Random(5)
     curves = {f"t{i:02d}": [rng.uniform(0, 1) for _ in range(27)] for i in range(30)}
     progress: dict[str, int] = {}
-    running = schedulers.scheduler_of(cfg)
+    running = schedulers.scheduler_of(cfg, 0)
     restored: typing.Any = None
     for step, (tid, curve) in enumerate(curves.items()):
         # Each trial reports up to a rung; the driver observes after each attempt.
@@ -91,7 +91,7 @@ def test_pasha_restored_from_its_saved_state_decides_as_the_policy_that_saved_it
         running.observe(store, progress)
         if step == 14:
             schedulers.save(running, tmp_path, None)
-            restored = schedulers.load(cfg, tmp_path, Store(tmp_path, SCHEMA))
+            restored = schedulers.load(cfg, 0, tmp_path, Store(tmp_path, SCHEMA))
         elif restored is not None:
             restored.observe(store, progress)
             assert restored.state() == running.state()

@@ -21,6 +21,7 @@ import pytest
 from rich.console import Console
 from scipy import stats
 
+from kdsweep.orchestrator import analyses, store_maintenance
 from kdsweep.orchestrator.config import load_sweep
 from kdsweep.orchestrator.html_report import build_html
 from kdsweep.orchestrator.report import render_table, summarize, to_csv, to_json
@@ -187,7 +188,7 @@ def test_report_compares_the_leader_with_the_fixed_point_and_the_ranks_below(bui
 
     # A report of the leader and two ranks makes one test fewer: t0000 (rank 5) is then only
     # compared as a fixed point, and Holm runs over 2 (t0002 at rank 2: p = 1; t0000: 1/32).
-    short = summary.analyses.significance_top(2)
+    short = analyses.of(summary).significance_top(2)
     assert [p.other for p in short.ranks] == ["t0002"] and short.fixed[0].p_adjusted == pytest.approx(2 / 32)
 
     # Were the baseline to lead, the question becomes whether the search's best beats it.
@@ -205,7 +206,7 @@ def test_report_compares_the_leader_with_the_fixed_point_and_the_ranks_below(bui
 def test_a_run_without_the_validation_columns_reads_and_says_it_has_no_paired_data(built: Path) -> None:
     # Compaction rewrites the old fragment with the new schema (nulls); plain pyarrow reads it.
     cfg = RunDir(built).load_config()
-    Store(built, results_schema(trainer_spec(cfg.trainer).metric_names(cfg.settings), cfg.param_types())).compact()
+    store_maintenance.compact(Store(built, results_schema(trainer_spec(cfg.trainer).metric_names(cfg.settings), cfg.param_types())))
     rows = ds.dataset(built / "results").to_table().to_pylist()
     assert {r["val_n"] for r in rows if r["trial_id"] == "t0003"} == {None}
     summary = summarize(str(built))

@@ -27,6 +27,7 @@ from kdsweep.orchestrator.schema import (
     kdsweep_version,
     results_schema,
 )
+from kdsweep.orchestrator import store, store_maintenance
 from kdsweep.orchestrator.store import SOURCES_KEY, Store, StoreWarning, read_run
 
 SCHEMA = results_schema(
@@ -186,9 +187,9 @@ def test_concurrent_appenders_and_incremental_reader(tmp_path: Path) -> None:
 def _compact_worker(run_dir: str, schema: pa.Schema, stop_file: str) -> None:
     s = Store(run_dir, schema)
     while not os.path.exists(stop_file):
-        s.compact()
+        store_maintenance.compact(s)
         time.sleep(0.01)
-    s.compact()
+    store_maintenance.compact(s)
 
 
 def test_compaction_concurrent_with_appenders_and_readers(tmp_path: Path) -> None:
@@ -345,7 +346,7 @@ def test_corrupt_and_foreign_files_are_skipped_with_one_warning_then_quarantined
     # Quarantine moves each unusable file aside with its reason; plain pyarrow reads again.
     with pytest.warns(StoreWarning):
         compactor = Store(tmp_path, SCHEMA)
-        compactor.compact()
+        store_maintenance.compact(compactor)
     quarantine = tmp_path / "quarantine"
     assert {p.name for p in quarantine.iterdir() if not p.name.endswith(".reason")} == {p.name for p in bad_files}
     assert "required columns" in (quarantine / "foreign.parquet.reason").read_text()
@@ -368,7 +369,7 @@ def test_compaction_keeps_rows_and_schema(tmp_path: Path) -> None:
     rung1 = early_reader.rung_values(1, "val_acc")
     parts = fragments(tmp_path)
 
-    assert s.compact() == (6, 12)
+    assert store_maintenance.compact(s) == (6, 12)
     files = fragments(tmp_path)
     assert len(files) == 1 and files[0].startswith("compact-") and files[0].endswith(".parquet")
     compacted = s.results_dir / files[0]
@@ -391,12 +392,12 @@ def test_compaction_keeps_rows_and_schema(tmp_path: Path) -> None:
     s.append([row("c", 0, rung=0, val_acc=0.9)])
     Store(tmp_path, SCHEMA).append([row("d", 0, rung=0, val_acc=0.8)])
     assert early_reader.refresh() == 2
-    assert s.compact() == (2, 2)
+    assert store_maintenance.compact(s) == (2, 2)
     assert sorted(fragments(tmp_path))[0] == files[0]
     # Once the newer rows outnumber it, the next compaction merges it too.
     for e in range(10):
         s.append([row("e", e, rung=0, val_acc=e / 10)])
-    assert s.compact() == (12, 24)
+    assert store_maintenance.compact(s) == (12, 24)
     files2 = fragments(tmp_path)
     assert len(files2) == 1 and files2[0] != files[0]
     sources2 = json.loads(pq.read_schema(s.results_dir / files2[0]).metadata[SOURCES_KEY])
@@ -408,8 +409,8 @@ def test_compaction_keeps_rows_and_schema(tmp_path: Path) -> None:
         assert reader.rung_values(0, "val_acc")["c"] == 0.9
         assert [r["trial_id"] for r in rows] == [r["trial_id"] for r in s.rows()]
     # Nothing to merge: one file left.
-    assert s.compact() == (0, 0)
-    assert Store(tmp_path / "empty", SCHEMA).compact() == (0, 0)
+    assert store_maintenance.compact(s) == (0, 0)
+    assert store_maintenance.compact(Store(tmp_path / "empty", SCHEMA)) == (0, 0)
 
 
 def test_compaction_rewrites_each_row_a_logarithmic_number_of_times(tmp_path: Path) -> None:
@@ -421,7 +422,7 @@ def test_compaction_rewrites_each_row_a_logarithmic_number_of_times(tmp_path: Pa
     for batch in range(256):
         for e in range(4):
             s.append([row(f"t{batch:03d}", e)])
-        merged = s.compact()
+        merged = store_maintenance.compact(s)
         rewritten += merged[1]
         files = fragments(tmp_path)
         assert len(files) <= (batch + 1).bit_length()
@@ -441,7 +442,7 @@ def test_a_reader_that_kept_up_takes_in_a_compaction_without_reading_it(tmp_path
     reader = Store(tmp_path, SCHEMA)
     rows, rung1, trial_a = reader.rows(), reader.rung_values(1, "val_acc"), reader.trial_rows("a")
     read_before = reader.fragments_read
-    assert Store(tmp_path, SCHEMA).compact() == (8, 8)
+    assert store_maintenance.compact(Store(tmp_path, SCHEMA)) == (8, 8)
     assert reader.rows() == rows and reader.fragments_read == read_before
     assert reader.rung_values(1, "val_acc") == rung1 and reader.trial_rows("a") == trial_a
     writer.append([row("a", 5, rung=1, val_acc=0.01)])
@@ -456,9 +457,9 @@ def test_reader_idle_across_two_compactions_sees_no_duplicates(tmp_path: Path) -
     s.append([row("a", 1)])
     idle = Store(tmp_path, SCHEMA)
     assert len(idle.rows()) == 2
-    s.compact()
+    store_maintenance.compact(s)
     s.append([row("a", 2)])
-    s.compact()  # merges the first compacted file: its sources do not name idle's fragments
+    store_maintenance.compact(s)  # merges the first compacted file: its sources do not name idle's fragments
     rows = idle.rows()
     _check_no_duplicates(rows)
     assert [r["epoch"] for r in rows] == [0, 1, 2]
@@ -474,7 +475,7 @@ def test_compaction_moves_corrupt_files_to_quarantine_unchanged(tmp_path: Path) 
     s.append([row("a", 3)])
     compactor = Store(tmp_path, SCHEMA)
     with pytest.warns(StoreWarning, match=corrupt.name):
-        assert compactor.compact() == (3, 3)
+        assert store_maintenance.compact(compactor) == (3, 3)
     assert not corrupt.exists()
     moved = tmp_path / "quarantine" / corrupt.name
     assert moved.read_bytes() == bytes_before
@@ -490,7 +491,7 @@ def test_leftover_sources_of_a_crashed_compaction_are_not_read_twice(tmp_path: P
     first = s.append([row("a", 0)])
     s.append([row("a", 1)])
     saved = first.read_bytes()
-    s.compact()
+    store_maintenance.compact(s)
     # As if the compactor died between publishing its file and deleting this source.
     first.write_bytes(saved)
     for reader in (s, Store(tmp_path, SCHEMA)):
@@ -501,7 +502,7 @@ def test_leftover_sources_of_a_crashed_compaction_are_not_read_twice(tmp_path: P
     # (two new rows: as many as the compacted file holds, so it is merged too).
     s.append([row("a", 2)])
     s.append([row("a", 3)])
-    assert s.compact() == (3, 4)
+    assert store_maintenance.compact(s) == (3, 4)
     assert not first.exists()
     (compacted,) = fragments(tmp_path)
     assert sum(json.loads(pq.read_schema(s.results_dir / compacted).metadata[SOURCES_KEY]).values()) == 4
@@ -520,7 +521,7 @@ def test_fragment_vanishing_before_read_relists(
     def compact_first(self: Store, path: Path) -> pa.Table:
         # The reader has listed the directory; a compaction deletes the fragment now.
         if self is reader and path == victim:
-            writer.compact()
+            store_maintenance.compact(writer)
         return real_read(self, path)
 
     monkeypatch.setattr(Store, "_read_fragment", compact_first)
@@ -659,7 +660,7 @@ def test_a_planted_compacted_file_hides_nothing_and_deletes_nothing(tmp_path: Pa
     with pytest.warns(StoreWarning, match="planted"):
         assert [r["trial_id"] for r in Store(tmp_path).rows()] == ["a"] * 3
     with pytest.warns(StoreWarning, match="planted"):
-        assert Store(tmp_path, SCHEMA).compact() == (3, 3)
+        assert store_maintenance.compact(Store(tmp_path, SCHEMA)) == (3, 3)
     assert not planted.exists() and (tmp_path / "quarantine" / planted.name).exists()
     assert [r["trial_id"] for r in Store(tmp_path).rows()] == ["a"] * 3
 
@@ -674,11 +675,11 @@ def test_compact_finishes_the_appends_of_writers_that_died_and_leaves_live_ones_
     class Killed(BaseException):
         pass
 
-    def die(self: Store, name: str) -> Path:
+    def die(results_dir: Path, name: str) -> Path:
         raise Killed  # the writer is killed after claiming the key, before the rename
 
     with monkeypatch.context() as m:
-        m.setattr(Store, "_publish", die)
+        m.setattr(store, "publish", die)
         with pytest.raises(Killed):
             Store(tmp_path, SCHEMA).append([row("a", 2, val_acc=0.5)], key="a/report-e2")
     (claimed,) = s.results_dir.glob(".part-*")
@@ -693,7 +694,7 @@ def test_compact_finishes_the_appends_of_writers_that_died_and_leaves_live_ones_
     pq.write_table(table.replace_schema_metadata({b"kdsweep.key": b"a/report-e3"}), about_to_claim)
 
     assert [r["epoch"] for r in Store(tmp_path).rows()] == [0, 1]  # recorded, not yet visible
-    assert Store(tmp_path, SCHEMA).compact() == (3, 3)
+    assert store_maintenance.compact(Store(tmp_path, SCHEMA)) == (3, 3)
     assert [(r["epoch"], r["val_acc"]) for r in Store(tmp_path).rows()] == [(0, None), (1, None), (2, 0.5)]
     assert not claimed.exists() and not lost.exists()
     assert writing.exists() and about_to_claim.exists()
