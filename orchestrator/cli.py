@@ -54,6 +54,7 @@ if threading.current_thread() is threading.main_thread():  # only there can Pyth
 import dataclasses  # noqa: E402 - after the signal handlers, see above
 import datetime as dt
 import errno
+import logging
 import os
 import traceback
 import warnings
@@ -670,6 +671,10 @@ def main() -> None:
     """The entry point: every error ends in one message and an exit code (module docstring),
     preceded by the traceback in debug mode (the exit code is the same)."""
     warnings.showwarning = _show_warning
+    # Warnings of kdsweep's loggers (a backend's: a node lost, jobs requeued, squeue failing)
+    # go to stderr as the message alone, as Python's last-resort handler printed them; the
+    # driver also keeps the latest for its live view.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         _stop_if_signalled()
         app()

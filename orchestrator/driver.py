@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import re
 import math
 import threading
@@ -64,6 +65,25 @@ class Snapshot:
     best_value: float | None
     best_params: dict[str, Any]
     metric: str
+    #: The latest warnings of kdsweep's loggers during the sweep, oldest first (a backend's:
+    #: a node lost and the trials SLURM requeued); the log has them all.
+    notices: tuple[str, ...] = ()
+
+
+#: How many of the latest warnings the live view shows.
+NOTICES_SHOWN = 3
+
+
+class _Notices(logging.Handler):
+    """Keeps the latest warnings of kdsweep's loggers while a sweep runs, for the live view.
+    They reach the log (stderr) through the usual handlers too: this one only remembers."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.latest: deque[str] = deque(maxlen=NOTICES_SHOWN)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.latest.append(record.getMessage())
 
 
 #: When the driver compacts the results during a sweep: once the attempts that ended since
@@ -211,6 +231,7 @@ class Driver:
         self.next_index = 0
         self.rejected_in_a_row = 0
         self.last_rejection = ""
+        self._notices = _Notices()
         self._rebuild()
 
     # -- state from the run directory --------------------------------------------------------
@@ -282,6 +303,7 @@ class Driver:
         # Compaction paces file-system work, which takes real time even when the sweep's
         # clock is virtual: it reads the real clock, never self.clock.
         self._compacted_at = REAL_CLOCK.seconds()
+        logging.getLogger("kdsweep").addHandler(self._notices)
         try:
             while True:
                 while self._running() < self.backend.slots:
@@ -306,6 +328,7 @@ class Driver:
                     self._compaction.start()
         finally:
             self.backend.close()
+            logging.getLogger("kdsweep").removeHandler(self._notices)
         self._compaction.finish()
         self._update(force=True)
         return self.snapshot()
@@ -462,6 +485,7 @@ class Driver:
             best_value=best.value if best else None,
             best_params=dict(best.record.params) if best else {},
             metric=self.cfg.asha.metric,
+            notices=tuple(self._notices.latest),
         )
 
     def _update(self, force: bool = False) -> None:

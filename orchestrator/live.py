@@ -30,7 +30,8 @@ def render(s: Snapshot) -> Group:
     else:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.best_params.items())
         best = plain(f"best {s.metric} {s.best_value:.4f} ({s.best_trial}: {params})")
-    return Group(head, counts, best)
+    notices = [plain(f"! {n}", style="yellow") for n in s.notices]
+    return Group(head, counts, best, *notices)
 
 
 class LiveView:

@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import pickle
 import re
 import shutil
@@ -55,7 +56,7 @@ from kdsweep.orchestrator.backends import Finished
 from kdsweep.orchestrator.backends.slurm_spec import slurm_options
 from kdsweep.orchestrator.config import ConfigError, ConfigIssue, SweepConfig
 from kdsweep.orchestrator.atomic import real_dir, write_atomic
-from kdsweep.orchestrator.worker import TrialOutcome, TrialSpec, run_trial
+from kdsweep.orchestrator.worker import NODE_ENV, TrialOutcome, TrialSpec, run_trial
 
 logger = logging.getLogger("kdsweep.slurm")
 
@@ -85,6 +86,10 @@ class TrialJob(Checkpointable):
     """
 
     def __call__(self, spec: TrialSpec) -> TrialOutcome:
+        # The results' node column: SLURM's name for the node, which the host name does not
+        # tell where several nodes share a machine (or a node is renamed in slurm.conf).
+        if "SLURMD_NODENAME" in os.environ:
+            os.environ[NODE_ENV] = os.environ["SLURMD_NODENAME"]
         # A job requeued after its trial wrote its last row gets that row back: run_trial
         # never trains an attempt the store says has ended.
         return run_trial(spec)
@@ -93,11 +98,68 @@ class TrialJob(Checkpointable):
 # -- what a job asks SLURM for --------------------------------------------------------------------
 
 
+def gpu_gres(cfg: SweepConfig) -> str | None:
+    """The GRES a trial job asks for its GPUs: ``backend.slurm.gres`` when set; none without
+    GPUs; ``gpu:N`` for N whole GPUs (a fraction above one rounds up: a share of several
+    devices is no SLURM resource); for a fraction f below one, ``shard:K`` with K = ⌈f · S⌉ of
+    the S shards each GPU of the partition has (``gres.conf`` ``Name=shard``), never less
+    than asked. ConfigError naming ``backend.slurm.gres`` when the partition's nodes have no
+    shards (or ``sinfo`` cannot say)."""
+    b, s = cfg.backend, slurm_options(cfg)
+    if s.gres is not None:
+        return s.gres
+    if b.gpus_per_trial <= 0:
+        return None
+    if b.gpus_per_trial >= 1:
+        return f"gpu:{math.ceil(b.gpus_per_trial)}"
+    per_gpu = shards_per_gpu(_partition_gres(s.partition))
+    if per_gpu == 0:
+        where = f"partition {s.partition}" if s.partition else "the default partition"
+        allowed = (
+            f"a whole number of GPUs, or backend.slurm.gres set to what a fraction should ask for: the nodes of {where} "
+            "have no GPU shards (gres.conf Name=shard, GresTypes=gpu,shard in slurm.conf) to share a GPU through"
+        )
+        raise ConfigError([ConfigIssue(cfg.source, "backend.gpus_per_trial", b.gpus_per_trial, allowed)])
+    return f"shard:{math.ceil(b.gpus_per_trial * per_gpu - 1e-9)}"
+
+
+def shards_per_gpu(gres_lines: list[str]) -> int:
+    """Shards per GPU on the nodes whose GRES (as ``sinfo -o %G`` prints them, e.g.
+    ``gpu:a100:2(S:0-1),shard:8``) are ``gres_lines``: the fewest among nodes that have both,
+    so a job fits on any of them; 0 when none has shards."""
+    found = []
+    for line in gres_lines:
+        counts = {"gpu": 0, "shard": 0}
+        for item in line.split(","):
+            name, *rest = re.sub(r"\(.*?\)", "", item.strip()).split(":")
+            if name in counts and rest and rest[-1].isdigit():
+                counts[name] += int(rest[-1])
+        if counts["gpu"] and counts["shard"]:
+            found.append(counts["shard"] // counts["gpu"])
+    return min(found, default=0)
+
+
+def _partition_gres(partition: str | None) -> list[str]:
+    """The GRES of each node of ``partition`` (the default one, marked ``*`` by sinfo, when
+    None), from sinfo; [] when sinfo cannot say."""
+    command = ["sinfo", "--noheader", "--Node", "--format=%P|%G"]
+    try:
+        with clean_env():
+            out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [line.split("|", 1) for line in out.splitlines() if "|" in line]
+    return [gres for name, gres in rows if (name.endswith("*") if partition is None else name.rstrip("*") == partition)]
+
+
+
 def executor_parameters(cfg: SweepConfig) -> dict[str, Any]:
     """Arguments of submitit's ``SlurmExecutor.update_parameters`` for a trial job of ``cfg``.
 
-    GPUs: SLURM allocates whole devices, so a fractional ``gpus_per_trial`` rounds up; set
-    ``backend.slurm.gres`` to ask for a type (``gpu:a100:1``) or a shard instead.
+    GPUs (:func:`gpu_gres`): whole devices as ``gpu:N``; a fraction below one as that share
+    of a device's SLURM shards (``shard:K``), so several trials share one GPU as SLURM
+    counts it; ``backend.slurm.gres`` asks for anything else (``gpu:a100:1``). Asks the
+    cluster (``sinfo``) only for a fraction.
     """
     b, s = cfg.backend, slurm_options(cfg)
     params: dict[str, Any] = {
@@ -114,7 +176,7 @@ def executor_parameters(cfg: SweepConfig) -> dict[str, Any]:
         # default (JobRequeue=0) would refuse it.
         "additional_parameters": {"requeue": True, **s.extra},
     }
-    gres = s.gres or (f"gpu:{math.ceil(b.gpus_per_trial)}" if b.gpus_per_trial > 0 else None)
+    gres = gpu_gres(cfg)
     optional = {"partition": s.partition, "account": s.account, "qos": s.qos, "constraint": s.constraint, "gres": gres}
     params.update({k: v for k, v in optional.items() if v is not None})
     return params
@@ -249,6 +311,7 @@ class SlurmBackend:
         self._executors: dict[Path, Executor] = {}
         self._records: dict[Path, dict[AttemptKey, str]] = {}
         self._states: dict[str, str] = {}  # job id → SLURM state, from the last squeue
+        self._nodes: dict[str, str] = {}  # job id → the node it was running on at the last squeue
         self._states_at = -math.inf  # monotonic time just before that squeue ran
         self._submit_failures = 0
         self._next_submit_at = -math.inf
@@ -439,7 +502,7 @@ class SlurmBackend:
     def _refresh_states(self) -> None:
         """One squeue for every job of this user, array tasks one per line."""
         started = time.monotonic()
-        command = ["squeue", "--me", "--noheader", "--array", "--states=all", "--format=%i|%T"]
+        command = ["squeue", "--me", "--noheader", "--array", "--states=all", "--format=%i|%T|%N"]
         try:
             out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
         except (OSError, subprocess.SubprocessError) as exc:
@@ -447,10 +510,35 @@ class SlurmBackend:
             logger.warning("squeue failed (%s); job states not refreshed", exc)
             return
         states: dict[str, str] = {}
+        nodes: dict[str, str] = {}
         for line in out.splitlines():
-            job_id, _, state = line.partition("|")
-            states[job_id.strip()] = state.strip()
-        self._states, self._states_at = states, started
+            job_id, state, node = (part.strip() for part in (line.split("|") + ["", ""])[:3])
+            states[job_id] = state
+            if state == "RUNNING" and node:
+                nodes[job_id] = node
+        self._say_requeued(states, nodes)
+        self._states, self._states_at, self._nodes = states, started, nodes
+
+    def _say_requeued(self, states: dict[str, str], nodes: dict[str, str]) -> None:
+        """Log (a warning: the driver's log and live view) each node that this backend's
+        running jobs were taken from since the last squeue — a job that ran there and is
+        now queued again, or runs elsewhere: SLURM requeued it (node down or drained,
+        preemption, ``scontrol requeue``) — with the node's state and reason and the trials
+        requeued; they resume from their last checkpoint when SLURM starts them again."""
+        trial_of = {entry.job.job_id: trial for trial, entry in self._jobs.items()}
+        moved: dict[str, list[str]] = {}
+        for job_id, node in self._nodes.items():
+            state = states.get(job_id)
+            if job_id in trial_of and state is not None and state not in ENDED_STATES and nodes.get(job_id) != node:
+                moved.setdefault(node, []).append(f"{trial_of[job_id]} (job {job_id})")
+        for node, jobs in sorted(moved.items()):
+            try:
+                info = subprocess.run(["sinfo", "--noheader", "--Node", f"--nodes={node}", "--format=%T|%E"], capture_output=True, text=True, timeout=60, check=False).stdout.strip()
+            except (OSError, subprocess.SubprocessError):
+                info = ""
+            state, _, reason = info.partition("|")
+            why = f"{state}: {reason}" if reason and reason != "none" else (state or "state unknown")
+            logger.warning("node %s lost its jobs (%s); requeued by SLURM, resuming from their checkpoints: %s", node, why, ", ".join(jobs))
 
     @staticmethod
     def _scancel(job_ids: list[str]) -> None:

@@ -23,7 +23,8 @@ class SlurmConfig:
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
-    #: GRES string, e.g. "gpu:a100:1"; default derives "gpu:N" from ``gpus_per_trial``.
+    #: GRES string, e.g. "gpu:a100:1"; default derives it from ``gpus_per_trial`` ("gpu:N", or
+    #: "shard:K" for a fraction below one: ``slurm.gpu_gres``).
     gres: str | None = None
     #: How many jobs of one array may run at once (SLURM's ``%N``); 0: no limit.
     array_parallelism: int = 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the test cluster started by start.sh: slurmd, slurmctld, munged (by their pid files).
+# Stop the test cluster started by start.sh: every slurmd, slurmctld, munged (by their pid files).
 set -euo pipefail
 
 stop() {  # NAME PIDFILE: SIGTERM the daemon, wait up to 10 s for it to exit
@@ -15,6 +15,6 @@ stop() {  # NAME PIDFILE: SIGTERM the daemon, wait up to 10 s for it to exit
     rm -f "$pidfile"
 }
 
-stop slurmd /run/slurmd.pid
+for pidfile in /run/slurmd*.pid; do stop slurmd "$pidfile"; done  # one per node (slurmd-<node>.pid)
 stop slurmctld /run/slurmctld.pid
 stop munged /run/munge/munged.pid

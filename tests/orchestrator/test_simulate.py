@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from rich.console import Console
 
 from kdsweep.orchestrator.backends.simulated import SimulatedBackend
 from kdsweep.orchestrator.checkpoint import save_checkpoint
 from kdsweep.orchestrator.layout import checkpoint_path
 from kdsweep.orchestrator.clock import VirtualClock
 from kdsweep.orchestrator.config import load_sweep_text
-from kdsweep.orchestrator.driver import Driver, RejectedSpaceError, Snapshot
+from kdsweep.orchestrator import live
+from kdsweep.orchestrator.driver import NOTICES_SHOWN, Driver, RejectedSpaceError, Snapshot
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord
 from kdsweep.orchestrator.policies import order_of
 from kdsweep.orchestrator.schema import NOT_AT_RUNG, TERMINAL_EVENTS, Event, row_key
@@ -81,6 +84,31 @@ def test_the_live_snapshot_follows_virtual_time(tmp_path: Path) -> None:
     assert final.best_trial is not None and final.best_value == max(r["val_acc"] for r in store(driver) if r["val_acc"] is not None and r["trial_id"] == final.best_trial)
     times = sorted(r["reported_at"] for r in store(driver))
     assert times[0] >= clock.start and (times[-1] - clock.start).total_seconds() == pytest.approx(clock.t)
+
+
+def test_warnings_of_kdsweep_loggers_reach_the_live_view(tmp_path: Path) -> None:
+    """A backend's warning during a sweep (SLURM's "node kd1 lost its jobs ...") is in the
+    next snapshots, the latest NOTICES_SHOWN of them, and the live view shows them; the
+    driver's handler is gone after the sweep."""
+    driver, _, _, _ = simulated(tmp_path, "num_trials=4", "asha.max_epochs=3", workers=2)
+    said: list[str] = []
+    update = driver.on_update
+    assert update is not None
+
+    def warn_then_update(snapshot: Snapshot) -> None:
+        if len(said) < 5:
+            said.append(f"node kd{len(said)} lost its jobs")
+            logging.getLogger("kdsweep.slurm").warning(said[-1])
+        update(snapshot)
+
+    driver.on_update = warn_then_update
+    before = list(logging.getLogger("kdsweep").handlers)
+    final = driver.run_sweep()
+    assert len(said) == 5 and final.notices == tuple(said[-NOTICES_SHOWN:])
+    console = Console(record=True, width=200)
+    console.print(live.render(final))
+    assert "node kd4 lost its jobs" in console.export_text() and "node kd0" not in console.export_text()
+    assert logging.getLogger("kdsweep").handlers == before
 
 
 def test_eval_every_epochs_reports_at_rungs_and_every_kth_epoch(tmp_path: Path) -> None:

@@ -99,6 +99,11 @@ def test_a_40_trial_sweep_runs_on_slurm_with_asha_stopping_at_rungs(sweep_file: 
     assert stopped_at <= {1, 3}, f"ASHA stops only at rungs below the top: {stopped_at}"
     reports = Counter((r["trial_id"], r["epoch"]) for r in all_rows if r["event"] == "report")
     assert max(reports.values()) == 1
+    # The results' node column is SLURM's node name; the trials spread over every node
+    # (two with start.sh --nodes 2, which CI runs: tests/orchestrator/test_slurm_nodes.py).
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, timeout=30, check=True).stdout.split()
+    by_node = Counter(r["node"] for r in all_rows if r["event"] == "report")
+    assert set(by_node) == set(nodes), f"reports per node: {by_node}"
 
     records = assert_each_attempt_submitted_once(run)
     assert sorted(records) == [(f"t{i:04d}", 0, None) for i in range(40)]
