@@ -2,7 +2,9 @@
 
 Prints one line per figure, ``name key=value ...``, to stdout:
 
-- ``device``: the GPU (or ``cpu`` in tiny mode), the torch version and whether tiny mode ran;
+- ``device``: the GPU (or ``cpu`` in tiny mode), its NVIDIA driver (from ``nvidia-smi``;
+  ``n/a`` where there is none), the torch, CUDA and cuDNN versions torch was built with, and
+  whether tiny mode ran;
 - ``train`` (3 lines): epoch seconds and images/s of the ResNet18 student (CE step: forward,
   backward, SGD, on device-resident generated CIFAR-sized data with the trainers' batched
   crop + flip), ImageNet stem (the seeds') with and without bf16 autocast + channels_last,
@@ -32,7 +34,20 @@ Prints one line per figure, ``name key=value ...``, to stdout:
   ``train_images_per_s`` = images / ``train_window_s``, from the first trial's training start
   (its first report's ``reported_at`` − ``wall_s``: after its data, teacher and models were
   built) to the last trial's end. The packed line adds ``vs_one_at_a_time``, the ratio of the
-  total images/s. Any failed trial stops the script with the trial's error.
+  total images/s. Any failed trial stops the script with the trial's error. Each line
+  also carries the GPU's utilisation while that sweep ran, sampled every 0.5 s by
+  ``nvidia-smi`` on this host (``gpu_util_median_pct``, ``gpu_util_max_pct``,
+  ``gpu_mem_max_mib``, ``gpu_samples``; ``gpu_util=n/a`` where there is no ``nvidia-smi``);
+- ``packed`` through SLURM (2 more lines, ``backend=slurm``): the same two sweeps through
+  kdsweep's SLURM backend when ``sinfo`` here shows a node with a GPU gres: one trial per
+  ``gpu:1`` job, one at a time, and four ``gpus_per_trial = 0.25`` trials that SLURM packs
+  onto one GPU through its shards (``shard:K``, K = a quarter of a GPU's shards). Where the
+  packed sweep's partition has no shards, its line is ``packed backend=slurm
+  gpus_per_trial=0.25 skipped: <kdsweep's message>``; without SLURM, or without a GPU gres,
+  one line ``packed backend=slurm skipped: <why>``. On one GPU machine this is
+  ``slurm/testcluster/start.sh``'s cluster (its stand-in device 0 is the real GPU 0 to
+  the jobs, which receive ``CUDA_VISIBLE_DEVICES`` from SLURM); the utilisation is still
+  sampled on this host, so on a real cluster, whose jobs run elsewhere, it says nothing.
 
 Epoch figures are projected for CIFAR-10's 45 000 training images (val_fraction 0.1) at the
 step's batch size from the measured step rate, after warm-up steps; on CUDA the clock reads
@@ -45,14 +60,17 @@ loss-weights step 240 × 128 / 3000 ≈ 10 s; topology ≈ 5 s; graph gates 240 
 an assumed ≥ 1500 images/s ≤ 10 s; latency < 5 s; ``packed``: generated files, Ray start and
 the teacher's epoch ~20 s, one at a time 4 trials × 3 epochs × 18 000 images / 3000 ≈ 72 s
 plus ~25 s of actor start and data loading, packed ~72 / 3.9 ≈ 20 s plus ~25 s: ~2.7 min.
-In all about 4 min; at half the quoted rates about 6.5 min, still under 8.
+In all about 4 min; at half the quoted rates about 6.5 min, still under 8. Where SLURM's
+path runs too, add about as much again as the Ray sweeps (each job starts its own Python and
+loads its data): about 6.5 min, under 10 at half the quoted rates.
 
 Tiny mode (``--tiny``): one torch thread, one warm-up and one timed step of batch 8 for each
 step figure, 8 latency images, and the packed sweeps at width 0.25 (student and teacher),
 batch 16, on 200 generated training images, one epoch per trial; Ray's one GPU is then a
 declared resource only where there is no CUDA (the trials compute on the CPU), and Ray gets
 at least 4 logical CPUs whatever the cores. It checks that the script and its Ray path work,
-e.g. on a CPU in the test suite (28 s on a 2-core CPU, 2026-11-30); its first line says that
+e.g. on a CPU in the test suite, SLURM's path included on the test cluster's stand-in GPUs
+(their trials compute on the CPU; 1 GB per trial job); its first line says that
 its numbers mean nothing. Without CUDA and without ``--tiny`` the script exits with status 2
 and a message saying so, measuring nothing.
 
@@ -68,10 +86,14 @@ import dataclasses
 import logging
 import os
 import pickle
+import shutil
+import statistics
+import subprocess
 import sys
+import threading
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -311,13 +333,16 @@ class SweepTiming:
 def run_sweep(overrides: Sequence[str], out: Path, epoch_images: int) -> SweepTiming:
     """The packed sweep under ``overrides`` in the new run directory ``out``, driven here on
     the Ray instance this process holds; its timing read back from the results store."""
-    from kdsweep.orchestrator.backends import make_backend
+    from kdsweep.orchestrator.backends import backend_spec, make_backend
     from kdsweep.orchestrator.config import load_sweep
     from kdsweep.orchestrator.driver import Driver
     from kdsweep.orchestrator.rundir import RunDir
     from kdsweep.orchestrator.store import Store
 
     cfg = load_sweep(PACKED_SWEEP, overrides)
+    # As `kdsweep launch` does: the backend may refuse the sweep (ConfigError) before any
+    # file is written, e.g. a GPU fraction on a SLURM partition without shards.
+    backend_spec(cfg.backend.kind).preflight(cfg, out)
     run = RunDir.create(out, cfg)
     with run.acquire_driver_lock():
         started = time.perf_counter()
@@ -344,8 +369,131 @@ def run_sweep(overrides: Sequence[str], out: Path, epoch_images: int) -> SweepTi
     return SweepTiming(images=epochs * epoch_images, epochs=epochs, wall_s=wall, train_window_s=end - start)
 
 
+def nvidia_smi(*query: str) -> list[str]:
+    """``nvidia-smi --query-gpu=...`` for the GPU this process computes on (CUDA device 0:
+    the first entry of ``CUDA_VISIBLE_DEVICES``, else 0), one output line per sample; []
+    where there is no ``nvidia-smi``."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    return subprocess.run(["nvidia-smi", f"--id={gpu_index()}", *query], capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+
+
+def gpu_index() -> str:
+    """nvidia-smi's id of CUDA device 0 in this process."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return visible or "0"
+
+
+class GpuUtilisation:
+    """The GPU's utilisation and memory while the ``with`` block runs, sampled every 0.5 s by
+    ``nvidia-smi`` in its own loop (``-lms 500``); :meth:`fields` renders them, or
+    ``gpu_util=n/a`` where there is no ``nvidia-smi``."""
+
+    QUERY = ("--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-lms", "500")
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> GpuUtilisation:
+        if shutil.which("nvidia-smi") is not None:
+            self._proc = subprocess.Popen(["nvidia-smi", f"--id={gpu_index()}", *self.QUERY], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True)
+            self._reader.start()
+        return self
+
+    def _read(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            sample = parse_utilisation(line)
+            if sample is not None:
+                self.samples.append(sample)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=30)
+        if self._reader is not None:
+            self._reader.join(timeout=30)
+
+    def fields(self) -> str:
+        if self._proc is None:
+            return "gpu_util=n/a"
+        if not self.samples:
+            return "gpu_util=no_samples"
+        util = [u for u, _ in self.samples]
+        return (
+            f"gpu_util_median_pct={statistics.median(util):.0f} gpu_util_max_pct={max(util):.0f} "
+            f"gpu_mem_max_mib={max(m for _, m in self.samples):.0f} gpu_samples={len(self.samples)}"
+        )
+
+
+def parse_utilisation(line: str) -> tuple[float, float] | None:
+    """(utilisation %, memory used MiB) from one line of ``nvidia-smi
+    --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits`` (``"87, 40321"``);
+    None for a line that is not one (``[N/A]`` on GPUs that do not report it)."""
+    parts = [part.strip() for part in line.split(",")]
+    try:
+        return float(parts[0]), float(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def slurm_gpu_nodes() -> tuple[list[str], str]:
+    """The nodes ``sinfo`` here shows with a GPU gres, or [] and why there are none."""
+    if shutil.which("sinfo") is None:
+        return [], "no SLURM here (sinfo is not on PATH)"
+    try:
+        out = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%N|%G"], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return [], f"sinfo failed ({e})".replace("\n", " ")
+    nodes = sorted({name for name, _, gres in (line.partition("|") for line in out.splitlines()) if "gpu" in gres})
+    return nodes, "" if nodes else "sinfo shows no node with a GPU gres"
+
+
+@dataclasses.dataclass(frozen=True)
+class Packing:
+    """One sweep of the packed figures: how many GPUs each trial asks for, how many run at once."""
+
+    gpus_per_trial: float
+    max_concurrent: int
+
+    def overrides(self) -> list[str]:
+        return [f"backend.gpus_per_trial={self.gpus_per_trial}", f"backend.max_concurrent={self.max_concurrent}"]
+
+
+PACKINGS = (Packing(1.0, 1), Packing(0.25, PACKED_TRIALS))
+
+
+def packed_lines(backend: str, overrides: Sequence[str], work: Path, epoch_images: int) -> None:
+    """The two packed sweeps through ``backend`` (one at a time, then four on one GPU), a
+    line each; a sweep the backend refuses (ConfigError) prints a ``skipped`` line."""
+    from kdsweep.orchestrator.config import ConfigError
+
+    single: SweepTiming | None = None
+    for packing in PACKINGS:
+        head = f"packed backend={backend} trials={PACKED_TRIALS} gpus_per_trial={packing.gpus_per_trial} max_concurrent={packing.max_concurrent}"
+        try:
+            with GpuUtilisation() as gpu:
+                t = run_sweep([*overrides, *packing.overrides()], work / f"{backend}-{packing.max_concurrent}", epoch_images)
+        except ConfigError as e:
+            print(f"{head} skipped: {' / '.join(str(i) for i in e.issues)}", flush=True)
+            continue
+        total = t.images / t.wall_s
+        if single is None:
+            single, ratio = t, ""
+        else:
+            ratio = f" vs_one_at_a_time={total / (single.images / single.wall_s):.2f}x"
+        print(
+            f"{head} epochs_trained={t.epochs} images={t.images} wall_s={t.wall_s:.1f} total_images_per_s={total:.0f} "
+            f"train_window_s={t.train_window_s:.1f} train_images_per_s={t.images / t.train_window_s:.0f}{ratio} {gpu.fields()}",
+            flush=True,
+        )
+
+
 def packed_figures(p: Plan, work: Path) -> None:
-    """One at a time against four packed on the GPU, both through kdsweep's Ray backend."""
+    """One at a time against four packed on the GPU, through kdsweep's Ray backend, then
+    through its SLURM backend where ``sinfo`` shows a GPU gres."""
     import ray
 
     from kdsweep.orchestrator.config import load_sweep
@@ -355,10 +503,10 @@ def packed_figures(p: Plan, work: Path) -> None:
         f"data.root={str(data_root)!r}", f"num_trials={PACKED_TRIALS}",
         f"asha.min_epochs={p.sweep_epochs}", f"asha.max_epochs={p.sweep_epochs}",
         "settings.teacher_epochs=1", f"settings.teacher_cache={str(work / 'cache')!r}",
-        'backend.kind="ray"', "backend.max_retries=0", "backend.cpus_per_trial=1", *p.sweep_overrides,
+        "backend.max_retries=0", "backend.cpus_per_trial=1", *p.sweep_overrides,
     ]  # fmt: skip
-    # The teacher, trained before either sweep so that neither pays for it; the same spec as
-    # the trials' (load_teacher from the sweep's own settings and data).
+    # The teacher, trained before any sweep so that none pays for it; the same spec as the
+    # trials' (load_teacher from the sweep's own settings and data).
     cfg = load_sweep(PACKED_SWEEP, common)
     dev = Device(p.device, cfg.settings)
     data = load_data(cfg.data, dev.torch)
@@ -375,19 +523,16 @@ def packed_figures(p: Plan, work: Path) -> None:
     cpus = max(PACKED_TRIALS, len(os.sched_getaffinity(0)))
     ray.init(address="local", num_cpus=cpus, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
-        single = run_sweep([*common, "backend.gpus_per_trial=1", "backend.max_concurrent=1"], work / "one-at-a-time", epoch_images)
-        packed = run_sweep([*common, "backend.gpus_per_trial=0.25", f"backend.max_concurrent={PACKED_TRIALS}"], work / "packed", epoch_images)
+        packed_lines("ray", [*common, 'backend.kind="ray"'], work, epoch_images)
     finally:
         ray.shutdown()
-    for gpus, concurrent, t in ((1.0, 1, single), (0.25, PACKED_TRIALS, packed)):
-        total = t.images / t.wall_s
-        ratio = f" vs_one_at_a_time={total / (single.images / single.wall_s):.2f}x" if t is packed else ""
-        print(
-            f"packed backend=ray trials={PACKED_TRIALS} gpus_per_trial={gpus} max_concurrent={concurrent} epochs_trained={t.epochs} "
-            f"images={t.images} wall_s={t.wall_s:.1f} total_images_per_s={total:.0f} "
-            f"train_window_s={t.train_window_s:.1f} train_images_per_s={t.images / t.train_window_s:.0f}{ratio}",
-            flush=True,
-        )
+    nodes, why_not = slurm_gpu_nodes()
+    if not nodes:
+        print(f"packed backend=slurm skipped: {why_not}", flush=True)
+        return
+    # Tiny trials fit in 1 GB: four packed ones then fit on one node of a small test cluster.
+    memory = ["backend.mem_gb=1"] if p.tiny else []
+    packed_lines("slurm", [*common, 'backend.kind="slurm"', *memory], work, epoch_images)
 
 
 def check_checkout() -> None:
@@ -424,7 +569,13 @@ def main() -> None:
         torch.set_num_threads(1)
         print("tiny mode: a few steps on tiny data to check that the script works; every number below is meaningless", flush=True)
     name = torch.cuda.get_device_name() if p.device == "cuda" else "cpu"
-    print(f"device name={name.replace(' ', '_')} torch={torch.__version__} tiny={p.tiny}", flush=True)
+    driver = next(iter(nvidia_smi("--query-gpu=driver_version", "--format=csv,noheader")), "n/a").strip()
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    print(
+        f"device name={name.replace(' ', '_')} driver={driver} torch={torch.__version__} cuda={torch.version.cuda} "
+        f"cudnn={cudnn} tiny={p.tiny}",
+        flush=True,
+    )
     data = generated_data(p, torch.device(p.device))
     train_figures(p, data)
     loss_weights_figure(p, data)

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from simulate_seed004 import OVERRIDES as SEED004  # noqa: E402
 
 from kdsweep.orchestrator.rundir import RunDir  # noqa: E402
+from kdsweep.orchestrator.simulate import synthetic_full_values  # noqa: E402
 
 #: Policy name -> its ``--set`` overrides.
 POLICIES: Mapping[str, Sequence[str]] = {
@@ -51,6 +52,8 @@ POLICIES: Mapping[str, Sequence[str]] = {
     "stop, 3 brackets": ['asha.variant="stop"', "asha.brackets=3"],
     "promote, 3 brackets": ['asha.variant="promote"', "asha.brackets=3"],
     "PASHA": ['asha.variant="pasha"'],
+    "stop, extrapolate": ['asha.variant="stop"', "asha.extrapolate=true"],
+    "promote, extrapolate": ['asha.variant="promote"', "asha.extrapolate=true"],
 }
 
 #: The digits loss-weights sweep recorded with full curves (``--record-digits``): the demo's
@@ -69,25 +72,6 @@ def _kdsweep(*args: str) -> dict[str, Any]:
 
 def _sets(overrides: Sequence[str]) -> list[str]:
     return [a for o in overrides for a in ("--set", o)]
-
-
-def synthetic_full_values(run: Path) -> dict[str, float]:
-    """Each trial's value at ``max_epochs`` without early stopping: its synthetic trainer's
-    evaluation there (closed-form curve, the trial's own noise draw)."""
-    from kdsweep.orchestrator.worker import trial_seed
-    from kdsweep.trainers.base import TrialContext, trainer_spec
-
-    rd = RunDir(run)
-    cfg = rd.load_config()
-    spec = trainer_spec(cfg.trainer)
-    top = cfg.asha.max_epochs
-    values = {}
-    for tid, record in rd.read_trials("search", cfg).items():
-        ctx = TrialContext(tid, trial_seed(cfg.seed, tid), 0, run, run / "cache", "cpu", None, top)
-        trainer = spec.build(record.params, cfg.settings, ctx)
-        trainer.load_state_dict({"epoch": top})
-        values[tid] = float(trainer.evaluate()[cfg.asha.metric])
-    return values
 
 
 def recorded_full_values(run: Path) -> dict[str, float]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import math
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence, Set as AbstractSet
+from collections.abc import Iterable, Mapping, Sequence, Set as AbstractSet
 
 import numpy as np
 import numpy.typing as npt
@@ -150,14 +150,22 @@ def stop_decision(
     # 3-10 values and ~7 us for 100, where numpy.nanpercentile spends ~32 us on array set-up
     # alone; they break even near 1000 values, and at 10 000 (~1.3 ms here, 4x numpy) a
     # decision is still negligible next to an epoch (measured, CPython 3.11, numpy 2.4).
-    ranked = sorted(_real_scalars(others, sign))
+    cut = cutoff(_real_scalars(others, sign), reduction_factor)
+    return Decision.STOP if cut is not None and point[0] < cut else Decision.CONTINUE
+
+
+def cutoff(signed: Iterable[float], reduction_factor: int) -> float | None:
+    """Ray Tune's rung cutoff over ``signed`` values (larger is better): their ``1 − 1 /
+    reduction_factor`` quantile, linearly interpolated, bit for bit as ``_Bracket.cutoff``
+    computes it (see :func:`stop_decision`); NaNs are left out, and None when nothing is left."""
+    ranked = sorted(v for v in signed if v == v)
     if not ranked:
-        return Decision.CONTINUE
+        return None
     # Ray passes the percentile (1 - 1/rf) * 100 and numpy divides it by 100 again; that
     # round trip is not exact in floating point, so it is repeated here rather than
     # simplified, to land on the same quantile bits.
     quantile = (1 - 1 / reduction_factor) * 100 / 100
-    return Decision.STOP if point[0] < _linear_quantile(ranked, quantile) else Decision.CONTINUE
+    return _linear_quantile(ranked, quantile)
 
 
 def decide(
@@ -261,13 +269,28 @@ def promotion(
             "give one set per rung"
         )
     for k in range(len(rungs) - 2, -1, -1):
-        recorded = rungs[k]
-        quota = len(recorded) // reduction_factor
-        if quota == 0:
-            continue
-        for trial_id in rank(recorded, mode)[:quota]:
-            if trial_id not in promoted[k] and trial_id not in busy:
-                return trial_id, k + 1
+        chosen = promotable(rungs[k], promoted[k], reduction_factor, mode, busy)
+        if chosen is not None:
+            return chosen, k + 1
+    return None
+
+
+def promotable(
+    recorded: Mapping[str, RungValue],
+    promoted: AbstractSet[str],
+    reduction_factor: int,
+    mode: Modes,
+    busy: AbstractSet[str] = frozenset(),
+) -> str | None:
+    """The best trial of one rung that :func:`promotion` would promote out of it: among the
+    top ``len(recorded) // reduction_factor`` of ``recorded`` in the order of :func:`rank`,
+    the first neither in ``promoted`` nor in ``busy``; None when there is none."""
+    quota = len(recorded) // reduction_factor
+    if quota == 0:
+        return None
+    for trial_id in rank(recorded, mode)[:quota]:
+        if trial_id not in promoted and trial_id not in busy:
+            return trial_id
     return None
 
 

@@ -173,8 +173,10 @@ def launch(
     top: Annotated[int, typer.Option("--top", help="Rows of the leaderboard printed at the end.")] = 10,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print what would run (SLURM: the sbatch script of a trial job, checked with 'sbatch --test-only'; else the normalised sweep) and exit; creates and submits nothing.")] = False,
     html: Annotated[bool, typer.Option("--html", help="Keep RUN_DIR/report.html, the self-contained HTML report, up to date while the sweep runs (at most every 30 s, and at the end).")] = False,
+    warm_start_runs: Annotated[Optional[list[Path]], typer.Option("--warm-start", help="Start the searcher from this earlier run's completed and stopped trials that lie in the space, each at the run's first rung epoch (same trainer and metric). Repeatable.")] = None,
 ) -> None:
     """Run a sweep (or resume one), then print its report."""
+    from kdsweep.orchestrator import warm_start
     from kdsweep.orchestrator.report import render_table, summarize
 
     options = [("--backend", "backend.kind", backend), ("--max-concurrent", "backend.max_concurrent", max_concurrent), ("--num-trials", "num_trials", num_trials)]
@@ -185,12 +187,16 @@ def launch(
         if resume is not None:
             if sweep is not None:
                 raise ConfigError([ConfigIssue("command line", "SWEEP", sweep, "omit the sweep file with --resume: the run directory holds its frozen copy")])
+            if warm_start_runs:
+                raise ConfigError([ConfigIssue("command line", warm_start.OPTION, ", ".join(map(str, warm_start_runs)), f"not with --resume: a run keeps the observations it started from ({layout.WARM_START})")])
             run = _run_dir(resume)
             cfg = run.load_config(overrides)
             # Every record is read as the driver will, before anything is written: a
             # refused command (a bad record, a bad --set, a driver already running) changes
-            # nothing. The driver reads them again under the lock taken next.
+            # nothing. The driver reads them again under the lock taken next, and so the
+            # warm start's observations.
             run.check_trials(cfg)
+            warm = warm_start.read(run, cfg)
             _check_num_trials(run, cfg, overrides)
             _check_backend(cfg, run.path, dry_run)
             lock = run.acquire_driver_lock()
@@ -199,9 +205,12 @@ def launch(
                 write_atomic(run.frozen, to_toml(cfg.document).encode())
         else:
             cfg = load_sweep(sweep, overrides)
+            # Resolved once, here, and kept in the run (warm_start.py): a bad path fails
+            # before anything is created, a dry run included.
+            warm = warm_start.resolve(cfg, warm_start_runs) if warm_start_runs else None
             out = out or _default_out(cfg)
             _check_backend(cfg, out, dry_run)
-            run = RunDir.create(out, cfg)
+            run = RunDir.create(out, cfg, warm.to_bytes() if warm is not None else None)
             lock = run.acquire_driver_lock()
     except ConfigError as exc:
         _fail(exc, typed)
@@ -209,6 +218,8 @@ def launch(
     again = f"kdsweep launch --resume {run.path}"
     _driving = (run.path, again)  # from here on, a signal's message says how to continue
     console.print(plain(f"run directory: {run.path}  ({cfg.num_trials} trials of {cfg.trainer}, {cfg.searcher}, ASHA {cfg.asha.variant}, backend {cfg.backend.kind})"))
+    for source in warm.sources if warm is not None else ():
+        console.print(plain(source.describe()))
     demo = sweep is None and resume is None
     # The demo writes the HTML page too: it is the quickest look at what a report shows.
     html = html or demo
@@ -576,12 +587,13 @@ def simulate(
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory to create (default: runs/<name>-sim-<UTC time>).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field by dotted path, as for launch (e.g. --set asha.reduction_factor=4). Repeatable.")] = None,
     format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    warm_start_runs: Annotated[Optional[list[Path]], typer.Option("--warm-start", help="Start the searcher from an earlier run's trials, as for launch. Repeatable.")] = None,
 ) -> None:
     """Run a sweep on a virtual clock: the real driver, ASHA and Parquet store with the
     synthetic trainer's curves (or, with --replay, a recorded run's), so hours of cluster
     time pass in seconds. The run directory is an ordinary one ('kdsweep report' reads it)."""
     from kdsweep.orchestrator import simulate as sim
-    from kdsweep.orchestrator import strict_json
+    from kdsweep.orchestrator import strict_json, warm_start
 
     # A replay defaults to the recorded run's backend.max_concurrent, a synthetic sweep to 30.
     overrides, typed = _overrides(set_, [("--workers", "backend.max_concurrent", workers if replay is not None else workers or 30)])
@@ -593,6 +605,8 @@ def simulate(
             issues.append(ConfigIssue("command line", "--workers", workers, "an integer >= 1"))
         if replay is not None and sweep is not None:
             issues.append(ConfigIssue("command line", "SWEEP", sweep, "no sweep file with --replay (the replayed run's own sweep is used)"))
+        if replay is not None and warm_start_runs:
+            issues.append(ConfigIssue("command line", warm_start.OPTION, ", ".join(map(str, warm_start_runs)), "not with --replay (a replay proposes the recorded run's own configurations)"))
         if issues:
             raise ConfigError(issues)
         if replay is not None:
@@ -602,6 +616,8 @@ def simulate(
             # Virtual epochs take settings.epoch_s; the real sleep that stands in for training
             # in a launched synthetic sweep would only slow the simulation down.
             simulation = sim.synthetic(load_sweep(sweep if sweep is not None else "synthetic", [*overrides, "settings.sleep_s=0"]))
+            if warm_start_runs:
+                simulation = dataclasses.replace(simulation, warm_start=warm_start.resolve(simulation.cfg, warm_start_runs))
             kind = "sim"
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         target = out or Path("runs") / f"{simulation.cfg.name}-{kind}-{stamp}"

@@ -143,6 +143,14 @@ class AshaConfig:
     #: Hyperband brackets (stop and promote): bracket s judges from rung s on; each trial
     #: draws its bracket from the sweep's seed (``schedulers/brackets.py``). 1: plain ASHA.
     brackets: int = 1
+    #: Stop (stop variant) or leave paused (promote) on where a trial's curve is going, not
+    #: where it is: its predicted value at max_epochs against the top 1/η there
+    #: (``schedulers/extrapolation.py``). One objective, one bracket.
+    extrapolate: bool = False
+    #: With ``extrapolate``: a trial goes on while its predicted chance of reaching the top
+    #: 1/η at max_epochs is at least this. Lower keeps more trials (0.05, Domhan et al.'s
+    #: threshold, trained more epochs than ASHA on the synthetic sweep), higher stops more.
+    extrapolate_chance: float = 0.3
     #: Evaluate (and write a report row) every this many epochs; rung epochs always evaluate.
     eval_every_epochs: int = 1
     #: Several objectives: at a rung trials are ranked by non-dominated sorting with the
@@ -809,6 +817,8 @@ def _check_asha(c: _Collector, a: AshaConfig, table: Mapping[str, Any]) -> AshaC
         c.add("asha.reduction_factor", a.reduction_factor, "an integer >= 2")
     if a.eval_every_epochs < 1:
         c.add("asha.eval_every_epochs", a.eval_every_epochs, "an integer >= 1")
+    if not 0 < a.extrapolate_chance < 1:
+        c.add("asha.extrapolate_chance", a.extrapolate_chance, "a number between 0 and 1 (exclusive)")
     if a.min_epochs >= 1 and a.min_epochs <= a.max_epochs and a.reduction_factor >= 2:
         rungs = len(rung_ladder(a.min_epochs, a.max_epochs, a.reduction_factor))
         if not 1 <= a.brackets <= rungs:
@@ -839,7 +849,7 @@ def _check_policy(c: _Collector, a: AshaConfig) -> AshaConfig:
     # Imported here: the schedulers' modules import this one's types.
     from kdsweep.orchestrator.schedulers import scheduler_class
 
-    for field, value, allowed in scheduler_class(a.variant).problems(a):
+    for field, value, allowed in scheduler_class(a).problems(a):
         c.add(f"asha.{field}", value, allowed)
     return a
 

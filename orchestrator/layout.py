@@ -5,6 +5,9 @@
     RUN_DIR/
       sweep.toml          frozen, normalised copy of the sweep (what every worker loads)
       run.json            config hash, creation time, kdsweep version
+      warm_start.json     the earlier runs' results the searcher starts from (``launch
+                          --warm-start``; warm_start.py), fixed when the run is created;
+                          absent for a cold start
       results/            the Parquet dataset (orchestrator/store.py): the source of truth
         .keys/<trial>/<event>   one claim (symbolic link) per keyed row
         .compact.lock     held (flock) while compacting
@@ -32,6 +35,7 @@ from pathlib import Path
 
 FROZEN = "sweep.toml"
 META = "run.json"
+WARM_START = "warm_start.json"
 RESULTS = "results"
 #: Under ``results/``: how a fragment's name starts (one append: ``part-<time>-<host>-<pid>-
 #: <uuid>.parquet``) and a compacted file's (``compact-<time>-<uuid>.parquet``); a name

@@ -26,9 +26,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from kdsweep.orchestrator import schedulers
+from kdsweep.orchestrator import schedulers, warm_start
 from kdsweep.orchestrator.config import SweepConfig
-from kdsweep.orchestrator.rundir import TrialRecord
+from kdsweep.orchestrator.rundir import RunDir, TrialRecord
 from kdsweep.orchestrator.search_options import TellStatus
 from kdsweep.orchestrator.schema import Event, Stage
 from kdsweep.orchestrator.store import Store
@@ -221,15 +221,22 @@ def job_source(
 ) -> JobSource:
     """The job source of the run in ``run_path``: ``plan`` (final-stage records) for
     ``kdsweep retrain``, else the sweep under its scheduler, its new trials from ``proposer``
-    (default: the sweep's searcher, which starts with the fixed points inside the space; the
-    driver runs those outside as references)."""
+    (default: the sweep's searcher, which starts with the fixed points inside the space —
+    the driver runs those outside as references — and, for a warm-started run, has been
+    told the observations in the run's ``warm_start.json`` before anything else: a fresh
+    driver and a resumed one feed it the same). ConfigError for an unreadable
+    ``warm_start.json`` (``warm_start.read``)."""
     if plan is not None:
         return FinalPlan(plan)
     if proposer is None:
         from kdsweep.orchestrator.search import Searcher  # optuna: only for a run that searches
 
         inside = [p for p in cfg.points_to_evaluate if in_space(cfg, p)]
-        proposer = Searcher(cfg.space, cfg.searcher, cfg.seed, cfg.asha.mode, points_to_evaluate=inside, options=cfg.searcher_options)
+        searcher = Searcher(cfg.space, cfg.searcher, cfg.seed, cfg.asha.mode, points_to_evaluate=inside, options=cfg.searcher_options)
+        warm = warm_start.read(RunDir(run_path), cfg)
+        for observation in warm.observations if warm is not None else ():
+            searcher.observe(observation.params, observation.value)
+        proposer = searcher
     return Search(cfg, run_path, proposer)
 
 

@@ -24,13 +24,13 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from kdsweep.orchestrator import analyses, headline, pareto, schedulers, significance, strict_json, tendencies
+from kdsweep.orchestrator import analyses, headline, pareto, schedulers, significance, strict_json, tendencies, warm_start
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.multiplicity import METHOD
 from kdsweep.orchestrator.ranking import rank_key
 from kdsweep.orchestrator.rundir import RunDir, TrialRecord, source_of, trial_order
 from kdsweep.orchestrator.safe_text import DataTable, plain
-from kdsweep.orchestrator.schema import ACCURACY, PARAM_PREFIX, TERMINAL_EVENTS, Event, Stage
+from kdsweep.orchestrator.schema import ACCURACY, PARAM_PREFIX, PREDICTED, PREDICTED_STD, TERMINAL_EVENTS, Event, Stage
 from kdsweep.orchestrator.store import Store
 from kdsweep.orchestrator.summary import (
     FIXED,
@@ -128,7 +128,11 @@ def summarize(run_dir: str) -> RunSummary:
     records = run.read_trials(Stage.SEARCH.value, cfg)
     rung_points = [store.rung_points(k, cfg.asha.metrics) for k in range(len(ladder))]
     state = _sweep_state(cfg, policy, trials + diverged, {tid for tid, _ in rejected}, records, rung_points)
-    return RunSummary(cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state, diverged, store.identity())
+    warm = warm_start.read(run, cfg)
+    return RunSummary(
+        cfg, trials, rungs, driver, skipped, teacher, rows, rejected, final, run.path, rung_values, state, diverged, store.identity(),
+        warm_start=warm.sources if warm is not None else (),
+    )  # fmt: skip
 
 
 def _sweep_state(
@@ -303,6 +307,8 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
         board.add_row(str(i), t.trial_id, fmt_value(t.value), str(t.epochs), t.status, t.origin, interval, versus.get(t.trial_id, "-"), *(fmt_value(t.params.get(n)) for n in names))
     console.print(board)
     significance.render(sig, console)
+    for source in summary.warm_start:
+        console.print(plain(source.describe()))
     if summary.teacher_val_acc is not None:
         console.print(f"teacher val_acc: {summary.teacher_val_acc:.4f} (the students' reference)")
     fixed = [(i, t) for i, t in enumerate(summary.trials, start=1) if t.origin == FIXED]
@@ -315,6 +321,9 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
     for r in summary.rungs:
         rungs.add_row(str(r.rung), str(r.epoch), str(r.reached), str(r.continued), str(r.stopped), str(r.paused), str(r.diverged), fmt_value(r.best))
     console.print(rungs)
+    line = predicted_stops_line(summary)
+    if line is not None:
+        console.print(plain(line))
     pareto.render(summary, console)
 
     tendencies.render(summary, found.tendencies, found.survivors, console)
@@ -339,6 +348,37 @@ def render_table(summary: RunSummary, console: Console, top: int = 10) -> None:
 
 #: Diverged trials a report names one by one; more are counted.
 MAX_DIVERGED_NAMED = 5
+#: Trials stopped on their predicted curves that the text report names; JSON lists all.
+MAX_PREDICTED_NAMED = 5
+
+
+def predicted_stops(summary: RunSummary) -> list[dict[str, Any]]:
+    """Each trial stopped or left paused at a rung where its report carries a prediction
+    (``[asha] extrapolate``), in trial order: the epoch, its value there, and what was
+    predicted for ``max_epochs`` (mean and sd), as the worker recorded it with the decision."""
+    ended = {t.trial_id for t in summary.trials if t.status in (Event.STOPPED.value, Event.PAUSED.value)}
+    last: dict[str, dict[str, Any]] = {}
+    for row in summary.rows:
+        if row["trial_id"] in ended and row["event"] == Event.REPORT.value:
+            last[row["trial_id"]] = row
+    return [
+        {"trial_id": tid, "epoch": int(r["epoch"]), summary.metric: r.get(summary.metric), "predicted": r[PREDICTED], "predicted_std": r.get(PREDICTED_STD), "at_epoch": summary.cfg.asha.max_epochs}
+        for tid, r in sorted(last.items(), key=lambda item: trial_order(item[0]))
+        if r.get(PREDICTED) is not None
+    ]
+
+
+def predicted_stops_line(summary: RunSummary) -> str | None:
+    """The text report's line on the trials stopped on their predicted curves, or None."""
+    stops = predicted_stops(summary)
+    if not stops:
+        return None
+    named = "; ".join(
+        f"{s['trial_id']} at epoch {s['epoch']}: {fmt_value(s[summary.metric])}, predicted {fmt_value(s['predicted'])} ± {fmt_value(s['predicted_std'])}"
+        for s in stops[:MAX_PREDICTED_NAMED]
+    )
+    more = f"; {len(stops) - MAX_PREDICTED_NAMED} more in report --format json" if len(stops) > MAX_PREDICTED_NAMED else ""
+    return f"stopped on their predicted {summary.metric} at epoch {summary.cfg.asha.max_epochs} (asha.extrapolate): {len(stops)} trials; {named}{more}"
 
 
 def diverged_line(summary: RunSummary) -> str | None:
@@ -401,6 +441,8 @@ def to_json(summary: RunSummary, top: int | None = None) -> str:
         "diverged": diverged_records(summary),
         "final": [dataclasses.asdict(f) for f in summary.final],
         "final_comparisons": [dataclasses.asdict(c) for c in found.comparisons],
+        "warm_start": [dataclasses.asdict(w) for w in summary.warm_start],
+        "predicted_stops": predicted_stops(summary),
     }
     sig = found.significance_top(top)
     doc["significance"] = significance.to_dict(sig)

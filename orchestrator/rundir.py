@@ -88,14 +88,17 @@ class RunDir:
         self.cache = self.path / layout.CACHE
         self.frozen = self.path / layout.FROZEN
         self.meta = self.path / layout.META
+        self.warm_start = self.path / layout.WARM_START
         self.lock = self.path / layout.DRIVER_LOCK
         self.report_html = self.path / layout.REPORT_HTML
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], cfg: SweepConfig) -> RunDir:
-        """Make a new run directory holding the frozen config. Refuses a non-empty directory
-        and a path that cannot be a directory or cannot be written (ConfigError naming
-        ``--out``); on any failure, nothing it created is left behind."""
+    def create(cls, path: str | os.PathLike[str], cfg: SweepConfig, warm_start: bytes | None = None) -> RunDir:
+        """Make a new run directory holding the frozen config and, for a warm start, the
+        observations its searcher starts from (``warm_start`` as ``warm_start.WarmStart.
+        to_bytes`` gives them). Refuses a non-empty directory and a path that cannot be a
+        directory or cannot be written (ConfigError naming ``--out``); on any failure,
+        nothing it created is left behind."""
         run = cls(path)
         # Before any file system call: exists() itself raises for a name that is too long.
         problem = path_problem(run.path, PATH_ROOM)
@@ -113,6 +116,10 @@ class RunDir:
         try:
             for d in (run.path, run.results, run.trials, run.checkpoints, run.cache):
                 d.mkdir(parents=True, exist_ok=True)
+            # Before the files that make it a run (``is_run``): a create killed half-way
+            # leaves no run that would start cold.
+            if warm_start is not None:
+                write_atomic(run.warm_start, warm_start)
             write_atomic(run.frozen, to_toml(cfg.document).encode())
             meta = {
                 "config_hash": cfg.config_hash,
@@ -127,7 +134,7 @@ class RunDir:
             else:
                 for d in (run.results, run.trials, run.checkpoints, run.cache):
                     shutil.rmtree(d, ignore_errors=True)
-                for f in (run.frozen, run.meta):
+                for f in (run.frozen, run.meta, run.warm_start):
                     f.unlink(missing_ok=True)
             if not isinstance(exc, OSError):
                 raise

@@ -99,6 +99,9 @@ LEADING_FIELDS: tuple[pa.Field, ...] = (
 #: classifying trainer reports (whatever the sweep ranks by, e.g. a combined score J).
 ACCURACY = "val_acc"
 
+#: The columns of a curve-aware scheduler's prediction (see ``TRAILING_FIELDS``).
+PREDICTED = "predicted"
+PREDICTED_STD = "predicted_std"
 #: Columns after metrics and parameters.
 TRAILING_FIELDS: tuple[pa.Field, ...] = (
     # How many validation examples ``val_acc`` was counted over (its binomial denominator).
@@ -109,6 +112,12 @@ TRAILING_FIELDS: tuple[pa.Field, ...] = (
     # report rows at rung milestones and at the end of a trial's budget only (the paired tests
     # compare trials there). Null elsewhere, for trainers without examples and in older runs.
     pa.field("val_correct", pa.binary()),
+    # A curve-aware scheduler's prediction of the trial's metric at max_epochs, made from its
+    # curve up to this report, and the prediction's standard deviation
+    # (``[asha] extrapolate``): on report rows at rung milestones below max_epochs, null
+    # elsewhere, without extrapolation and in fragments written before the columns existed.
+    pa.field("predicted", pa.float64()),
+    pa.field("predicted_std", pa.float64()),
     pa.field("wall_s", pa.float64()),
     pa.field("reported_at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("host", pa.string()),
@@ -122,11 +131,14 @@ TRAILING_FIELDS: tuple[pa.Field, ...] = (
     pa.field("config_hash", pa.string(), nullable=False),
 )
 
-#: Columns every fragment must carry; ``error``, ``node``, ``stage``, ``val_n`` and
-#: ``val_correct`` are optional (null when absent: ``stage`` came later, and a null one means
-#: "search"; the validation columns came later still).
+#: Columns every fragment must carry; ``error``, ``node``, ``stage``, ``val_n``,
+#: ``val_correct`` and the prediction's are optional (null when absent: ``stage`` came later,
+#: and a null one means "search"; the validation columns came later still, the predictions
+#: last).
 REQUIRED_COLUMNS: frozenset[str] = frozenset(
-    f.name for f in LEADING_FIELDS + TRAILING_FIELDS if f.name not in ("error", "node", "stage", "val_n", "val_correct")
+    f.name
+    for f in LEADING_FIELDS + TRAILING_FIELDS
+    if f.name not in ("error", "node", "stage", "val_n", "val_correct", PREDICTED, PREDICTED_STD)
 )
 
 

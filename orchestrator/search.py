@@ -44,10 +44,12 @@ Invariants the rest of kdsweep relies on:
 
 * An algorithm's record of a trial is the encoding of the parameters the driver was given
   (choice → index, for ``gp`` a numeric choice → its value's rank in numeric order;
-  everything else → number), whether the trial was searched, a fixed point or replayed from
-  the store. Its state is thus a function of (params, what was told: status, value,
-  constraint values) per trial, in proposal order, so a searcher rebuilt by ``replay`` sees
-  exactly what the original saw. What an Optuna study is given for a trial that has no
+  everything else → number), whether the trial was searched, a fixed point, replayed from
+  the store or an earlier run's result taken as an observation (``observe``: a warm start,
+  recorded before any trial). Its state is thus a function of (params, what was told:
+  status, value, constraint values) per trial, observations first, then trials in proposal
+  order, so a searcher rebuilt from the same observations by ``replay`` sees exactly what
+  the original saw. What an Optuna study is given for a trial that has no
   value of its own (diverged, infeasible: the worst loss told so far) is computed from that
   record at each proposal, never stored, so it is the same after a replay.
 * Proposals are plain Python scalars of the parameter's declared type (``ParamSpec.arrow_type``),
@@ -635,6 +637,29 @@ class Searcher:
         self._add(trial_id, normalised)
         if told is not None:
             self._record(trial_id, told)
+
+    def observe(self, params: Mapping[str, Any], value: float) -> None:
+        """Take a result this run did not produce: a trial of an earlier run with ``params``
+        that reached ``value`` of the sweep's metric (``mode`` as this searcher's) — a warm
+        start (``orchestrator/warm_start.py``). ValueError when ``params`` is not a point of
+        the space, ``value`` is not finite, or a trial has been asked or replayed already.
+
+        Only before the first trial, so that observations come first in every algorithm's
+        record wherever the searcher is built (Optuna numbers trials in that order, and
+        ``GenerationalNSGAII`` counts generations by it). It draws no seed and takes no trial
+        id: the run's own trials get the seeds, ids and fixed points a cold run gives them,
+        and ``replay`` stays aligned with the original. An observation is recorded as a trial
+        told ok: it counts toward ``n_startup_trials`` (``tpe``, ``gp``: fed enough of them,
+        the first searched proposal is already a model's), is a COMPLETE trial of Optuna's
+        study (``gp``; in ``ga`` a member of the first generations, so a child's parents can
+        be observations), and random search reads none of it.
+        """
+        if self._handles:
+            raise ValueError("observations come before the searcher's first trial (ask or replay)")
+        if not math.isfinite(value):
+            raise ValueError(f"an observation needs a finite value, got {value!r}")
+        normalised = self._normalise_params(params)
+        self.algorithm.record(self.algorithm.add(normalised), self._told_as(value, "ok", None))
 
     def pending(self) -> list[str]:
         """Ids of trials asked or replayed but not told, in the order they were created."""

@@ -39,8 +39,9 @@ from kdsweep.orchestrator.replay import CENSORED, RecordedRun, ReplayProposer
 from kdsweep.orchestrator.rundir import RunDir
 from kdsweep.orchestrator.safe_text import plain
 from kdsweep.orchestrator.schema import Event
+from kdsweep.orchestrator.warm_start import WarmStart
 from kdsweep.orchestrator.worker import TrialSpec, trial_seed
-from kdsweep.trainers.base import TrainerFactory
+from kdsweep.trainers.base import TrainerFactory, TrialContext, trainer_spec
 
 #: The top-level keys ``--set`` may change in a replay: how the sweep is run, not what is
 #: trained (the curves are the recorded run's).
@@ -58,6 +59,8 @@ class Simulation:
     make_trainer: TrainerFactory | None = None
     #: The replayed run, or None for a synthetic sweep.
     recorded: RecordedRun | None = None
+    #: The earlier runs' observations its searcher starts from (``--warm-start``), or None.
+    warm_start: WarmStart | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +98,24 @@ def synthetic(cfg: SweepConfig) -> Simulation:
     if cfg.trainer != "synthetic":
         raise ConfigError([ConfigIssue(cfg.source, "trainer", cfg.trainer, "'synthetic': simulate draws the synthetic trainer's learning curves (or replay a run with --replay)")])
     return Simulation(cfg, synthetic_epoch_seconds(cfg))
+
+
+def synthetic_full_values(run: str | Path) -> dict[str, float]:
+    """Each trial of a synthetic run and its value of the sweep's metric at ``max_epochs``
+    without early stopping: its trainer's evaluation there (closed-form curve, the trial's
+    own noise draw, the value a run that trained it to the end records). What a policy's
+    choice is measured against (its regret)."""
+    rd = RunDir(run)
+    cfg = rd.load_config()
+    spec = trainer_spec(cfg.trainer)
+    top = cfg.asha.max_epochs
+    values = {}
+    for tid, record in rd.read_trials("search", cfg).items():
+        ctx = TrialContext(tid, trial_seed(cfg.seed, tid), 0, rd.path, rd.path / "cache", "cpu", None, top)
+        trainer = spec.build(record.params, cfg.settings, ctx)
+        trainer.load_state_dict({"epoch": top})
+        values[tid] = float(trainer.evaluate()[cfg.asha.metric])
+    return values
 
 
 def synthetic_epoch_seconds(cfg: SweepConfig) -> Callable[[TrialSpec, int], float]:
@@ -143,7 +164,7 @@ def simulate(sim: Simulation, out: Path, workers: int) -> SimulationResult:
     real_start = time.perf_counter()
     set_durable(False)
     try:
-        run = RunDir.create(out, cfg)
+        run = RunDir.create(out, cfg, sim.warm_start.to_bytes() if sim.warm_start is not None else None)
         lock = run.acquire_driver_lock()
         start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         vclock = VirtualClock(start)

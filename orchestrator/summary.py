@@ -18,6 +18,7 @@ from typing import Any
 from kdsweep.orchestrator.config import SweepConfig
 from kdsweep.orchestrator.rundir import trial_order
 from kdsweep.orchestrator.schema import Event
+from kdsweep.orchestrator.warm_start import WarmSource
 
 #: Origin of the fixed trials (``points_to_evaluate``, e.g. a research baseline).
 FIXED = "fixed"
@@ -130,6 +131,9 @@ class RunSummary:
     #: ``Store.identity`` of the results ``rows`` were read from (None for a summary built by
     #: hand): the cached statistics' digest uses it instead of every row.
     results_identity: str | None = None
+    #: The earlier runs the search started from (``launch --warm-start``), in the order given;
+    #: empty for a cold start.
+    warm_start: tuple[WarmSource, ...] = ()
     #: What a reading module derived from this summary, kept for the next reader of the same
     #: summary under that module's key (``analyses.of``: its statistics, computed or read from
     #: the run's cache once). Not part of what was read: never compared or shown, and a copy

@@ -345,18 +345,15 @@ class _Attempt:
 
         A report that another process recorded first (an attempt of a driver that was killed
         without its workers) is not written again; that process took the rung decision."""
-        if not self._append(Event.REPORT, epoch, rung):
-            return self._recorded_end()
-        if self._should_stop(epoch, rung):
-            return self._finish(Event.STOPPED, epoch, rung)
-        return None
-
-    def _should_stop(self, epoch: int, rung: int) -> bool:
-        if rung == NOT_AT_RUNG or epoch >= self.order.budget_epochs:
-            return False
+        decides = rung != NOT_AT_RUNG and epoch < self.order.budget_epochs
         # One objective or several, the same question: the point is a tuple over asha.metrics.
         point = tuple(float(self.metrics.get(m, math.nan)) for m in self.cfg.asha.metrics)
-        return self.scheduler.on_result(self.store, self.spec.trial_id, rung, point) is Decision.STOP
+        extra = self.scheduler.rung_columns(self.store, self.spec.trial_id, rung, point) if decides else {}
+        if not self._append(Event.REPORT, epoch, rung, extra=extra):
+            return self._recorded_end()
+        if decides and self.scheduler.on_result(self.store, self.spec.trial_id, rung, point) is Decision.STOP:
+            return self._finish(Event.STOPPED, epoch, rung)
+        return None
 
     def _value(self) -> float:
         value = self.metrics.get(self.cfg.asha.metric, math.nan)
@@ -369,11 +366,11 @@ class _Attempt:
     def _wall(self) -> float:
         return self.wall_before + (self.clock.seconds() - self.started)
 
-    def _append(self, event: Event, epoch: int, rung: int, error: str | None = None) -> bool:
-        """Record one row; False when that row (same trial, event, epoch) was recorded by
-        another process already (see ``row_key``)."""
+    def _append(self, event: Event, epoch: int, rung: int, error: str | None = None, extra: Mapping[str, float] | None = None) -> bool:
+        """Record one row, with the scheduler's ``extra`` columns; False when that row (same
+        trial, event, epoch) was recorded by another process already (see ``row_key``)."""
         key = row_key(self.spec.trial_id, event.value, epoch)
-        return self.store.append([self._row(event, epoch, rung, error)], key=key) is not None
+        return self.store.append([{**self._row(event, epoch, rung, error), **(extra or {})}], key=key) is not None
 
     def _recorded_end(self) -> TrialOutcome | None:
         return recorded_end(self.cfg, self.store, self.spec)

@@ -47,6 +47,11 @@ SCHEDULERS: Mapping[str, str] = {
     "promote": "kdsweep.orchestrator.schedulers.asha_promote:AshaPromote",
     "pasha": "kdsweep.orchestrator.schedulers.pasha:Pasha",
 }
+#: ``[asha] variant`` -> its curve-aware policy, run with ``[asha] extrapolate = true``.
+EXTRAPOLATING: Mapping[str, str] = {
+    "stop": "kdsweep.orchestrator.schedulers.extrapolation:ExtrapolatingStop",
+    "promote": "kdsweep.orchestrator.schedulers.extrapolation:ExtrapolatingPromote",
+}
 
 
 class Scheduler(Protocol):
@@ -66,6 +71,13 @@ class Scheduler(Protocol):
 
     def target(self, until_epoch: int | None) -> int:
         """The epoch a trial whose record says ``until_epoch`` trains up to."""
+        ...
+
+    def rung_columns(self, store: Store, trial_id: str, rung: int, point: tuple[float, ...]) -> dict[str, float]:
+        """Columns to record on ``trial_id``'s report of ``point`` at rung ``rung`` (a
+        milestone below ``max_epochs``), asked by the worker before it appends the report
+        (the trial's earlier reports are in ``store``): what the policy will decide from,
+        such as a prediction (``schema.PREDICTED``). Most policies record nothing."""
         ...
 
     def on_result(self, store: Store, trial_id: str, rung: int, point: tuple[float, ...]) -> Decision:
@@ -99,18 +111,21 @@ class Scheduler(Protocol):
         ...
 
 
-def scheduler_class(variant: str) -> Any:
-    """The class of the policy named ``variant`` (:data:`SCHEDULERS`). Besides building a
-    policy from a sweep's ``[asha]``, it answers ``problems(asha)``: (field of ``[asha]``,
-    value, what is allowed) for each setting the policy cannot run with."""
-    module, _, name = SCHEDULERS[variant].partition(":")
+def scheduler_class(asha: AshaConfig) -> Any:
+    """The class of the policy ``asha`` names: its ``variant`` (:data:`SCHEDULERS`), or the
+    variant's curve-aware policy with ``extrapolate`` (:data:`EXTRAPOLATING`; a variant
+    without one says so in its ``problems``). Besides building a policy from a sweep's
+    ``[asha]``, it answers ``problems(asha)``: (field of ``[asha]``, value, what is allowed)
+    for each setting the policy cannot run with."""
+    table = EXTRAPOLATING if asha.extrapolate and asha.variant in EXTRAPOLATING else SCHEDULERS
+    module, _, name = table[asha.variant].partition(":")
     return getattr(importlib.import_module(module), name)
 
 
 def scheduler_of(asha: AshaConfig, seed: int) -> Scheduler:
-    """The policy of ``[asha] variant`` (:data:`SCHEDULERS`), built for ``asha`` in a sweep
+    """The policy ``asha`` names (:func:`scheduler_class`), built for ``asha`` in a sweep
     whose seed is ``seed`` (a policy's own draws, such as a trial's bracket, derive from it)."""
-    policy: Scheduler = scheduler_class(asha.variant)(asha, seed)
+    policy: Scheduler = scheduler_class(asha)(asha, seed)
     return policy
 
 

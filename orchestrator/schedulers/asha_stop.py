@@ -41,6 +41,9 @@ class AshaStop:
     def target(self, until_epoch: int | None) -> int:
         return self.config.max_epochs  # a stop-variant trial trains on until stopped
 
+    def rung_columns(self, store: Store, trial_id: str, rung: int, point: tuple[float, ...]) -> dict[str, float]:
+        return {}  # ASHA decides from the rung values alone
+
     def on_result(self, store: Store, trial_id: str, rung: int, point: tuple[float, ...]) -> Decision:
         return self.decide(store.rung_points(rung, self.config.metrics), trial_id, rung, point)
 

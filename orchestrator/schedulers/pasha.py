@@ -203,6 +203,8 @@ class Pasha(AshaPromote):
         out: list[tuple[str, object, str]] = []
         if config.brackets != 1:
             out.append(("brackets", config.brackets, "1 for asha.variant = \"pasha\" (brackets run with the stop and promote variants)"))
+        if config.extrapolate:
+            out.append(("extrapolate", True, 'false for asha.variant = "pasha" (extrapolate runs with the stop and promote variants)'))
         if config.multi_objective:
             out.append(("variant", "pasha", 'one objective (PASHA ranks by one metric); use "promote" or "stop" with asha.objectives'))
         levels = rungs_below_max(asha.rung_ladder(config.min_epochs, config.max_epochs, config.reduction_factor), config.max_epochs)
