@@ -1,5 +1,6 @@
-"""Which early-stopping policy for my sweep? ASHA stop, promote, Hyperband brackets and PASHA
-on the simulator, side by side on the same proposals.
+"""Which early-stopping policy for my sweep? ASHA stop, promote, Hyperband brackets, PASHA and
+the curve-aware stop and promote (``extrapolate``) on the simulator, side by side on the same
+proposals.
 
 What is compared
     Each policy runs ``kdsweep simulate`` on the same work: random search (its proposals do
@@ -22,8 +23,8 @@ Scenarios
     the no-stopping values are the recorded ones.
 
 Run: ``python benchmarks/scheduler_comparison.py [--scenario synthetic] [--replay RUN]
-[--record-digits DIR] [--trials N] [--workers W]``. Prints one row per policy and a Markdown
-table for the README.
+[--record-digits DIR] [--trials N] [--workers W] [--policies NAME ...]``. Prints one row per
+policy and a Markdown table for the README.
 """
 
 from __future__ import annotations
@@ -81,11 +82,11 @@ def recorded_full_values(run: Path) -> dict[str, float]:
     return {r["trial_id"]: float(r[cfg.asha.metric]) for r in rows if r["event"] == "report" and r["epoch"] == cfg.asha.max_epochs}
 
 
-def compare(base: Sequence[str], full_values: Any, out: Path) -> list[dict[str, Any]]:
-    """Run every policy with ``base`` arguments (``simulate`` after the subcommand) into
-    ``out``; return one result row per policy."""
+def compare(base: Sequence[str], full_values: Any, out: Path, policies: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """Run each of ``policies`` with ``base`` arguments (``simulate`` after the subcommand)
+    into ``out``; return one result row per policy."""
     rows = []
-    for name, overrides in POLICIES.items():
+    for name, overrides in policies.items():
         run = out / name.replace(" ", "_").replace(",", "")
         result = _kdsweep("simulate", *base, "--out", str(run), "--format", "json", *_sets(overrides))
         full = full_values(run)
@@ -104,8 +105,8 @@ def compare(base: Sequence[str], full_values: Any, out: Path) -> list[dict[str, 
 
 
 def table(title: str, rows: Sequence[Mapping[str, Any]]) -> str:
-    base = next(r for r in rows if r["policy"] == "ASHA promote")
-    lines = [f"**{title}**", "", "| policy | epochs trained | vs. promote | wall time | regret (val_acc) |", "|---|---:|---:|---:|---:|"]
+    base = next((r for r in rows if r["policy"] == "ASHA promote"), rows[0])
+    lines = [f"**{title}**", "", f"| policy | epochs trained | vs. {base['policy']} | wall time | regret (val_acc) |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['policy']} | {r['epochs']:,} ({100 * r['epochs'] / r['of']:.1f}%) | {r['epochs'] / base['epochs']:.2f}× | {r['wall_h']:.2f} h | {r['regret']:.4f} |")
     return "\n".join(lines)
@@ -130,13 +131,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1500)
     parser.add_argument("--workers", type=int, default=30)
     parser.add_argument("--out-root", type=Path, default=None)
+    parser.add_argument("--policies", nargs="+", choices=list(POLICIES), default=list(POLICIES), metavar="POLICY", help=f"a subset of: {', '.join(POLICIES)}")
     args = parser.parse_args()
+    policies = {name: POLICIES[name] for name in args.policies}
     root = args.out_root or Path(tempfile.mkdtemp(prefix="kdsweep-schedulers-"))
     tables = []
     if args.scenario == "synthetic":
         print(f"synthetic, seed 004's scale: {args.trials} trials, {args.workers} workers, {' '.join(SEED004)}")
         base = ["synthetic", "--workers", str(args.workers), *_sets([*SEED004, f"num_trials={args.trials}"])]
-        rows = compare(base, synthetic_full_values, root / "synthetic")
+        rows = compare(base, synthetic_full_values, root / "synthetic", policies)
         tables.append(table(f"Synthetic trainer, {args.trials} trials × {args.workers} workers, epochs 1..200, η = 2", rows))
     replay = record_digits(args.record_digits) if args.record_digits else args.replay
     if replay is not None:
@@ -144,7 +147,7 @@ def main() -> None:
         print(f"replay of {replay}: {cfg.num_trials} trials, epochs 1..{cfg.asha.max_epochs}")
         # η = 2: PASHA needs three rungs below max_epochs, and 1..9 at η = 3 has two (1, 3).
         base = ["--replay", str(replay), "--set", "asha.min_epochs=1", "--set", f"asha.reduction_factor={REPLAY_ETA}"]
-        rows = compare(base, lambda _run: recorded_full_values(replay), root / "replay")
+        rows = compare(base, lambda _run: recorded_full_values(replay), root / "replay", policies)
         tables.append(table(f"Replay of {replay.name}: {cfg.num_trials} trials, epochs 1..{cfg.asha.max_epochs}, η = {REPLAY_ETA}", rows))
     print("\n\n".join(tables))
 

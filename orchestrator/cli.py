@@ -659,7 +659,7 @@ def teacher_train(
     except ConfigError as exc:
         _fail(exc, typed)
     for info in spec.prepare_teachers(cfg.settings, cfg.data, trial_device(cfg)):
-        console.print(plain(f"teacher {info['name']}: val_acc {info['val_acc']:.4f}, test_acc {info['test_acc']:.4f} ({info['path']})"))
+        console.print(plain(f"teacher {info['name']}: val_acc {info['val_acc']:.4f}, test_acc {info['test_acc']:.4f} ({info['path']})"), soft_wrap=True)
 
 
 @teacher_app.command("list")

@@ -144,13 +144,14 @@ class AshaConfig:
     #: draws its bracket from the sweep's seed (``schedulers/brackets.py``). 1: plain ASHA.
     brackets: int = 1
     #: Stop (stop variant) or leave paused (promote) on where a trial's curve is going, not
-    #: where it is: its predicted value at max_epochs against the top 1/η there
+    #: where it is: its predicted value at the top rung against the top 1/η there
     #: (``schedulers/extrapolation.py``). One objective, one bracket.
     extrapolate: bool = False
     #: With ``extrapolate``: a trial goes on while its predicted chance of reaching the top
-    #: 1/η at max_epochs is at least this. Lower keeps more trials (0.05, Domhan et al.'s
-    #: threshold, trained more epochs than ASHA on the synthetic sweep), higher stops more.
-    extrapolate_chance: float = 0.3
+    #: 1/η at the top rung is at least this. At 0.5, while its predicted value reaches the
+    #: cut; lower lets an unsure prediction keep a trial going, which cost epochs wherever it
+    #: was measured (README, "Extrapolate"); higher stops more.
+    extrapolate_chance: float = 0.5
     #: Evaluate (and write a report row) every this many epochs; rung epochs always evaluate.
     eval_every_epochs: int = 1
     #: Several objectives: at a rung trials are ranked by non-dominated sorting with the

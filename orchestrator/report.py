@@ -355,14 +355,14 @@ MAX_PREDICTED_NAMED = 5
 def predicted_stops(summary: RunSummary) -> list[dict[str, Any]]:
     """Each trial stopped or left paused at a rung where its report carries a prediction
     (``[asha] extrapolate``), in trial order: the epoch, its value there, and what was
-    predicted for ``max_epochs`` (mean and sd), as the worker recorded it with the decision."""
+    predicted for the top rung (mean and sd), as the worker recorded it with the decision."""
     ended = {t.trial_id for t in summary.trials if t.status in (Event.STOPPED.value, Event.PAUSED.value)}
     last: dict[str, dict[str, Any]] = {}
     for row in summary.rows:
         if row["trial_id"] in ended and row["event"] == Event.REPORT.value:
             last[row["trial_id"]] = row
     return [
-        {"trial_id": tid, "epoch": int(r["epoch"]), summary.metric: r.get(summary.metric), "predicted": r[PREDICTED], "predicted_std": r.get(PREDICTED_STD), "at_epoch": summary.cfg.asha.max_epochs}
+        {"trial_id": tid, "epoch": int(r["epoch"]), summary.metric: r.get(summary.metric), "predicted": r[PREDICTED], "predicted_std": r.get(PREDICTED_STD), "at_epoch": summary.rungs[-1].epoch}
         for tid, r in sorted(last.items(), key=lambda item: trial_order(item[0]))
         if r.get(PREDICTED) is not None
     ]
@@ -378,7 +378,7 @@ def predicted_stops_line(summary: RunSummary) -> str | None:
         for s in stops[:MAX_PREDICTED_NAMED]
     )
     more = f"; {len(stops) - MAX_PREDICTED_NAMED} more in report --format json" if len(stops) > MAX_PREDICTED_NAMED else ""
-    return f"stopped on their predicted {summary.metric} at epoch {summary.cfg.asha.max_epochs} (asha.extrapolate): {len(stops)} trials; {named}{more}"
+    return f"stopped on their predicted {summary.metric} at epoch {summary.rungs[-1].epoch} (asha.extrapolate): {len(stops)} trials; {named}{more}"
 
 
 def diverged_line(summary: RunSummary) -> str | None:

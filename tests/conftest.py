@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +86,32 @@ def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+#: Test modules that start the project's clusters (the SLURM test cluster, local Ray
+#: instances); tests of other modules whose names mention them do too.
+_CLUSTER_MODULES = frozenset({
+    "tests/orchestrator/backends/test_slurm.py", "tests/orchestrator/backends/test_ray.py",
+    "tests/orchestrator/test_sweep_slurm.py", "tests/orchestrator/test_sweep_ray.py",
+    "tests/orchestrator/test_slurm_nodes.py", "tests/benchmarks/test_gpu_check.py",
+})  # fmt: skip
+#: Held by the test that drives a cluster, across pytest-xdist's workers.
+_CLUSTER_LOCK = Path(tempfile.gettempdir()) / "kdsweep-cluster-tests.lock"
+
+
+@pytest.fixture(autouse=True)
+def _one_cluster_test_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under pytest-xdist (the README's test command runs two workers), a test that drives a
+    cluster holds an exclusive lock while it runs: the SLURM test cluster is one shared
+    machine (a test sets a node down, another counts the jobs running at once), and two Ray
+    instances at once would only fight for the same two cores. (xdist's ``loadgroup`` would
+    say this with a marker, but 3.8 does not group under pytest 9, whose node ids it can no
+    longer rewrite.)"""
+    item = request.node
+    module = Path(str(item.fspath)).relative_to(item.config.rootpath).as_posix()
+    if module not in _CLUSTER_MODULES and not any(word in item.name for word in ("ray", "slurm")):
+        yield
+        return
+    with open(_CLUSTER_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -1,23 +1,24 @@
 """ASHA on where a trial's curve is going, not where it is: ``[asha] extrapolate = true``.
 
-At each rung milestone below ``max_epochs`` the worker predicts the trial's value at
-``max_epochs`` from its curve so far (``curves.predict``: a small ensemble of Domhan et al.'s
-parametric families) and records the prediction on its report row (``schema.PREDICTED``,
-``PREDICTED_STD``, in the metric's own units). A trial goes on — the stop variant does not
-stop it, the promote variant may promote it — while
+At each rung milestone below the top one the worker predicts the trial's value at the top
+rung (``max_epochs`` when the ladder reaches it; the last milestone below it otherwise, the
+last point any trial is judged at) from its curve so far (``curves.predict``: a small
+ensemble of Domhan et al.'s parametric families) and records the prediction on its report
+row (``schema.PREDICTED``, ``PREDICTED_STD``, in the metric's own units). A trial goes on —
+the stop variant does not stop it, the promote variant may promote it — while
 
-    P(its value at max_epochs ≥ cut) ≥ asha.extrapolate_chance
+    P(its value at the top rung ≥ cut) ≥ asha.extrapolate_chance
 
 where ``cut`` is the higher of two top-1/η cutoffs (``asha.cutoff``, Ray Tune's quantile):
 
-* among the rung's other trials, each by its value at ``max_epochs``: the recorded one for a
+* among the rung's other trials, each by its value at the top rung: the recorded one for a
   trial that got there, else its prediction at this rung;
-* once η trials have reached ``max_epochs``, among the values recorded there.
+* once η trials have reached the top rung, among the values recorded there.
 
 So a trial below ASHA's cut whose curve still rises towards the top goes on, and one above it
 whose curve has flattened below what finished trials reached stops. The second cutoff is what
 saves epochs over ASHA: the first alone keeps about 1/η of a rung, as ASHA does. A curve of
-fewer than ``curves.MIN_POINTS`` reports (rung 0 with ``min_epochs`` below 3, or
+fewer than ``curves.MIN_POINTS`` reports (rung 0 with ``min_epochs`` below 4, or
 ``eval_every_epochs`` thinning it) has no prediction, and ASHA's own rule decides there.
 
 Decisions read the predictions from the store and never recompute them, so a resumed driver,
@@ -48,7 +49,7 @@ class Rule:
     def __init__(self, config: AshaConfig) -> None:
         self.metric = config.metric
         self.sign = 1.0 if config.mode == "max" else -1.0
-        self.horizon = config.max_epochs
+        self.horizon = asha.rung_ladder(config.min_epochs, config.max_epochs, config.reduction_factor)[-1]
         self.eta = config.reduction_factor
         self.chance = config.extrapolate_chance
 
@@ -64,7 +65,7 @@ class Rule:
     def goes_on(self, trial_id: str, prediction: Prediction, rung: Mapping[str, float], predicted: Mapping[str, float], finals: Mapping[str, float]) -> bool:
         """Whether ``trial_id``, whose signed ``prediction`` was made at a rung where the
         trials recorded the signed values ``rung`` and predictions ``predicted``, goes on;
-        ``finals``: the signed values recorded at ``max_epochs``. Pure."""
+        ``finals``: the signed values recorded at the top rung. Pure."""
         population = [finals.get(t, predicted.get(t, v)) for t, v in rung.items() if t != trial_id]
         cuts = [asha.cutoff(population, self.eta)]
         if len(finals) >= self.eta:

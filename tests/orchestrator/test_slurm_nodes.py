@@ -27,6 +27,11 @@ from tests.orchestrator.test_sweep_slurm import ON_SLURM, assert_each_attempt_su
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
 
+def gres_of(sinfo_gres: str) -> list[str]:
+    """One unit of each GRES kind sinfo lists (``gpu:1,shard:4`` -> gpu:1, shard:1)."""
+    return [f"{item.split(':')[0]}:1" for item in sinfo_gres.split(",") if ":" in item]
+
+
 def cluster_nodes() -> dict[str, str]:
     """Node name -> its GRES as sinfo shows it (``gpu:1,shard:4``)."""
     out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N|%G"], capture_output=True, text=True, timeout=30, check=True).stdout
@@ -44,6 +49,14 @@ def two_nodes() -> list[str]:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(why)
     pytest.skip(why)
+
+
+def accepts(node: str, gres: str) -> bool:
+    """Whether slurmctld would run a one-CPU job asking for ``gres`` on ``node`` now
+    (``sbatch --test-only``): a node set down and resumed answers "idle" before its GRES are
+    usable again."""
+    done = subprocess.run(["sbatch", "--test-only", "-w", node, f"--gres={gres}", "--mem=100M", "--wrap", "true"], capture_output=True, text=True, timeout=30)
+    return done.returncode == 0
 
 
 def node_state(node: str) -> str:
@@ -83,6 +96,8 @@ def test_a_node_lost_mid_sweep_requeues_its_trials_onto_the_other(two_nodes: lis
         if victim is not None:
             subprocess.run(["scontrol", "update", f"nodename={victim}", "state=resume"], check=False)
             wait_until(lambda: node_state(victim) in ("idle", "mix", "alloc"), 60, f"node {victim} back")
+            back = victim
+            wait_until(lambda: all(accepts(back, g) for g in gres_of(cluster_nodes()[back])), 60, f"node {victim}'s GPU usable")
     assert driver.returncode == 0, err
     all_rows = rows(run)
     assert Counter(r["trial_id"] for r in all_rows if r["event"] in TERMINAL_EVENTS) == Counter({f"t{i:04d}": 1 for i in range(4)})
