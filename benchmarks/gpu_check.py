@@ -331,8 +331,9 @@ class SweepTiming:
 
 
 def run_sweep(overrides: Sequence[str], out: Path, epoch_images: int) -> SweepTiming:
-    """The packed sweep under ``overrides`` in the new run directory ``out``, driven here on
-    the Ray instance this process holds; its timing read back from the results store."""
+    """The packed sweep under ``overrides`` in the new run directory ``out``, driven here
+    through its backend (Ray: the instance this process holds; SLURM: the cluster ``sinfo``
+    answers for); its timing read back from the results store."""
     from kdsweep.orchestrator.backends import backend_spec, make_backend
     from kdsweep.orchestrator.config import load_sweep
     from kdsweep.orchestrator.driver import Driver
@@ -372,10 +373,15 @@ def run_sweep(overrides: Sequence[str], out: Path, epoch_images: int) -> SweepTi
 def nvidia_smi(*query: str) -> list[str]:
     """``nvidia-smi --query-gpu=...`` for the GPU this process computes on (CUDA device 0:
     the first entry of ``CUDA_VISIBLE_DEVICES``, else 0), one output line per sample; []
-    where there is no ``nvidia-smi``."""
+    where there is no ``nvidia-smi`` or it fails (a driver that does not match its tools):
+    the figures go on without it."""
     if shutil.which("nvidia-smi") is None:
         return []
-    return subprocess.run(["nvidia-smi", f"--id={gpu_index()}", *query], capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+    try:
+        done = subprocess.run(["nvidia-smi", f"--id={gpu_index()}", *query], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return done.stdout.splitlines()
 
 
 def gpu_index() -> str:

@@ -149,8 +149,8 @@ class AshaConfig:
     extrapolate: bool = False
     #: With ``extrapolate``: a trial goes on while its predicted chance of reaching the top
     #: 1/η at the top rung is at least this. At 0.5, while its predicted value reaches the
-    #: cut; lower lets an unsure prediction keep a trial going, which cost epochs wherever it
-    #: was measured (README, "Extrapolate"); higher stops more.
+    #: cut; lower lets an unsure prediction keep a trial going, which cost epochs over ASHA
+    #: where there are many rungs (README, "Extrapolate"); higher stops more.
     extrapolate_chance: float = 0.5
     #: Evaluate (and write a report row) every this many epochs; rung epochs always evaluate.
     eval_every_epochs: int = 1

@@ -112,10 +112,11 @@ TRAILING_FIELDS: tuple[pa.Field, ...] = (
     # report rows at rung milestones and at the end of a trial's budget only (the paired tests
     # compare trials there). Null elsewhere, for trainers without examples and in older runs.
     pa.field("val_correct", pa.binary()),
-    # A curve-aware scheduler's prediction of the trial's metric at max_epochs, made from its
-    # curve up to this report, and the prediction's standard deviation
-    # (``[asha] extrapolate``): on report rows at rung milestones below max_epochs, null
-    # elsewhere, without extrapolation and in fragments written before the columns existed.
+    # A curve-aware scheduler's prediction of the trial's metric at the top rung
+    # (max_epochs when the ladder reaches it), made from its curve up to this report, and the
+    # prediction's standard deviation (``[asha] extrapolate``): on report rows at rung
+    # milestones below the top one, null elsewhere, without extrapolation and in fragments
+    # written before the columns existed.
     pa.field("predicted", pa.float64()),
     pa.field("predicted_std", pa.float64()),
     pa.field("wall_s", pa.float64()),

@@ -110,15 +110,19 @@ class LocalBackend:
 
     def submit(self, spec: TrialSpec) -> None:
         for i, slot in enumerate(self._workers):
+            if slot is not None and slot.spec is not None:
+                # Busy, even if its process has died since the last wait: that death is its
+                # attempt's end, which only wait reports. (Replacing the slot here lost the
+                # attempt, and the driver waited for it forever.)
+                continue
             if slot is None or not slot.proc.is_alive():
                 if slot is not None:
                     slot.kill()
                 slot = self._workers[i] = _Slot(self._ctx)
-            if slot.spec is None:
-                slot.spec = spec
-                slot.since = time.monotonic()
-                slot.conn.send(spec)
-                return
+            slot.spec = spec
+            slot.since = time.monotonic()
+            slot.conn.send(spec)
+            return
         raise RuntimeError(f"all {self.slots} local slots are busy; the driver must wait first")
 
     def busy(self) -> int:

@@ -105,9 +105,12 @@ class Scheduler(Protocol):
         """What :meth:`observe` has learned, as JSON data (None: nothing to keep)."""
         ...
 
-    def restore(self, store: Store, state: Mapping[str, Any]) -> None:
-        """Take back a :meth:`state` saved by an earlier driver of this run (the results it
-        folded are in ``store``)."""
+    def restore(self, store: Store, state: Mapping[str, Any] | None) -> None:
+        """Take back what an earlier driver of this run left: the :meth:`state` it saved
+        (None when it saved none; the results it folded are in ``store``) and what the
+        policy decides from that is in ``store`` (a curve-aware policy's recorded
+        predictions). Asked once, when a driver or a report builds the run's policy
+        (:func:`load`)."""
         ...
 
 
@@ -133,8 +136,7 @@ def load(asha: AshaConfig, seed: int, run_path: str | os.PathLike[str], store: S
     """The policy of a run, with the state its last driver saved (:func:`save`), if any."""
     policy = scheduler_of(asha, seed)
     path = Path(run_path) / layout.SCHEDULER_STATE
-    if path.exists():
-        policy.restore(store, json.loads(read_bytes(path)))
+    policy.restore(store, json.loads(read_bytes(path)) if path.exists() else None)
     return policy
 
 

@@ -68,5 +68,5 @@ class AshaStop:
     def state(self) -> dict[str, Any] | None:
         return None
 
-    def restore(self, store: Store, state: Mapping[str, Any]) -> None:
+    def restore(self, store: Store, state: Mapping[str, Any] | None) -> None:
         return None

@@ -29,7 +29,7 @@ a replay and the report see the numbers the worker acted on. One objective, one 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kdsweep.orchestrator import asha
 from kdsweep.orchestrator.asha import Decision, RungValue
@@ -56,6 +56,8 @@ class Rule:
     def columns(self, store: Store, trial_id: str, epoch: int, value: float) -> dict[str, float]:
         """The prediction to record on ``trial_id``'s report of ``value`` at ``epoch`` (its
         earlier reports are in ``store``); empty for a curve too short to extrapolate."""
+        if epoch >= self.horizon:
+            return {}  # the top rung itself: nothing left to predict, ASHA's rule decides
         curve = [(e, v) for e, v in store.curve(trial_id, self.metric) if e < epoch] + [(epoch, value)]
         prediction = predict([(e, self.sign * v) for e, v in curve], self.horizon)
         if prediction is None:
@@ -73,66 +75,65 @@ class Rule:
         known = [c for c in cuts if c is not None]
         return not known or prediction.chance_above(max(known)) >= self.chance
 
-    def read(self, store: Store, rung: int) -> tuple[dict[str, float], dict[str, Prediction]]:
-        """The signed values and predictions the trials recorded at ``rung``."""
-        means = store.rung_values(rung, PREDICTED)
+    def values(self, store: Store, rung: int) -> dict[str, float]:
+        """The signed values the trials recorded at ``rung``."""
+        return {t: self.sign * v for t, v in store.rung_values(rung, self.metric).items()}
+
+    def predictions(self, store: Store, rung: int) -> dict[str, Prediction]:
+        """The signed predictions the trials recorded at ``rung``."""
         stds = store.rung_values(rung, PREDICTED_STD)
-        values = {t: self.sign * v for t, v in store.rung_values(rung, self.metric).items()}
-        return values, {t: Prediction(self.sign * m, stds.get(t, 0.0)) for t, m in means.items()}
+        return {t: Prediction(self.sign * m, stds.get(t, 0.0)) for t, m in store.rung_values(rung, PREDICTED).items()}
 
 
-def _problems(config: AshaConfig) -> list[tuple[str, object, str]]:
-    out: list[tuple[str, object, str]] = []
-    if config.multi_objective:
-        out.append(("extrapolate", True, "false with several asha.objectives (a prediction is of one metric)"))
-    if config.brackets != 1:
-        out.append(("brackets", config.brackets, "1 with asha.extrapolate = true"))
-    return out
+class _Extrapolating:
+    """What both curve-aware variants share: the rule, what they refuse, what they record."""
 
+    ladder: tuple[int, ...]
 
-class ExtrapolatingStop(AshaStop):
-    """The ``stop`` variant deciding on predicted curves (module docstring)."""
+    def __init__(self, config: AshaConfig, seed: int) -> None:
+        super().__init__(config, seed)  # type: ignore[call-arg]  # the ASHA variant's, next in the MRO
+        self.rule = Rule(config)
 
     @classmethod
     def problems(cls, config: AshaConfig) -> list[tuple[str, object, str]]:
-        return _problems(config)
-
-    def __init__(self, config: AshaConfig, seed: int) -> None:
-        super().__init__(config, seed)
-        self.rule = Rule(config)
+        out: list[tuple[str, object, str]] = []
+        if config.multi_objective:
+            out.append(("extrapolate", True, "false with several asha.objectives (a prediction is of one metric)"))
+        if config.brackets != 1:
+            out.append(("brackets", config.brackets, "1 with asha.extrapolate = true"))
+        return out
 
     def rung_columns(self, store: Store, trial_id: str, rung: int, point: tuple[float, ...]) -> dict[str, float]:
         return self.rule.columns(store, trial_id, self.ladder[rung], point[0])
 
+
+class ExtrapolatingStop(_Extrapolating, AshaStop):
+    """The ``stop`` variant deciding on predicted curves (module docstring)."""
+
     def on_result(self, store: Store, trial_id: str, rung: int, point: tuple[float, ...]) -> Decision:
-        values, predictions = self.rule.read(store, rung)
+        predictions = self.rule.predictions(store, rung)
         mine = predictions.get(trial_id)
         if mine is None:
             return super().on_result(store, trial_id, rung, point)
-        top = self.rule.read(store, len(self.ladder) - 1)[0]
-        means = {t: p.mean for t, p in predictions.items()}
-        return Decision.CONTINUE if self.rule.goes_on(trial_id, mine, values, means, top) else Decision.STOP
+        predicted = {t: p.mean for t, p in predictions.items()}
+        top = self.rule.values(store, len(self.ladder) - 1)
+        return Decision.CONTINUE if self.rule.goes_on(trial_id, mine, self.rule.values(store, rung), predicted, top) else Decision.STOP
 
 
-class ExtrapolatingPromote(AshaPromote):
+class ExtrapolatingPromote(_Extrapolating, AshaPromote):
     """The ``promote`` variant promoting on predicted curves (module docstring): at a rung
     with predictions, the paused trial with the highest predicted value among those that go
     on, once the rung holds η trials; at a rung without, ASHA's top 1/η."""
 
-    @classmethod
-    def problems(cls, config: AshaConfig) -> list[tuple[str, object, str]]:
-        return _problems(config)
-
     def __init__(self, config: AshaConfig, seed: int) -> None:
         super().__init__(config, seed)
-        self.rule = Rule(config)
         self.predictions: list[dict[str, Prediction]] = [{} for _ in self.ladder]
 
-    def rung_columns(self, store: Store, trial_id: str, rung: int, point: tuple[float, ...]) -> dict[str, float]:
-        return self.rule.columns(store, trial_id, self.ladder[rung], point[0])
-
     def observe(self, store: Store, progress: Mapping[str, int]) -> None:
-        self.predictions = [self.rule.read(store, k)[1] for k in range(len(self.ladder))]
+        self.predictions = [self.rule.predictions(store, k) for k in range(len(self.ladder))]
+
+    def restore(self, store: Store, state: Mapping[str, Any] | None) -> None:
+        self.observe(store, {})  # the predictions recorded so far: the report decides from them too
 
     def next_job(
         self, rungs: Sequence[Mapping[str, RungValue]], promoted: Sequence[Set[str]], busy: Set[str]
@@ -140,11 +141,10 @@ class ExtrapolatingPromote(AshaPromote):
         a = self.config
         signed = [{t: self.rule.sign * _scalar(v) for t, v in values.items()} for values in rungs]
         for k in range(len(rungs) - 2, -1, -1):
-            predictions = self.predictions[k] if k < len(self.predictions) else {}
-            if not predictions:
+            if not self.predictions[k]:
                 chosen = asha.promotable(rungs[k], promoted[k], a.reduction_factor, a.modes, busy)
             else:
-                chosen = self._best(signed[k], predictions, signed[-1], promoted[k], busy)
+                chosen = self._best(signed[k], self.predictions[k], signed[-1], promoted[k], busy)
             if chosen is not None:
                 return chosen, self.ladder[k + 1]
         return None

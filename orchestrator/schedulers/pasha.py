@@ -242,9 +242,11 @@ class Pasha(AshaPromote):
         b = self.budget
         return {"top": b.top, "full": b.full, "epsilon": b.epsilon, "folded": dict(self.folded)}
 
-    def restore(self, store: Store, state: Mapping[str, Any]) -> None:
+    def restore(self, store: Store, state: Mapping[str, Any] | None) -> None:
         """The budget as saved, over the reports it had folded (``folded``), read back from
-        the store without ticking again."""
+        the store without ticking again; without a saved state, the budget of a fresh run."""
+        if state is None:
+            return
         self.folded = {str(t): int(e) for t, e in state["folded"].items()}
         self.budget = Budget(self.budget.levels, self.budget.sign)
         for trial_id, reports in self._reports(store, {tid: (0, e) for tid, e in self.folded.items()}).items():

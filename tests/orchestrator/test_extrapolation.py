@@ -181,9 +181,14 @@ def test_a_simulated_sweep_records_its_predictions_and_stops_where_its_numbers_s
 @pytest.mark.slow
 def test_promote_with_extrapolate_promotes_on_predictions_and_keeps_the_winner(tmp_path: Path) -> None:
     """100 random proposals, promote variant: trials paused at 9 epochs carry predictions,
-    and the choice is within 0.01 of the best of a no-stopping run of the same proposals."""
+    the choice is within 0.01 of the best of a no-stopping run of the same proposals, and the
+    report, deciding from the same predictions, finds the sweep finished."""
     result, run = _simulated(tmp_path, "promote", 100)
     full = synthetic_full_values(run)
     assert result.best_trial is not None and max(full.values()) - full[result.best_trial] <= 0.01
     paused = [r for r in Store(run).rows() if r["event"] == "report" and r["epoch"] == 9]
     assert paused and all(r[PREDICTED] is not None for r in paused)
+    # The report decides what is left as the driver did, from the recorded predictions: the
+    # simulated sweep ended, so nothing is promotable.
+    state = report.summarize(str(run)).state
+    assert state is not None and state.finished and not state.promotable, state
